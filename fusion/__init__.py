@@ -1,0 +1,1 @@
+"""Fusion models trained on cached features."""

@@ -1,0 +1,1 @@
+"""Frozen-backbone feature extraction into a sharded Zarr cache."""

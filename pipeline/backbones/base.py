@@ -1,0 +1,101 @@
+"""The adapter contract every frozen backbone follows, and the registry of named variants.
+
+An adapter takes uint8 frames `[B, T, H, W, 3]` on its device and returns `[B, tokens, dim]` features.
+Preprocessing constants (input size, mean, std) live in the variant's BackboneSpec, beside its registration.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from pipeline.errors import UserError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    name: str
+    kind: str  # "semantic" (image model, one patch map per clip) or "motion" (video model, per-segment)
+    model: str  # architecture / hub id for provenance
+    input_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    dim: int
+    tokens: int
+    layer: str
+    arch: dict[str, Any] = field(default_factory=dict)  # constructor arguments of the architecture
+
+    def describe(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out.update(mean=list(self.mean), std=list(self.std))
+        return out
+
+
+class FrozenBackbone(nn.Module):
+    """Frozen, eval-mode, inference-only; subclasses implement `features` on normalised float input."""
+
+    def __init__(self, spec: BackboneSpec):
+        super().__init__()
+        self.spec = spec
+        self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1), persistent=False)
+
+    @property
+    def dim(self) -> int:
+        return self.spec.dim
+
+    def freeze(self) -> "FrozenBackbone":
+        self.eval()
+        for parameter in self.parameters():
+            parameter.requires_grad_(False)
+        return self
+
+    def normalise(self, frames: torch.Tensor) -> torch.Tensor:
+        """frames: [B, T, H, W, 3] uint8 -> [B*T, 3, S, S] float, resized on the device when H != S."""
+        x = rearrange(frames, "b t h w c -> (b t) c h w").float().div_(255.0)
+        size = self.spec.input_size
+        if x.shape[-2:] != (size, size):
+            x = nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        return (x - self.mean) / self.std
+
+    @torch.inference_mode()
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        """frames: [B, T, H, W, 3] uint8 -> [B, tokens, dim]."""
+        return self.features(self.normalise(frames), frames.shape[0])
+
+    def features(self, x: torch.Tensor, batch: int) -> torch.Tensor:
+        raise NotImplementedError
+
+
+Factory = Callable[[BackboneSpec, str | None, bool, int], FrozenBackbone]
+# Specialises a variant's spec to a tapped layer and a frame count: (spec, layer, frames) -> spec.
+Adapt = Callable[[BackboneSpec, str | None, int], BackboneSpec]
+REGISTRY: dict[str, tuple[BackboneSpec, Factory, Adapt | None]] = {}
+
+
+def register(spec: BackboneSpec, factory: Factory, adapt: Adapt | None = None) -> None:
+    REGISTRY[spec.name] = (spec, factory, adapt)
+
+
+def names(kind: str) -> list[str]:
+    return [name for name, (spec, _, _) in REGISTRY.items() if spec.kind == kind]
+
+
+def get_spec(name: str, kind: str, layer: str | None = None, frames: int = 1) -> BackboneSpec:
+    """The spec of a registered variant, with the output shape for the tapped `layer` and `frames` input frames."""
+    if name not in REGISTRY or REGISTRY[name][0].kind != kind:
+        raise UserError(f"unknown {kind} backbone '{name}' (expected one of {', '.join(names(kind))})")
+    spec, _, adapt = REGISTRY[name]
+    return adapt(spec, layer, frames) if adapt else spec
+
+
+def build_backbone(spec: BackboneSpec, weights: str | None, random_init: bool, seed: int) -> FrozenBackbone:
+    """Build a registered variant: real weights from `weights`, or seeded random weights if `random_init`."""
+    return REGISTRY[spec.name][1](spec, weights, random_init, seed).freeze()

@@ -1,0 +1,112 @@
+"""Create or reopen a cache directory (one Zarr v3 group per dataset split) and check it fits the run.
+
+Creation is atomic: the skeleton (arrays, clip ids, labels, attrs) is built in a temporary sibling directory
+and renamed into place, so concurrent array jobs agree on one cache and a loser simply opens the winner's.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec
+
+from pipeline.datasets.base import ClipList
+from pipeline.errors import UserError
+
+SCHEMA_VERSION = 1
+FEATURES = ("semantic", "motion")
+# Attributes that must be identical for a run to add to an existing cache.
+IDENTITY_KEYS = ("schema_version", "dataset", "split", "num_clips", "shard_size", "manifest_sha256", "backbones")
+
+
+def manifest_sha256(clips: ClipList) -> str:
+    digest = hashlib.sha256()
+    for clip in clips.clips:
+        digest.update(f"{clip.clip_id}\t{clip.source}\t{clip.start}\t{clip.stop}\n".encode())
+    return digest.hexdigest()
+
+
+def num_shards(num_clips: int, shard_size: int) -> int:
+    return -(-num_clips // shard_size)
+
+
+def shard_rows(shard: int, shard_size: int, num_clips: int) -> tuple[int, int]:
+    return shard * shard_size, min((shard + 1) * shard_size, num_clips)
+
+
+def done_shards(done: np.ndarray, shard_size: int) -> list[int]:
+    """Shards whose every row is done, given the whole `done` column."""
+    return [j for j in range(num_shards(len(done), shard_size)) if done[slice(*shard_rows(j, shard_size, len(done)))].all()]
+
+
+def _compressor() -> BloscCodec:
+    return BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
+
+
+def _build(path: Path, clips: ClipList, shard_size: int, shapes: dict[str, tuple[int, int]], attrs: dict[str, Any]) -> None:
+    n = len(clips)
+    root = zarr.open_group(str(path), mode="w", zarr_format=3)
+    for name, (tokens, dim) in shapes.items():
+        # Failed clips keep NaN rows: a consumer that ignores the failure list fails loudly, not silently.
+        root.create_array(name, shape=(n, tokens, dim), chunks=(1, tokens, dim), shards=(shard_size, tokens, dim),
+                          dtype="float16", fill_value=np.nan, compressors=_compressor())
+    root.create_array("clip_id", shape=(n,), dtype=str)[:] = np.array([c.clip_id for c in clips.clips], dtype=str)
+    for field in clips.label_fields:
+        root.create_array(field, shape=(n,), dtype="int32", fill_value=-1)[:] = np.array(
+            [c.labels.get(field, -1) for c in clips.clips], dtype=np.int32)
+    root.create_array("done", shape=(n,), chunks=(shard_size,), dtype="bool", fill_value=False)
+    root.create_group("failures")  # a member group, so Zarr does not warn about an unknown folder
+    root.attrs.update(attrs)
+
+
+def open_or_create(path: str | Path, clips: ClipList, shard_size: int, shapes: dict[str, tuple[int, int]],
+                   attrs: dict[str, Any]) -> zarr.Group:
+    """The cache group at `path`, created from `clips` if absent; refused if it was made by a different run."""
+    path = Path(path)
+    attrs = {"schema_version": SCHEMA_VERSION, "num_clips": len(clips), "shard_size": shard_size,
+             "manifest_sha256": manifest_sha256(clips), **attrs}
+    if not (path / "zarr.json").exists():
+        if path.exists() and any(path.iterdir()):
+            raise UserError(f"cache {path} exists and is not empty, but is not a gasm-cast cache (no zarr.json)")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+        _build(staging, clips, shard_size, shapes, attrs)
+        try:
+            if path.exists():
+                path.rmdir()
+            os.rename(staging, path)
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)  # another job created it first: use theirs
+    group = zarr.open_group(str(path), mode="r+", zarr_format=3)
+    check_identity(path, dict(group.attrs), attrs)
+    return group
+
+
+def check_identity(path: Path, found: dict[str, Any], wanted: dict[str, Any]) -> None:
+    for key in IDENTITY_KEYS:
+        if found.get(key) != wanted.get(key):
+            raise UserError(
+                f"cache {path} was made by a different run: '{key}' is {_short(found.get(key))} there but "
+                f"{_short(wanted.get(key))} now. Use a new --cache path, or re-run with the settings that made it."
+            )
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) < 200 else text[:200] + "..."
+
+
+def open_cache(path: str | Path, mode: str = "r") -> zarr.Group:
+    path = Path(path)
+    if not (path / "zarr.json").is_file():
+        raise UserError(f"{path} is not a gasm-cast cache (no zarr.json); make one with `cli extract`")
+    group = zarr.open_group(str(path), mode=mode, zarr_format=3)
+    if group.attrs.get("schema_version") != SCHEMA_VERSION:
+        raise UserError(f"cache {path} has schema_version {group.attrs.get('schema_version')!r}, expected {SCHEMA_VERSION}")
+    return group

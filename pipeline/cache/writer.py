@@ -1,0 +1,57 @@
+"""Shard-aligned writes into the cache: features first, then the shard's failure list, then `done` last.
+
+A job only ever writes whole shards it owns, so no two writers touch one Zarr shard file, and a job killed
+mid-shard leaves `done` false there: the restart redoes that shard whole.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from pipeline.cache.layout import FEATURES, done_shards, shard_rows
+
+
+def failures_file(cache: Path, shard: int) -> Path:
+    return Path(cache) / "failures" / f"shard-{shard:06d}.jsonl"
+
+
+class ShardWriter:
+    def __init__(self, path: str | Path, group: zarr.Group):
+        self.path = Path(path)
+        self.group = group
+        self.shard_size = int(group.attrs["shard_size"])
+        self.num_clips = int(group.attrs["num_clips"])
+
+    def rows(self, shard: int) -> tuple[int, int]:
+        return shard_rows(shard, self.shard_size, self.num_clips)
+
+    def done_shards(self) -> set[int]:
+        return set(done_shards(self.group["done"][:], self.shard_size))
+
+    def write(self, shard: int, features: dict[str, np.ndarray], failures: list[dict[str, Any]]) -> None:
+        """features: name -> [rows of the shard, tokens, dim] (NaN rows for failed clips)."""
+        lo, hi = self.rows(shard)
+        for name in FEATURES:
+            if features[name].shape[0] != hi - lo:
+                raise ValueError(f"shard {shard}: {name} has {features[name].shape[0]} rows, expected {hi - lo}")
+            self.group[name][lo:hi] = features[name].astype(np.float16, copy=False)
+        target = failures_file(self.path, shard)
+        if failures:
+            staging = target.with_suffix(".tmp")
+            staging.write_text("".join(json.dumps(record) + "\n" for record in failures))
+            os.replace(staging, target)
+        elif target.exists():
+            target.unlink()  # a redone shard that now succeeds must not keep its old failures
+        self.group["done"][lo:hi] = True
+
+
+def read_failures(cache: str | Path) -> list[dict[str, Any]]:
+    records = []
+    for file in sorted((Path(cache) / "failures").glob("shard-*.jsonl")):
+        records.extend(json.loads(line) for line in file.read_text().splitlines() if line.strip())
+    return records

@@ -1,0 +1,29 @@
+"""Dataset readers by name: each turns a data root and split into an ordered ClipList."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from pipeline.datasets.base import Clip, ClipList
+from pipeline.datasets.epic100 import read_epic100
+from pipeline.datasets.manifest import read_manifest
+from pipeline.datasets.ssv2 import read_ssv2
+from pipeline.errors import UserError
+
+READERS: dict[str, Callable[[str | Path, str], ClipList]] = {
+    "ssv2": read_ssv2,
+    "epic100": read_epic100,
+    "manifest": read_manifest,
+}
+
+
+def read_dataset(name: str, root: str | Path, split: str, limit: int | None = None) -> ClipList:
+    if name not in READERS:
+        raise UserError(f"unknown dataset '{name}' (expected one of {', '.join(READERS)})")
+    clips = READERS[name](root, split)
+    if limit is not None:
+        clips.clips = clips.clips[:limit]
+    return clips
+
+
+__all__ = ["Clip", "ClipList", "READERS", "read_dataset"]

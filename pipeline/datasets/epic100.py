@@ -1,0 +1,95 @@
+"""EPIC-KITCHENS-100 action segments in the official layout.
+
+Annotations (`EPIC_100_{train,validation}.csv`, `EPIC_100_test_timestamps.csv`, verb and noun class csvs) are
+found in the data root, `annotations/` or `epic-kitchens-100-annotations/`. Pixels come from the official
+re-encoded frames `P01/rgb_frames/P01_01/frame_%010d.jpg` when present: `start_frame`/`stop_frame` index these
+(1-based, 50 or 60 fps). Otherwise from `P01/videos/P01_01.MP4`, whose native rate (59.94, 50, 29.97, ... fps)
+differs from the frames' rate, so the segment is cut by `start_timestamp`/`stop_timestamp` in seconds, which
+hold for both.
+"""
+from __future__ import annotations
+
+import csv
+from functools import lru_cache
+from pathlib import Path
+
+from pipeline.datasets.base import Clip, ClipList
+from pipeline.errors import UserError
+
+ANNOTATION_DIRS = ("", "annotations", "epic-kitchens-100-annotations")
+SPLIT_FILES = {
+    "train": "EPIC_100_train.csv",
+    "validation": "EPIC_100_validation.csv",
+    "test": "EPIC_100_test_timestamps.csv",
+}
+FRAME_TEMPLATE = "frame_{:010d}.jpg"
+REQUIRED = ("narration_id", "participant_id", "video_id", "start_timestamp", "stop_timestamp", "start_frame", "stop_frame")
+
+
+def _find(root: Path, name: str) -> Path:
+    for sub in ANNOTATION_DIRS:
+        if (root / sub / name).is_file():
+            return root / sub / name
+    raise UserError(f"EPIC-100: {name} not found under {root} (looked in {', '.join(d or '.' for d in ANNOTATION_DIRS)})")
+
+
+def _read_csv(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in required if c not in (reader.fieldnames or [])]
+        if missing:
+            raise UserError(f"{path}: missing column(s) {', '.join(missing)} (header: {reader.fieldnames})")
+        return list(reader)
+
+
+def read_class_names(root: Path, kind: str) -> list[str]:
+    path = _find(root, f"EPIC_100_{kind}_classes.csv")
+    rows = _read_csv(path, ("id", "key"))
+    names = [""] * len(rows)
+    for row in rows:
+        try:
+            names[int(row["id"])] = row["key"]
+        except (ValueError, IndexError):
+            raise UserError(f"{path}: id {row['id']!r} is not in 0..{len(rows) - 1}") from None
+    return names
+
+
+def parse_timestamp(text: str) -> float:
+    """'HH:MM:SS.ff' -> seconds."""
+    try:
+        hours, minutes, seconds = text.split(":")
+        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    except ValueError:
+        raise ValueError(f"timestamp {text!r} is not HH:MM:SS.ff") from None
+
+
+def read_epic100(root: str | Path, split: str) -> ClipList:
+    root = Path(root)
+    if split not in SPLIT_FILES:
+        raise UserError(f"EPIC-100: unknown split '{split}' (expected one of {', '.join(SPLIT_FILES)})")
+    if not root.is_dir():
+        raise UserError(f"EPIC-100: data root {root} is not a directory")
+    labelled = split != "test"
+    path = _find(root, SPLIT_FILES[split])
+    rows = _read_csv(path, REQUIRED + (("verb_class", "noun_class") if labelled else ()))
+
+    @lru_cache(maxsize=None)
+    def frames_dir(participant: str, video: str) -> Path | None:
+        candidate = root / participant / "rgb_frames" / video
+        return candidate if candidate.is_dir() else None
+
+    clips = []
+    for line, row in enumerate(rows, start=2):
+        try:
+            labels = {"verb": int(row["verb_class"]), "noun": int(row["noun_class"])} if labelled else {"verb": -1, "noun": -1}
+            frames = frames_dir(row["participant_id"], row["video_id"])
+            if frames is not None:
+                clip = Clip(row["narration_id"], str(frames), labels, int(row["start_frame"]), int(row["stop_frame"]), FRAME_TEMPLATE)
+            else:
+                video = root / row["participant_id"] / "videos" / f"{row['video_id']}.MP4"
+                clip = Clip(row["narration_id"], str(video), labels, parse_timestamp(row["start_timestamp"]), parse_timestamp(row["stop_timestamp"]))
+        except ValueError as exc:
+            raise UserError(f"{path}: line {line}: {exc}") from None
+        clips.append(clip)
+    names = {"verb": read_class_names(root, "verb"), "noun": read_class_names(root, "noun")}
+    return ClipList("epic100", split, clips, ("verb", "noun"), names)

@@ -1,0 +1,1 @@
+"""Video decoding, frame sampling and the DataLoader-side clip dataset."""

@@ -1,0 +1,85 @@
+"""The DataLoader side of extraction: one item per clip, decoded in worker processes under a deadline."""
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from pipeline.datasets.base import Clip
+from pipeline.extract_config import SamplingConfig
+from pipeline.video.decode import ClipDecodeError, count_frames, read_positions
+from pipeline.video.sampling import semantic_positions, uniform_indices
+
+
+class DecodeTimeout(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Raise DecodeTimeout after `seconds` (SIGALRM; only where signals can be delivered: a main thread)."""
+    if seconds <= 0 or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _expired(signum: int, frame: Any) -> None:
+        raise DecodeTimeout(f"decode took longer than {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, _expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def read_clip(clip: Clip, sampling: SamplingConfig, size: int) -> dict[str, np.ndarray]:
+    """-> {"semantic": [Fs, size, size, 3], "motion": [Fm, size, size, 3]} uint8."""
+    available = count_frames(clip)
+    motion_pos = uniform_indices(available, sampling.motion_frames)
+    semantic_pos = semantic_positions(available, sampling.semantic_frames, sampling.semantic_reduce)
+    frames = read_positions(clip, np.concatenate([motion_pos, semantic_pos]), size)
+    return {
+        "semantic": np.stack([frames[int(p)] for p in semantic_pos]),
+        "motion": np.stack([frames[int(p)] for p in motion_pos]),
+    }
+
+
+class ClipFrames(Dataset):
+    """Item `row` -> {"row", "semantic", "motion"} tensors, or {"row", "stage", "error"} for a bad clip."""
+
+    def __init__(self, clips: list[Clip], sampling: SamplingConfig, size: int, timeout: float):
+        self.clips, self.sampling, self.size, self.timeout = clips, sampling, size, timeout
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, row: int) -> dict[str, Any]:
+        clip = self.clips[row]
+        try:
+            with deadline(self.timeout):
+                frames = read_clip(clip, self.sampling, self.size)
+        except ClipDecodeError as exc:
+            return {"row": row, "stage": exc.stage, "error": str(exc)}
+        except DecodeTimeout as exc:
+            return {"row": row, "stage": "timeout", "error": str(exc)}
+        except Exception as exc:  # noqa: BLE001 - any library failure on one clip must not stop the job
+            return {"row": row, "stage": "decode", "error": f"{type(exc).__name__}: {exc}"}
+        return {"row": row, **{k: torch.from_numpy(v) for k, v in frames.items()}}
+
+
+def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack the good clips (semantic: [B, Fs, S, S, 3], motion: [B, Fm, S, S, 3]); list the failures."""
+    good = [item for item in items if "error" not in item]
+    return {
+        "rows": [item["row"] for item in good],
+        "semantic": torch.stack([item["semantic"] for item in good]) if good else None,
+        "motion": torch.stack([item["motion"] for item in good]) if good else None,
+        "failures": [{"row": i["row"], "stage": i["stage"], "error": i["error"]} for i in items if "error" in i],
+    }

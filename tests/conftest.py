@@ -1,0 +1,47 @@
+"""Shared test fixtures: tiny backbones, small synthetic datasets, and the optional real-data folder."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from pipeline.extract_config import ExtractConfig
+
+
+def tiny_config(**run: object) -> ExtractConfig:
+    """2-layer 64-wide DINOv3 (same token layout) + 1/8-width I3D, random init, small shards."""
+    cfg = ExtractConfig()
+    cfg.backbones.semantic, cfg.backbones.motion, cfg.backbones.random_init = "dinov3_tiny", "i3d_tiny", True
+    cfg.run.batch_size, cfg.run.workers, cfg.run.shard_size, cfg.run.device = 2, 0, 2, "cpu"
+    for key, value in run.items():
+        setattr(cfg.run, key, value)
+    return cfg
+
+
+@pytest.fixture
+def tiny() -> ExtractConfig:
+    return tiny_config()
+
+
+@pytest.fixture(scope="session")
+def ssv2_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from pipeline.synth.ssv2 import make_ssv2
+
+    return make_ssv2(tmp_path_factory.mktemp("ssv2"), train=12, validation=6, test=2, seed=1)
+
+
+@pytest.fixture(scope="session")
+def epic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from pipeline.synth.epic100 import make_epic100
+
+    return make_epic100(tmp_path_factory.mktemp("epic"), train=6, validation=5, seed=2)
+
+
+@pytest.fixture(scope="session")
+def real_fixtures() -> Path:
+    """The shared folder of real public data; tests using it skip where REAL_FIXTURES is unset."""
+    folder = os.environ.get("REAL_FIXTURES")
+    if not folder or not Path(folder).is_dir():
+        pytest.skip("REAL_FIXTURES is not set to the folder of real test data")
+    return Path(folder)

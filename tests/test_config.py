@@ -1,0 +1,48 @@
+import pytest
+
+from pipeline.cli_support import extraction_config
+from pipeline.config_loading import apply_overrides, load_yaml_overrides
+from pipeline.errors import UserError
+from pipeline.extract_config import ExtractConfig
+
+
+def test_overrides_change_only_what_they_name():
+    cfg = apply_overrides(ExtractConfig(), {"run": {"batch_size": 3}, "sampling": {"semantic_reduce": "center"}})
+    assert cfg.run.batch_size == 3 and cfg.sampling.semantic_reduce == "center"
+    assert cfg.run.workers == ExtractConfig().run.workers
+
+
+def test_unknown_key_is_an_error_naming_the_key():
+    with pytest.raises(UserError, match="unknown config key 'batchsize'"):
+        apply_overrides(ExtractConfig(), {"run": {"batchsize": 3}})
+    with pytest.raises(UserError, match="unknown config key 'runs'"):
+        apply_overrides(ExtractConfig(), {"runs": {}})
+
+
+def test_wrong_type_is_an_error():
+    with pytest.raises(UserError, match=r"config.run.batch_size: expected int"):
+        apply_overrides(ExtractConfig(), {"run": {"batch_size": "eight"}})
+
+
+def test_yaml_then_command_line(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("run:\n  batch_size: 4\n  workers: 1\nbackbones:\n  semantic: dinov3_tiny\n")
+    cfg = extraction_config(path, {"batch_size": 16, "workers": None})
+    assert (cfg.run.batch_size, cfg.run.workers, cfg.backbones.semantic) == (16, 1, "dinov3_tiny")
+
+
+def test_bad_yaml_files(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        load_yaml_overrides(tmp_path / "missing.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(UserError, match="mapping"):
+        load_yaml_overrides(tmp_path / "list.yaml")
+
+
+def test_shipped_configs_load():
+    from pathlib import Path
+
+    configs = sorted(Path(__file__).parents[1].glob("configs/extract*.yaml"))
+    assert configs, "configs/ should ship extraction presets"
+    for path in configs:
+        extraction_config(path, {})

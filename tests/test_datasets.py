@@ -1,0 +1,129 @@
+import json
+import shutil
+
+import pytest
+
+from pipeline.datasets import read_dataset
+from pipeline.errors import UserError
+
+
+def test_synthetic_ssv2_labels_follow_templates(ssv2_root):
+    clips = read_dataset("ssv2", ssv2_root, "train")
+    names = json.loads((ssv2_root / "labels.json").read_text())
+    entries = json.loads((ssv2_root / "train.json").read_text())
+    assert len(clips) == len(entries) == 12
+    for clip, entry in zip(clips.clips, entries):
+        assert clip.clip_id == entry["id"]
+        assert clip.labels["label"] == int(names[entry["template"].replace("[", "").replace("]", "")])
+        assert clip.source.endswith(f"videos/{entry['id']}.webm")
+    assert [c.labels["label"] for c in read_dataset("ssv2", ssv2_root, "test").clips] == [-1, -1]
+
+
+def test_ssv2_alternative_names_and_folders(tmp_path, ssv2_root):
+    (tmp_path / "annotations").mkdir()
+    shutil.copy(ssv2_root / "labels.json", tmp_path / "annotations" / "something-something-v2-labels.json")
+    shutil.copy(ssv2_root / "validation.json", tmp_path / "annotations" / "something-something-v2-validation.json")
+    clip_id = json.loads((ssv2_root / "validation.json").read_text())[0]["id"]
+    (tmp_path / f"{clip_id}.webm").write_bytes(b"x")
+    clips = read_dataset("ssv2", tmp_path, "validation")
+    assert clips.clips[0].source == str(tmp_path / f"{clip_id}.webm")
+
+
+def test_ssv2_malformed_annotations(tmp_path, ssv2_root):
+    shutil.copy(ssv2_root / "labels.json", tmp_path / "labels.json")
+    (tmp_path / "train.json").write_text(json.dumps([{"id": "1", "template": "Juggling [something]"}]))
+    with pytest.raises(UserError, match=r"train.json: entry 0 \(id 1\) has template 'Juggling something' not in labels.json"):
+        read_dataset("ssv2", tmp_path, "train")
+    (tmp_path / "train.json").write_text("{not json")
+    with pytest.raises(UserError, match="train.json: not valid JSON"):
+        read_dataset("ssv2", tmp_path, "train")
+    with pytest.raises(UserError, match="no validation.json found"):
+        read_dataset("ssv2", tmp_path, "validation")
+    with pytest.raises(UserError, match="unknown split"):
+        read_dataset("ssv2", tmp_path, "val")
+
+
+def test_synthetic_epic_segments_point_at_frames(epic_root):
+    clips = read_dataset("epic100", epic_root, "validation")
+    assert len(clips) == 5 and clips.label_fields == ("verb", "noun")
+    first = clips.clips[0]
+    assert first.is_frames and first.source.endswith("P02/rgb_frames/P02_01")
+    assert (epic_root / "P02/rgb_frames/P02_01" / first.frame_template.format(first.start)).is_file()
+    assert (epic_root / "P02/rgb_frames/P02_01" / first.frame_template.format(first.stop)).is_file()
+
+
+def test_epic_missing_column(tmp_path, epic_root):
+    shutil.copytree(epic_root / "annotations", tmp_path / "annotations")
+    path = tmp_path / "annotations" / "EPIC_100_train.csv"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([lines[0].replace("verb_class", "verb_id")] + lines[1:]))
+    with pytest.raises(UserError, match="EPIC_100_train.csv: missing column.*verb_class"):
+        read_dataset("epic100", tmp_path, "train")
+
+
+def test_manifest(tmp_path):
+    (tmp_path / "a.mp4").write_bytes(b"")
+    (tmp_path / "clips.csv").write_text("path,label\na.mp4,3\n/abs/b.mp4\n")
+    clips = read_dataset("manifest", tmp_path / "clips.csv", "ignored")
+    assert [c.labels["label"] for c in clips.clips] == [3, -1]
+    assert clips.clips[0].source == str(tmp_path / "a.mp4") and clips.clips[1].source == "/abs/b.mp4"
+    (tmp_path / "bad.csv").write_text("a.mp4,three\n")
+    with pytest.raises(UserError, match="bad.csv: line 1: label 'three' is not an integer"):
+        read_dataset("manifest", tmp_path / "bad.csv", "x")
+
+
+# --- real annotation files (skipped without REAL_FIXTURES) ---
+
+def test_real_ssv2_annotations(real_fixtures):
+    root = real_fixtures / "ssv2-annotations"
+    validation = read_dataset("ssv2", root, "validation")
+    assert len(validation) == 24777 and len(validation.label_names["label"]) == 174
+    entries = json.loads((root / "validation.json").read_text())
+    names = validation.label_names["label"]
+    for clip, entry in list(zip(validation.clips, entries))[:500]:
+        assert names[clip.labels["label"]] == entry["template"].replace("[", "").replace("]", "")
+    test = read_dataset("ssv2", root, "test")
+    assert len(test) == 27157 and {c.labels["label"] for c in test.clips} == {-1}
+    # the public answers agree with the class names we look up
+    answers = dict(line.split(";", 1) for line in (root / "test-answers.csv").read_text().splitlines()[:50])
+    assert all(answer in names for answer in answers.values())
+
+
+def test_real_ssv2_mini_labels(real_fixtures):
+    clips = read_dataset("ssv2", real_fixtures / "ssv2-mini", "validation")
+    names = json.loads((real_fixtures / "ssv2-mini" / "labels.json").read_text())
+    for clip, entry in zip(clips.clips, json.loads((real_fixtures / "ssv2-mini" / "validation.json").read_text())):
+        assert clip.labels["label"] == int(names[entry["label"]])
+
+
+def test_real_epic_annotations(real_fixtures):
+    root = real_fixtures / "epic100" / "annotations"
+    clips = read_dataset("epic100", root, "validation")
+    assert len(clips) == 9668
+    assert len(clips.label_names["verb"]) == 97 and len(clips.label_names["noun"]) == 300
+    first = clips.clips[0]  # P01_11_0: take plate, 00:00:00.00 - 00:00:01.89, no frames here -> the MP4 by time
+    assert (first.clip_id, first.labels, first.start, first.stop) == ("P01_11_0", {"verb": 0, "noun": 2}, 0.0, 1.89)
+    assert first.source.endswith("P01/videos/P01_11.MP4") and not first.is_frames
+    test = read_dataset("epic100", root, "test")
+    assert len(test) > 0 and {c.labels["verb"] for c in test.clips} == {-1}
+
+
+def real_epic_frames_root(real_fixtures, tmp_path):
+    """The real class lists and P28_101 frames (80..115 step 5) with a validation CSV of two one-frame segments."""
+    annotations = real_fixtures / "epic100" / "annotations"
+    root = tmp_path / "epic"
+    (root / "annotations").mkdir(parents=True)
+    for kind in ("verb", "noun"):
+        (root / "annotations" / f"EPIC_100_{kind}_classes.csv").symlink_to(annotations / f"EPIC_100_{kind}_classes.csv")
+    (root / "P28").symlink_to(real_fixtures / "epic100" / "frames" / "P28")
+    header = (annotations / "EPIC_100_validation.csv").read_text().splitlines()[0]
+    rows = ["P28_101_0,P28,P28_101,00:00:01.60,00:00:01.58,00:00:01.62,80,80,open door,open,3,door,3,['door'],[3]",
+            "P28_101_1,P28,P28_101,00:00:02.30,00:00:02.28,00:00:02.32,115,115,take cup,take,0,cup,13,['cup'],[13]"]
+    (root / "annotations" / "EPIC_100_validation.csv").write_text("\n".join([header, *rows]) + "\n")
+    return root
+
+
+def test_real_epic_frames_layout(real_fixtures, tmp_path):
+    clips = read_dataset("epic100", real_epic_frames_root(real_fixtures, tmp_path), "validation")
+    assert [c.is_frames for c in clips.clips] == [True, True]
+    assert clips.clips[0].source.endswith("P28/rgb_frames/P28_101") and clips.clips[1].labels == {"verb": 0, "noun": 13}
