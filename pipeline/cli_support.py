@@ -43,14 +43,21 @@ def run_extract_command(dataset: str, data_root: Path, split: str, cache: Path, 
     console = Console(stderr=True)
     columns = [TextColumn("extract"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                TimeElapsedColumn(), TimeRemainingColumn()]
-    with Progress(*columns, console=console, disable=not progress) as bar:
-        task = bar.add_task("extract", total=None, rate="")
+    # Started on the first batch, so set-up errors print alone and a finished cache shows no empty bar.
+    bar = Progress(*columns, console=console, disable=not progress)
+    task = bar.add_task("extract", total=None, rate="", start=False)
 
-        def on_progress(handled: int, total: int) -> None:
-            elapsed = bar.tasks[0].elapsed or 0.0
-            bar.update(task, completed=handled, total=total, rate=f"{handled / elapsed:.2f} clips/s" if elapsed else "")
+    def on_progress(handled: int, total: int) -> None:
+        if not bar.live.is_started:
+            bar.start()
+            bar.start_task(task)  # the rate counts from the first batch, not from model loading
+        elapsed = bar.tasks[0].elapsed or 0.0
+        bar.update(task, completed=handled, total=total, rate=f"{handled / elapsed:.2f} clips/s" if elapsed else "")
 
+    try:
         summary = run_extraction(dataset, data_root, split, cache, cfg, shard, limit, on_progress)
+    finally:
+        bar.stop()
     table = Table(title=f"extract {dataset}/{split} -> {cache} (shard {shard[0]}/{shard[1]})")
     for column in ("clips in cache", "owned by this job", "extracted", "failed", "skipped (done)", "seconds", "clips/s"):
         table.add_column(column, justify="right")

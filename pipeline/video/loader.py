@@ -48,8 +48,9 @@ def _cat(tensors: list[torch.Tensor]) -> torch.Tensor | None:
 
 def decoded_batches(dataset: ClipFrames, batches: list[list[int]], workers: int, pin: bool) -> Iterator[dict[str, Any]]:
     """Yield one collated batch per entry of `batches`, in order, whatever happens to the workers."""
-    # A batch is decoded clip after clip by one worker, each clip under its own soft deadline.
-    hard_timeout = dataset.timeout * (max(len(b) for b in batches) + 1) + 60 if batches else 0
+    # A batch is decoded clip after clip by one worker, each clip under its own soft deadline; two more
+    # deadlines' grace covers worker start-up and the batch queued ahead of it.
+    hard_timeout = dataset.timeout * (max(len(b) for b in batches) + 2) if batches else 0
     start = 0
     while start < len(batches):
         iterator = iter(_loader(dataset, batches[start:], workers, hard_timeout, pin))

@@ -1,0 +1,84 @@
+import json
+
+import pytest
+import zarr
+from click.testing import CliRunner
+
+from cli import main
+
+COMMANDS = [[], ["extract"], ["cache"], ["cache", "info"], ["cache", "verify"], ["synth"], ["bench"], ["bench", "extract"], ["demo"]]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "cli")
+def test_help(command):
+    result = CliRunner().invoke(main, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output and "Show this message" in result.output
+
+
+def test_extract_help_shows_defaults():
+    output = CliRunner().invoke(main, ["extract", "--help"]).output
+    assert "[default: 64]" in output and "SLURM_ARRAY_TASK_ID" in output and "dinov3_vitb16" in output
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path, ssv2_root):
+    cases = [
+        ["extract", "--dataset", "ssv2", "--data-root", tmp_path / "nowhere", "--cache", tmp_path / "c"],
+        ["extract", "--dataset", "ssv2", "--data-root", ssv2_root, "--split", "val", "--cache", tmp_path / "c"],
+        ["extract", "--dataset", "ssv2", "--data-root", ssv2_root, "--cache", tmp_path / "c", "--shard", "3/2"],
+        ["extract", "--dataset", "ssv2", "--data-root", ssv2_root, "--cache", tmp_path / "c", "--semantic", "vit_x"],
+        ["cache", "info", tmp_path],
+        ["cache", "verify", tmp_path / "none"],
+    ]
+    for args in cases:
+        result = run(*args)
+        assert result.exit_code == 2, (args, result.output)
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+
+
+def test_unknown_config_key_exit_2(tmp_path, ssv2_root):
+    config = tmp_path / "c.yaml"
+    config.write_text("run:\n  batchsize: 4\n")
+    result = run("extract", "--dataset", "ssv2", "--data-root", ssv2_root, "--cache", tmp_path / "c", "--config", config)
+    assert result.exit_code == 2 and "unknown config key 'batchsize'" in result.output
+
+
+def test_shard_from_slurm_environment(monkeypatch):
+    from pipeline.sharding import parse_shard
+
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "5")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "4")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "2")
+    assert parse_shard(None) == (3, 4)
+    assert parse_shard("1/8") == (1, 8)
+
+
+def test_synth_extract_info_verify(tmp_path):
+    data, cache = tmp_path / "epic", tmp_path / "cache"
+    assert run("synth", "--dataset", "epic100", "--out", data, "--train", 4, "--validation", 3).exit_code == 0
+    result = run("extract", "--dataset", "epic100", "--data-root", data, "--split", "validation", "--cache", cache,
+                 "--config", "configs/extract_tiny.yaml", "--workers", 0, "--shard-size", 2, "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "extracted" in result.output
+    info = json.loads(run("cache", "info", cache, "--json").output)
+    assert info["num_clips"] == 3 and info["done"] == 3 and info["shards_done"] == "2/2"
+    assert info["arrays"]["semantic"]["shape"] == [3, 196, 64]
+    verify = run("cache", "verify", cache)
+    assert verify.exit_code == 0 and "ok" in verify.output
+    assert zarr.open_group(str(cache), mode="r")["verb"][:].tolist() == [0, 0, 0]
+
+
+@pytest.mark.slow
+def test_demo_at_real_shapes(tmp_path):
+    """`cli demo` end to end with the default backbones (random init) on a few clips."""
+    result = run("demo", "--out", tmp_path / "d", "--clips", 2)
+    assert result.exit_code == 0, result.output
+    for split in ("train", "validation"):
+        group = zarr.open_group(str(tmp_path / "d" / "cache" / f"ssv2-{split}"), mode="r")
+        assert group["semantic"].shape == (2, 196, 768) and group["motion"].shape == (2, 8, 512)
+        assert group["done"][:].all()

@@ -1,0 +1,67 @@
+"""Decoder workers that crash or hang become recorded failures; the other clips still arrive, in order."""
+import os
+import signal
+import time
+
+import pytest
+
+from pipeline.extract_config import SamplingConfig
+from pipeline.video.clip_dataset import ClipFrames
+from pipeline.video.loader import decoded_batches
+
+
+class Misbehaving(ClipFrames):
+    """Clip 3 kills its worker (like a segfault in a codec); clip 6 hangs where no signal can stop it."""
+
+    def __getitem__(self, row):
+        if row == 3:
+            os.kill(os.getpid(), signal.SIGSEGV)
+        if row == 6:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+            time.sleep(3600)
+        return super().__getitem__(row)
+
+
+def clips(ssv2_root, n):
+    from pipeline.datasets import read_dataset
+
+    return read_dataset("ssv2", ssv2_root, "train").clips[:n]
+
+
+def test_crash_and_hard_hang_become_failures(ssv2_root):
+    dataset = Misbehaving(clips(ssv2_root, 8), SamplingConfig(), 32, timeout=1.0)
+    batches = [[0, 1], [2, 3], [4, 5], [6, 7]]
+    out = list(decoded_batches(dataset, batches, workers=2, pin=False))
+    assert len(out) == 4
+    rows = [sorted(b["rows"] + [f["row"] for f in b["failures"]]) for b in out]
+    assert rows == batches
+    failures = {f["row"]: f for b in out for f in b["failures"]}
+    assert set(failures) == {3, 6} and all(f["stage"] == "crash" for f in failures.values())
+    assert sorted(r for b in out for r in b["rows"]) == [0, 1, 2, 4, 5, 7]
+    assert all(b["motion"].shape[1:] == (16, 32, 32, 3) for b in out if b["rows"])
+
+
+def test_slow_decode_times_out_softly(ssv2_root, monkeypatch):
+    from pipeline.video import clip_dataset
+
+    items = clips(ssv2_root, 3)
+    real = clip_dataset.read_clip
+
+    def slow_for_the_second(clip, sampling, size):
+        if clip.clip_id == items[1].clip_id:
+            time.sleep(3600)
+        return real(clip, sampling, size)
+
+    monkeypatch.setattr(clip_dataset, "read_clip", slow_for_the_second)
+    dataset = ClipFrames(items, SamplingConfig(), 32, timeout=0.5)
+    for workers in (0, 1):
+        out = list(decoded_batches(dataset, [[0, 1, 2]], workers=workers, pin=False))
+        assert out[0]["rows"] == [0, 2]
+        assert [(f["row"], f["stage"]) for f in out[0]["failures"]] == [(1, "timeout")]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_order_is_kept(ssv2_root, workers):
+    dataset = ClipFrames(clips(ssv2_root, 6), SamplingConfig(), 32, timeout=30)
+    batches = [[0, 1], [2, 3], [4, 5]]
+    assert [b["rows"] for b in decoded_batches(dataset, batches, workers=workers, pin=False)] == batches
