@@ -47,12 +47,16 @@ def run_extract_command(dataset: str, data_root: Path, split: str, cache: Path, 
     bar = Progress(*columns, console=console, disable=not progress)
     task = bar.add_task("extract", total=None, rate="", start=False)
 
+    first: list[int] = []
+
     def on_progress(handled: int, total: int) -> None:
-        if not bar.live.is_started:
+        if not first:  # the rate counts from the first batch, not from model loading
+            first.append(handled)
             bar.start()
-            bar.start_task(task)  # the rate counts from the first batch, not from model loading
+            bar.start_task(task)
         elapsed = bar.tasks[0].elapsed or 0.0
-        bar.update(task, completed=handled, total=total, rate=f"{handled / elapsed:.2f} clips/s" if elapsed else "")
+        rate = f"{(handled - first[0]) / elapsed:.2f} clips/s" if elapsed and handled > first[0] else ""
+        bar.update(task, completed=handled, total=total, rate=rate)
 
     try:
         summary = run_extraction(dataset, data_root, split, cache, cfg, shard, limit, on_progress)

@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from pipeline.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -36,3 +40,13 @@ class ClipList:
 
     def __len__(self) -> int:
         return len(self.clips)
+
+
+def checked_root(dataset: str, root: str | Path, split: str, splits: Iterable[str]) -> Path:
+    """The data root as a Path, after checking the split name and that the root is a folder."""
+    if split not in splits:
+        raise UserError(f"{dataset}: unknown split '{split}' (expected one of {', '.join(splits)})")
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"{dataset}: data root {root} is not a directory")
+    return root

@@ -13,7 +13,7 @@ import csv
 from functools import lru_cache
 from pathlib import Path
 
-from pipeline.datasets.base import Clip, ClipList
+from pipeline.datasets.base import Clip, ClipList, checked_root
 from pipeline.errors import UserError
 
 ANNOTATION_DIRS = ("", "annotations", "epic-kitchens-100-annotations")
@@ -64,11 +64,7 @@ def parse_timestamp(text: str) -> float:
 
 
 def read_epic100(root: str | Path, split: str) -> ClipList:
-    root = Path(root)
-    if split not in SPLIT_FILES:
-        raise UserError(f"EPIC-100: unknown split '{split}' (expected one of {', '.join(SPLIT_FILES)})")
-    if not root.is_dir():
-        raise UserError(f"EPIC-100: data root {root} is not a directory")
+    root = checked_root("EPIC-100", root, split, SPLIT_FILES)
     labelled = split != "test"
     path = _find(root, SPLIT_FILES[split])
     rows = _read_csv(path, REQUIRED + (("verb_class", "noun_class") if labelled else ()))

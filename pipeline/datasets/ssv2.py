@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipeline.datasets.base import Clip, ClipList
+from pipeline.datasets.base import Clip, ClipList, checked_root
 from pipeline.errors import UserError
 
 ANNOTATION_DIRS = ("", "annotations", "labels")
@@ -60,11 +60,7 @@ def find_video(root: Path, clip_id: str) -> Path:
 
 
 def read_ssv2(root: str | Path, split: str) -> ClipList:
-    root = Path(root)
-    if split not in SPLITS:
-        raise UserError(f"SSv2: unknown split '{split}' (expected one of {', '.join(SPLITS)})")
-    if not root.is_dir():
-        raise UserError(f"SSv2: data root {root} is not a directory")
+    root = checked_root("SSv2", root, split, SPLITS)
     names = read_label_names(root)
     class_of = {name: i for i, name in enumerate(names)}
     path = _find_file(root, (f"{split}.json", f"something-something-v2-{split}.json"))
