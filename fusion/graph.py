@@ -1,0 +1,49 @@
+"""Node positions and adjacency for the patch graph (14x14 grid) and the segment graph (8 segments).
+
+Adjacency is boolean `[B, N, N]`, `adj[b, i, j]` True when node i attends node j, built per sample and
+batched, always with self-loops (a row with no True would make the softmax NaN). Sizes come from the input.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def generate_spatial_positions(num_patches: int = 196) -> torch.Tensor:
+    """-> [N, 2] (row, column) of each patch of a square, row-major grid."""
+    side = math.isqrt(num_patches)
+    if side * side != num_patches:
+        raise ValueError(f"{num_patches} patches do not form a square grid")
+    rows, cols = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
+    return torch.stack([rows.flatten(), cols.flatten()], dim=1).float()
+
+
+def generate_temporal_positions(num_segments: int = 8) -> torch.Tensor:
+    """-> [T, 1] index of each temporal segment (i3d_r50 turns 16 frames into 8 segments of 2 frames)."""
+    return torch.arange(num_segments, dtype=torch.float32).unsqueeze(1)
+
+
+def _similar(features: torch.Tensor, threshold: float) -> torch.Tensor:
+    """features: [B, N, D] -> [B, N, N] cosine similarity above `threshold` (no gradient: structure only)."""
+    unit = F.normalize(features.detach().float(), dim=-1)
+    return unit @ unit.transpose(1, 2) > threshold
+
+
+def _with_self_loops(adj: torch.Tensor) -> torch.Tensor:
+    return adj | torch.eye(adj.shape[-1], dtype=torch.bool, device=adj.device)
+
+
+def build_spatial_graph(positions: torch.Tensor, features: torch.Tensor, similarity_threshold: float = 0.8,
+                        radius: float = 1.5) -> torch.Tensor:
+    """positions: [N, 2], features: [B, N, D] -> [B, N, N]: grid neighbours within `radius` OR similar patches."""
+    near = torch.cdist(positions, positions) <= radius
+    return _with_self_loops(near.unsqueeze(0) | _similar(features, similarity_threshold))
+
+
+def build_temporal_graph(positions: torch.Tensor, features: torch.Tensor, adjacency_window: int = 2,
+                         similarity_threshold: float = 0.8) -> torch.Tensor:
+    """positions: [T, 1], features: [B, T, D] -> [B, T, T]: |i - j| <= window OR similar segments."""
+    near = torch.cdist(positions, positions) <= adjacency_window
+    return _with_self_loops(near.unsqueeze(0) | _similar(features, similarity_threshold))

@@ -1,0 +1,31 @@
+"""Multi-head cross-attention that can hand back its weights (for visualisation and tests)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+
+class CrossAttention(nn.Module):
+    """Queries of width `dim` attend keys/values of width `kv_dim`; inner width `dim`, `heads` heads."""
+
+    def __init__(self, dim: int, heads: int = 8, kv_dim: int | None = None, dropout: float = 0.0):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"attention width {dim} is not divisible by {heads} heads")
+        kv_dim = kv_dim or dim
+        self.heads, self.dropout = heads, dropout
+        self.q, self.k, self.v = nn.Linear(dim, dim), nn.Linear(kv_dim, dim), nn.Linear(kv_dim, dim)
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, queries: torch.Tensor, context: torch.Tensor, return_attention: bool = False):
+        """queries: [B, Nq, D], context: [B, Nk, Dk] -> [B, Nq, D] (and weights [B, H, Nq, Nk] when asked)."""
+        q, k, v = (rearrange(proj(x), "b n (h c) -> b h n c", h=self.heads)
+                   for proj, x in ((self.q, queries), (self.k, context), (self.v, context)))
+        dropout = self.dropout if self.training else 0.0
+        if not return_attention:  # fused kernel on GPU
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
+            return self.out(rearrange(out, "b h n c -> b n (h c)"))
+        weights = F.dropout((q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5).softmax(dim=-1), dropout, self.training)
+        return self.out(rearrange(weights @ v, "b h n c -> b n (h c)")), weights

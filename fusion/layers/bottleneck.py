@@ -1,0 +1,42 @@
+"""B-CAST: bidirectional cross-attention between semantic and motion tokens in a shared narrow space."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fusion.layers.attention import CrossAttention
+
+
+class BottleneckCrossAttention(nn.Module):
+    """Compress 768-d patches and 512-d segments to 256-d, cross-attend both ways there, expand back, add.
+
+    The expansions start at zero, so a stack of these layers starts as the identity and learns to mix.
+    """
+
+    def __init__(self, sem_dim: int = 768, mot_dim: int = 512, bottleneck_dim: int = 256, heads: int = 8,
+                 dropout: float = 0.0):
+        super().__init__()
+        self.sem_norm, self.mot_norm = nn.LayerNorm(sem_dim), nn.LayerNorm(mot_dim)
+        self.sem_compress, self.mot_compress = nn.Linear(sem_dim, bottleneck_dim), nn.Linear(mot_dim, bottleneck_dim)
+        self.sem_to_mot = CrossAttention(bottleneck_dim, heads, dropout=dropout)  # patch queries, segment keys
+        self.mot_to_sem = CrossAttention(bottleneck_dim, heads, dropout=dropout)  # segment queries, patch keys
+        self.sem_expand, self.mot_expand = nn.Linear(bottleneck_dim, sem_dim), nn.Linear(bottleneck_dim, mot_dim)
+        for expand in (self.sem_expand, self.mot_expand):
+            nn.init.zeros_(expand.weight)
+            nn.init.zeros_(expand.bias)
+
+    def forward(self, semantic: torch.Tensor, motion: torch.Tensor, return_attention: bool = False):
+        """semantic: [B, Ns, Ds], motion: [B, Nm, Dm] -> same shapes (and {"sem_to_mot": [B, H, Ns, Nm],
+        "mot_to_sem": [B, H, Nm, Ns]} when asked)."""
+        s = self.sem_compress(self.sem_norm(semantic))
+        m = self.mot_compress(self.mot_norm(motion))
+        s_att = self.sem_to_mot(s, m, return_attention)
+        m_att = self.mot_to_sem(m, s, return_attention)
+        if return_attention:
+            (s_att, s_weights), (m_att, m_weights) = s_att, m_att
+        semantic = semantic + self.sem_expand(F.gelu(s_att))
+        motion = motion + self.mot_expand(F.gelu(m_att))
+        if return_attention:
+            return semantic, motion, {"sem_to_mot": s_weights, "mot_to_sem": m_weights}
+        return semantic, motion

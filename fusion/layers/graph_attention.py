@@ -1,0 +1,81 @@
+"""Dense masked multi-head graph attention (GATv1, as torch_geometric's DenseGATConv) and its two uses."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from fusion.graph import build_spatial_graph, build_temporal_graph, generate_spatial_positions, generate_temporal_positions
+
+
+class DenseGraphAttention(nn.Module):
+    """GAT on a dense boolean adjacency: e_ij = LeakyReLU(a_src . W x_j + a_dst . W x_i), softmax over j in N(i)."""
+
+    def __init__(self, dim: int, heads: int = 8, dropout: float = 0.0, negative_slope: float = 0.2):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"graph attention width {dim} is not divisible by {heads} heads")
+        self.heads, self.dropout, self.negative_slope = heads, dropout, negative_slope
+        self.lin = nn.Linear(dim, dim, bias=False)
+        self.att_src = nn.Parameter(torch.empty(1, 1, heads, dim // heads))
+        self.att_dst = nn.Parameter(torch.empty(1, 1, heads, dim // heads))
+        self.bias = nn.Parameter(torch.zeros(dim))
+        nn.init.xavier_uniform_(self.lin.weight)
+        nn.init.xavier_uniform_(self.att_src)
+        nn.init.xavier_uniform_(self.att_dst)
+
+    def forward(self, x: torch.Tensor, adj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: [B, N, D], adj: [B, N, N] bool -> ([B, N, D], attention [B, H, N, N])."""
+        h = rearrange(self.lin(x), "b n (h c) -> b n h c", h=self.heads)
+        src = rearrange((h * self.att_src).sum(-1), "b n h -> b h 1 n")
+        dst = rearrange((h * self.att_dst).sum(-1), "b n h -> b h n 1")
+        scores = F.leaky_relu(src + dst, self.negative_slope)
+        # finfo.min rather than -inf: stays finite under fp16/bf16; self-loops keep every row non-empty.
+        scores = scores.masked_fill(~adj.unsqueeze(1), torch.finfo(scores.dtype).min)
+        attention = F.dropout(scores.softmax(dim=-1), self.dropout, self.training)
+        out = attention @ rearrange(h, "b n h c -> b h n c")
+        return rearrange(out, "b h n c -> b n (h c)") + self.bias, attention
+
+
+class _GraphBlock(nn.Module):
+    """Pre-norm graph attention with a residual: x + GAT(LN(x), graph(x))."""
+
+    def __init__(self, dim: int, heads: int, dropout: float):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.attention = DenseGraphAttention(dim, heads, dropout)
+
+    def graph(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, return_attention: bool = False):
+        """x: [B, N, D] -> [B, N, D] (and attention [B, H, N, N] when asked)."""
+        out, attention = self.attention(self.norm(x), self.graph(x))
+        return (x + out, attention) if return_attention else x + out
+
+
+class SemanticGraphAttention(_GraphBlock):
+    """Patches attend their grid neighbours and the patches whose features are similar."""
+
+    def __init__(self, dim: int = 768, heads: int = 8, dropout: float = 0.0, similarity_threshold: float = 0.8,
+                 radius: float = 1.5):
+        super().__init__(dim, heads, dropout)
+        self.similarity_threshold, self.radius = similarity_threshold, radius
+
+    def graph(self, x: torch.Tensor) -> torch.Tensor:
+        positions = generate_spatial_positions(x.shape[1]).to(x.device)
+        return build_spatial_graph(positions, x, self.similarity_threshold, self.radius)
+
+
+class MotionGraphAttention(_GraphBlock):
+    """Segments attend the segments within a temporal window and those with similar motion."""
+
+    def __init__(self, dim: int = 512, heads: int = 8, dropout: float = 0.0, similarity_threshold: float = 0.8,
+                 window: int = 2):
+        super().__init__(dim, heads, dropout)
+        self.similarity_threshold, self.window = similarity_threshold, window
+
+    def graph(self, x: torch.Tensor) -> torch.Tensor:
+        positions = generate_temporal_positions(x.shape[1]).to(x.device)
+        return build_temporal_graph(positions, x, self.window, self.similarity_threshold)

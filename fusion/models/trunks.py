@@ -1,0 +1,95 @@
+"""Trunks turn cached semantic `[B, Ns, Ds]` and motion `[B, Nm, Dm]` tokens into refined tokens and a
+pooled vector. Every trunk returns {"tokens": {kind: [B, N, D]}, "pooled": [B, P], "attention": {...}} and
+declares `token_dims` ({kind: D}) and `pooled_dim` (P), from which the task heads are built."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from fusion.config import FusionConfig
+from fusion.layers import BottleneckCrossAttention, FullWidthCrossAttention, MotionGraphAttention, SemanticGraphAttention
+
+# Late fusion's pooled vector, cut into tokens for the verb/noun heads: attention over a single token would be
+# a softmax over one key (always 1), leaving the heads' query and key projections without any gradient.
+LATE_TOKENS = 4
+
+
+def _graphs(sem_dim: int, mot_dim: int, cfg: FusionConfig) -> tuple[SemanticGraphAttention, MotionGraphAttention]:
+    return (SemanticGraphAttention(sem_dim, cfg.heads, cfg.dropout, cfg.similarity_threshold, cfg.spatial_radius),
+            MotionGraphAttention(mot_dim, cfg.heads, cfg.dropout, cfg.similarity_threshold, cfg.temporal_window))
+
+
+def _run(layer: nn.Module, attention: dict[str, Any], name: str, return_attention: bool, *inputs: torch.Tensor):
+    """Call `layer`, filing its attention weights under `name` when they were asked for."""
+    out = layer(*inputs, return_attention=return_attention)
+    if not return_attention:
+        return out
+    attention[name] = out[-1]
+    return out[0] if len(out) == 2 else out[:-1]
+
+
+class CrossStreamTrunk(nn.Module):
+    """Optional graph refinement of each stream, then a stack of bidirectional cross-attention layers.
+
+    GASM-CAST = graph attention + 3 progressive B-CAST layers; the full-width baseline = no graph and
+    3 cross-attention layers at the streams' own widths.
+    """
+
+    def __init__(self, sem_dim: int, mot_dim: int, cfg: FusionConfig, bottleneck: bool, graph: bool):
+        super().__init__()
+        self.pooled_dim, self.token_dims = sem_dim + mot_dim, {"semantic": sem_dim, "motion": mot_dim}
+        self.graphs = nn.ModuleList(_graphs(sem_dim, mot_dim, cfg)) if graph else None
+        make = (lambda: BottleneckCrossAttention(sem_dim, mot_dim, cfg.bottleneck_dim, cfg.heads, cfg.dropout)) if bottleneck \
+            else (lambda: FullWidthCrossAttention(sem_dim, mot_dim, cfg.heads, cfg.dropout))
+        self.layers = nn.ModuleList(make() for _ in range(cfg.fusion_layers))
+
+    def forward(self, semantic: torch.Tensor, motion: torch.Tensor, return_attention: bool = False) -> dict[str, Any]:
+        """semantic: [B, Ns, Ds], motion: [B, Nm, Dm] -> tokens of the same shapes, pooled [B, Ds + Dm]."""
+        attention: dict[str, Any] = {}
+        if self.graphs is not None:
+            semantic = _run(self.graphs[0], attention, "semantic_graph", return_attention, semantic)
+            motion = _run(self.graphs[1], attention, "motion_graph", return_attention, motion)
+        for i, layer in enumerate(self.layers, start=1):
+            semantic, motion = _run(layer, attention, f"fusion_{i}", return_attention, semantic, motion)
+        pooled = torch.cat([semantic.mean(dim=1), motion.mean(dim=1)], dim=-1)
+        return {"tokens": {"semantic": semantic, "motion": motion}, "pooled": pooled, "attention": attention}
+
+
+class LateFusionTrunk(nn.Module):
+    """Pool each stream, concatenate, MLP: no token interaction at all."""
+
+    def __init__(self, sem_dim: int, mot_dim: int, cfg: FusionConfig):
+        super().__init__()
+        if cfg.late_hidden % LATE_TOKENS:
+            raise ValueError(f"late_hidden {cfg.late_hidden} is not divisible into {LATE_TOKENS} tokens")
+        self.pooled_dim, self.token_dims = cfg.late_hidden, {"pooled": cfg.late_hidden // LATE_TOKENS}
+        self.mlp = nn.Sequential(nn.LayerNorm(sem_dim + mot_dim), nn.Linear(sem_dim + mot_dim, cfg.late_hidden),
+                                 nn.GELU(), nn.Dropout(cfg.dropout))
+
+    def forward(self, semantic: torch.Tensor, motion: torch.Tensor, return_attention: bool = False) -> dict[str, Any]:
+        """semantic: [B, Ns, Ds], motion: [B, Nm, Dm] -> pooled [B, late_hidden], also cut into LATE_TOKENS tokens."""
+        pooled = self.mlp(torch.cat([semantic.mean(dim=1), motion.mean(dim=1)], dim=-1))
+        tokens = rearrange(pooled, "b (n d) -> b n d", n=LATE_TOKENS)
+        return {"tokens": {"pooled": tokens}, "pooled": pooled, "attention": {}}
+
+
+class SingleStreamTrunk(nn.Module):
+    """One stream only, with its graph attention: what the other stream adds is measured against this."""
+
+    def __init__(self, sem_dim: int, mot_dim: int, cfg: FusionConfig, stream: str):
+        super().__init__()
+        self.stream = stream
+        semantic_graph, motion_graph = _graphs(sem_dim, mot_dim, cfg)
+        self.graph = semantic_graph if stream == "semantic" else motion_graph
+        self.pooled_dim = sem_dim if stream == "semantic" else mot_dim
+        self.token_dims = {stream: self.pooled_dim}
+
+    def forward(self, semantic: torch.Tensor, motion: torch.Tensor, return_attention: bool = False) -> dict[str, Any]:
+        """-> the chosen stream's tokens [B, N, D], pooled [B, D]."""
+        attention: dict[str, Any] = {}
+        tokens = _run(self.graph, attention, f"{self.stream}_graph", return_attention,
+                      semantic if self.stream == "semantic" else motion)
+        return {"tokens": {self.stream: tokens}, "pooled": tokens.mean(dim=1), "attention": attention}

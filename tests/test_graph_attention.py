@@ -1,0 +1,64 @@
+import pytest
+import torch
+
+from fusion.graph import build_spatial_graph, generate_spatial_positions
+from fusion.layers import DenseGraphAttention, MotionGraphAttention, SemanticGraphAttention
+
+
+def grid_adjacency(n=49):
+    return build_spatial_graph(generate_spatial_positions(n), torch.randn(1, n, 4), similarity_threshold=2.0)
+
+
+def test_a_node_ignores_nodes_outside_its_neighbourhood():
+    torch.manual_seed(0)
+    layer = DenseGraphAttention(32, heads=4).eval()
+    adj = grid_adjacency().expand(2, -1, -1)
+    x = torch.randn(2, 49, 32)
+    out, attention = layer(x, adj)
+    outside = (~adj[0, 0]).nonzero().flatten()
+    inside = adj[0, 0].nonzero().flatten()
+    changed = x.clone()
+    changed[:, outside] += torch.randn(2, len(outside), 32) * 10
+    assert torch.allclose(layer(changed, adj)[0][:, 0], out[:, 0], atol=1e-6)
+    changed = x.clone()
+    changed[:, inside[-1]] += 10
+    assert not torch.allclose(layer(changed, adj)[0][:, 0], out[:, 0], atol=1e-3)
+    assert torch.all(attention[:, :, 0, outside] == 0)
+    assert torch.allclose(attention.sum(-1), torch.ones(()))
+
+
+def test_semantic_block_is_local_when_no_features_are_similar():
+    torch.manual_seed(0)
+    block = SemanticGraphAttention(32, heads=4, similarity_threshold=2.0).eval()
+    x = torch.randn(1, 196, 32)
+    far = x.clone()
+    far[0, 100] += 5  # patch (7, 2), far from patch 0
+    assert torch.allclose(block(far)[0, 0], block(x)[0, 0], atol=1e-6)
+    out, attention = block(x, return_attention=True)
+    assert out.shape == (1, 196, 32) and attention.shape == (1, 4, 196, 196)
+
+
+def test_agrees_with_torch_geometric_dense_gat():
+    pyg = pytest.importorskip("torch_geometric.nn")
+    torch.manual_seed(0)
+    ours = DenseGraphAttention(48, heads=6).eval()
+    with torch.no_grad():
+        ours.bias.normal_()
+    reference = pyg.DenseGATConv(48, 8, heads=6, concat=True).eval()
+    reference.lin.weight.data.copy_(ours.lin.weight)
+    reference.att_src.data.copy_(ours.att_src)
+    reference.att_dst.data.copy_(ours.att_dst)
+    reference.bias.data.copy_(ours.bias)
+    x = torch.randn(3, 49, 48)
+    adj = build_spatial_graph(generate_spatial_positions(49), x, similarity_threshold=0.2)
+    expected = reference(x, adj.float(), add_loop=True)
+    assert torch.allclose(ours(x, adj)[0], expected, atol=1e-5)
+
+
+def test_motion_block_and_bf16_masking_stays_finite():
+    block = MotionGraphAttention(64, heads=8, window=1, similarity_threshold=2.0)
+    x = torch.randn(4, 8, 64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, attention = block(x, return_attention=True)
+    assert torch.isfinite(out).all() and torch.isfinite(attention).all()
+    assert torch.all(attention[:, :, 0, 2:] == 0)
