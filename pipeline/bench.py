@@ -84,4 +84,4 @@ def bench_extract(semantic: str, motion: str, batch_size: int, workers: int, cli
     first_shard = next((rss for _, done, rss in marks if done >= cfg.run.shard_size), marks[0][2])
     table.add_row("RSS after first shard (MB)", f"{first_shard:.0f}", "")
     table.add_row("RSS at end (MB)", f"{marks[-1][2]:.0f}", f"{marks[-1][2] / first_shard:.2f} x first")
-    Console().print(table)
+    Console(width=max(Console().width, 120)).print(table)

@@ -6,7 +6,8 @@ from click.testing import CliRunner
 
 from cli import main
 
-COMMANDS = [[], ["extract"], ["cache"], ["cache", "info"], ["cache", "verify"], ["synth"], ["bench"], ["bench", "extract"], ["demo"]]
+COMMANDS = [[], ["extract"], ["cache"], ["cache", "info"], ["cache", "verify"], ["synth"], ["bench"], ["bench", "extract"],
+            ["bench", "fusion"], ["models"], ["demo"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "cli")
@@ -46,6 +47,17 @@ def test_unknown_config_key_exit_2(tmp_path, ssv2_root):
     config.write_text("run:\n  batchsize: 4\n")
     result = run("extract", "--dataset", "ssv2", "--data-root", ssv2_root, "--cache", tmp_path / "c", "--config", config)
     assert result.exit_code == 2 and "unknown config key 'batchsize'" in result.output
+
+
+def test_models_table_lists_every_model_under_budget():
+    from fusion.models import MODELS
+
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(main, ["models", "--semantic-shape", "49x384", "--motion-shape", "4x256"])
+    assert result.exit_code == 0, result.output
+    for name in MODELS:
+        assert name in result.output
+    assert " NO " not in result.output
+    assert run("models", "--semantic-shape", "196").exit_code == 2
 
 
 def test_shard_from_slurm_environment(monkeypatch):

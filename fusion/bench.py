@@ -1,0 +1,110 @@
+"""`cli bench fusion`: FLOPs, training-step memory and time of B-CAST vs full-width cross-attention,
+layer against layer and GASM-CAST against the full-width model, over batch sizes."""
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable
+
+import torch
+from rich.console import Console
+from rich.table import Table
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from fusion.layers import BottleneckCrossAttention, FullWidthCrossAttention
+from fusion.models import build_model
+
+
+def _step(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> Callable[[], None]:
+    """One training step's forward and backward (a scalar of every output, so all paths get gradient)."""
+    def run() -> None:
+        out = module(*inputs)
+        tensors = out.values() if isinstance(out, dict) else out
+        sum(t.float().mean() for t in tensors).backward()
+        module.zero_grad(set_to_none=True)
+    return run
+
+
+def _flops(step: Callable[[], None]) -> int:
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops()
+
+
+def _memory_mb(module: nn.Module, step: Callable[[], None], device: torch.device) -> float:
+    """Peak allocated on a GPU; on a CPU, what a step holds at its peak: tensors saved for backward + weights + grads."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        step()
+        return (torch.cuda.max_memory_allocated() - before) / 2**20
+    saved: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        step()
+    weights = sum(p.numel() * p.element_size() for p in module.parameters())
+    return (sum(saved.values()) + 2 * weights) / 2**20
+
+
+def _seconds(step: Callable[[], None], device: torch.device, repeats: int) -> float:
+    step()  # warm-up
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def measure(module: nn.Module, inputs: tuple[torch.Tensor, ...], device: torch.device, repeats: int) -> dict[str, float]:
+    module = module.to(device).train()
+    inputs = tuple(x.to(device).requires_grad_(False) for x in inputs)
+    step = _step(module, inputs)
+    return {"gflops": _flops(step) / 1e9, "memory": _memory_mb(module, step, device), "ms": 1000 * _seconds(step, device, repeats)}
+
+
+def bench_fusion(semantic: tuple[int, int], motion: tuple[int, int], batch_sizes: list[int], device: str, repeats: int) -> Table:
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+    (ns, ds), (nm, dm) = semantic, motion
+    memory_label = "peak MB" if dev.type == "cuda" else "saved+weights MB"
+    table = Table(title=f"bench fusion: semantic {ns}x{ds}, motion {nm}x{dm}, training step (forward + backward) on {dev}")
+    for column in ("batch", "compared", "GFLOPs", "x", memory_label, "x", "ms", "x"):
+        table.add_column(column, justify="right")
+    for batch in batch_sizes:
+        torch.manual_seed(0)
+        inputs = (torch.randn(batch, ns, ds), torch.randn(batch, nm, dm))
+        pairs = {
+            "layer": (BottleneckCrossAttention(ds, dm), FullWidthCrossAttention(ds, dm)),
+            "model": (_as_layer(build_model("gasm_cast", ds, dm, {"label": 174})),
+                      _as_layer(build_model("vanilla_cross_attention", ds, dm, {"label": 174}))),
+        }
+        for level, (ours, baseline) in pairs.items():
+            a, b = measure(ours, inputs, dev, repeats), measure(baseline, inputs, dev, repeats)
+            names = ("B-CAST layer", "full-width layer") if level == "layer" else ("gasm_cast", "vanilla_cross_attention")
+            table.add_row(str(batch), names[0], f"{a['gflops']:.2f}", f"{a['gflops'] / b['gflops']:.2f}", f"{a['memory']:.0f}",
+                          f"{a['memory'] / b['memory']:.2f}", f"{a['ms']:.1f}", f"{a['ms'] / b['ms']:.2f}")
+            table.add_row("", names[1], f"{b['gflops']:.2f}", "1.00", f"{b['memory']:.0f}", "1.00", f"{b['ms']:.1f}", "1.00",
+                          end_section=level == "model")
+    Console(width=max(Console().width, 120)).print(table)
+    return table
+
+
+class _as_layer(nn.Module):
+    """A fusion model called like a layer: (semantic, motion) -> outputs."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, semantic: torch.Tensor, motion: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.model({"semantic": semantic, "motion": motion})

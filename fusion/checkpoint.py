@@ -1,0 +1,35 @@
+"""Checkpoints: plain tensors and containers only, so `torch.load(weights_only=True)` reads them; written
+atomically so a kill mid-save leaves the previous checkpoint intact."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pipeline.errors import UserError
+
+FORMAT = "gasm-cast-checkpoint"
+VERSION = 1
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    staging = path.with_suffix(path.suffix + ".tmp")
+    torch.save({"format": FORMAT, "version": VERSION, **state}, staging)
+    os.replace(staging, path)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - every unreadable file gets the same clear message
+        raise UserError(f"checkpoint {path} is corrupt or not a torch checkpoint: {str(exc).splitlines()[0][:200]}") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise UserError(f"{path} is not a gasm-cast checkpoint")
+    if state.get("version") != VERSION:
+        raise UserError(f"checkpoint {path} has version {state.get('version')}, expected {VERSION}")
+    return state

@@ -1,0 +1,109 @@
+"""Batches of cached features for training: read from the Zarr cache shard by shard, held in RAM when they
+fit, else streamed with shuffling across shards. Dimensions, label fields and names come from the cache."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from pipeline.cache.layout import FEATURES, num_shards, open_cache, shard_rows
+from pipeline.cache.writer import read_failures
+from pipeline.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CacheSpec:
+    """What a model needs to know about a cache, read from its arrays and attrs."""
+
+    path: str
+    shapes: dict[str, tuple[int, int]]  # "semantic" / "motion" -> (tokens, dim)
+    label_fields: tuple[str, ...]
+    label_sizes: dict[str, int]
+    label_names: dict[str, list[str]]
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+class CacheData:
+    """The usable rows of a cache (done, not failed, labelled) as batches {"semantic", "motion", labels..., "row"}."""
+
+    def __init__(self, path: str | Path, ram_limit_gb: float = 8.0, require_labels: bool = True):
+        self.path = Path(path)
+        self.group = open_cache(self.path)
+        attrs = dict(self.group.attrs)
+        fields = tuple(attrs.get("label_fields") or [f for f in ("label", "verb", "noun") if f in self.group])
+        self.labels = {f: self.group[f][:].astype(np.int64) for f in fields}
+        names = attrs.get("label_names") or {}
+        sizes = {f: len(names.get(f) or []) or int(self.labels[f].max()) + 1 for f in fields}
+        shapes = {name: tuple(self.group[name].shape[1:]) for name in FEATURES}
+        self.spec = CacheSpec(str(self.path), shapes, fields, sizes, names, {
+            key: attrs.get(key) for key in ("dataset", "split", "num_clips", "manifest_sha256", "created_with", "backbones")})
+        usable = self.group["done"][:].copy()
+        failed = [r["row"] for r in read_failures(self.path) if r.get("row") is not None]
+        usable[failed] = False
+        if require_labels:
+            for values in self.labels.values():
+                usable &= values >= 0
+        self.rows = np.flatnonzero(usable)
+        if len(self.rows) == 0:
+            raise UserError(f"cache {self.path} has no usable clips (done, not failed{', labelled' if require_labels else ''})")
+        self.shard_size = int(attrs["shard_size"])
+        stats = attrs.get("stats") or {}
+        self.norm = {name: (torch.tensor(stats[name]["mean"]), torch.tensor(stats[name]["std"]).clamp_min(1e-6))
+                     for name in FEATURES if name in stats}
+        bytes_needed = len(self.rows) * sum(t * d * 2 for t, d in shapes.values())
+        self.in_ram = bytes_needed <= ram_limit_gb * 2**30
+        self.features = self._load() if self.in_ram else None
+        log.info("%s: %d usable clips, %s", self.path, len(self.rows), "in RAM" if self.in_ram else "streamed by shard")
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def _read_shard(self, shard: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Rows of the shard that are usable, and their features (one whole-shard read per array)."""
+        lo, hi = shard_rows(shard, self.shard_size, len(self.labels[self.spec.label_fields[0]]))
+        keep = self.rows[(self.rows >= lo) & (self.rows < hi)]
+        return keep, {name: self.group[name][lo:hi][keep - lo] for name in FEATURES}
+
+    def _load(self) -> dict[str, np.ndarray]:
+        parts = [self._read_shard(j) for j in range(num_shards(int(self.group.attrs["num_clips"]), self.shard_size))]
+        return {name: np.concatenate([p[1][name] for p in parts]) for name in FEATURES}
+
+    def _batch(self, rows: np.ndarray, features: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        batch = {name: torch.from_numpy(np.ascontiguousarray(features[name])) for name in FEATURES}
+        batch.update({f: torch.from_numpy(values[rows]) for f, values in self.labels.items()})
+        batch["row"] = torch.from_numpy(rows)
+        return batch
+
+    def normalise(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, N, D] float -> per-channel standardised with the cache's stats (if `cli cache stats` ran)."""
+        if name not in self.norm:
+            return x
+        mean, std = (t.to(x.device) for t in self.norm[name])
+        return (x - mean) / std
+
+    def batches(self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None,
+                shuffle_shards: int = 8) -> Iterator[dict[str, torch.Tensor]]:
+        """Yield batches in cache order, or shuffled (across all rows in RAM; across windows of shards when streaming)."""
+        if self.in_ram:
+            order = torch.randperm(len(self.rows), generator=generator).numpy() if shuffle else np.arange(len(self.rows))
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                yield self._batch(self.rows[idx], {name: self.features[name][idx] for name in FEATURES})
+            return
+        shards = list(range(num_shards(int(self.group.attrs["num_clips"]), self.shard_size)))
+        if shuffle:
+            shards = [shards[i] for i in torch.randperm(len(shards), generator=generator).tolist()]
+        for window in range(0, len(shards), shuffle_shards):
+            parts = [self._read_shard(j) for j in shards[window : window + shuffle_shards]]
+            rows = np.concatenate([p[0] for p in parts])
+            feats = {name: np.concatenate([p[1][name] for p in parts]) for name in FEATURES}
+            order = torch.randperm(len(rows), generator=generator).numpy() if shuffle else np.arange(len(rows))
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                yield self._batch(rows[idx], {name: feats[name][idx] for name in FEATURES})

@@ -1,0 +1,53 @@
+"""What a training run leaves behind besides checkpoints: per-epoch CSV, TensorBoard scalars, PNG curves."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+
+class RunLog:
+    def __init__(self, out: Path):
+        self.out = out
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.tensorboard = SummaryWriter(str(out / "tensorboard"))
+
+    def epoch(self, history: list[dict[str, Any]]) -> None:
+        """Rewrite the CSV from the whole history (a resumed run continues the same file) and log the last row."""
+        columns = list(dict.fromkeys(key for row in history for key in row))
+        with (self.out / "metrics.csv").open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(history)
+        row = history[-1]
+        for key, value in row.items():
+            if key != "epoch" and isinstance(value, (int, float)):
+                self.tensorboard.add_scalar(key.replace("val_", "val/").replace("train_", "train/"), value, row["epoch"])
+        self.tensorboard.flush()
+
+    def plot(self, history: list[dict[str, Any]]) -> Path:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        epochs = [row["epoch"] for row in history]
+        metrics = [k for k in history[-1] if k.startswith("val_") and k.endswith("top1")]
+        fig, (loss_ax, metric_ax) = plt.subplots(1, 2, figsize=(10, 4))
+        for key in ("train_loss", "val_loss"):
+            loss_ax.plot(epochs, [row[key] for row in history], label=key)
+        loss_ax.set(xlabel="epoch", ylabel="loss", title="loss")
+        loss_ax.legend()
+        for key in metrics:
+            metric_ax.plot(epochs, [row[key] for row in history], label=key)
+        metric_ax.set(xlabel="epoch", ylabel="accuracy", title="validation top-1", ylim=(0, 1))
+        metric_ax.legend()
+        fig.tight_layout()
+        path = self.out / "curves.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return path
+
+    def close(self) -> None:
+        self.tensorboard.close()

@@ -1,0 +1,176 @@
+"""fuse-train / fuse-eval on synthetic feature caches whose labels need both streams."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import zarr
+from click.testing import CliRunner
+
+from cli import main
+from fusion.commands import run_training
+from fusion.data import CacheData
+from fusion.train_config import training_config
+from pipeline.synth.features import make_feature_cache
+
+ROOT = Path(__file__).resolve().parents[1]
+DIMS = {"semantic": (49, 384), "motion": (4, 256)}  # not the default 196x768 / 8x512: nothing is hard-coded
+
+
+@pytest.fixture(scope="module")
+def ssv2_caches(tmp_path_factory):
+    root = tmp_path_factory.mktemp("features")
+    return (make_feature_cache(root / "train", 360, "ssv2", **DIMS, shard_size=32),
+            make_feature_cache(root / "val", 120, "ssv2", **DIMS, split="validation", shard_size=32))
+
+
+@pytest.fixture(scope="module")
+def epic_caches(tmp_path_factory):
+    root = tmp_path_factory.mktemp("epic-features")
+    return (make_feature_cache(root / "train", 360, "epic100", **DIMS, shard_size=32),
+            make_feature_cache(root / "val", 120, "epic100", **DIMS, split="validation", shard_size=32))
+
+
+def train(caches, model, out, epochs=5, **overrides):
+    cfg = training_config("default", None, {"epochs": epochs, "data": {"batch_size": 32}, "device": "cpu", **overrides})
+    return run_training(caches[0], caches[1], model, out, cfg, resume=False, progress=False)
+
+
+def test_gasm_cast_needs_and_uses_both_streams(ssv2_caches, tmp_path):
+    scores = {m: train(ssv2_caches, m, tmp_path / m)["best"]["value"] for m in ("gasm_cast", "semantic_only", "motion_only")}
+    chance = 1 / 12
+    assert scores["gasm_cast"] > 0.8 > 6 * chance
+    assert scores["gasm_cast"] > scores["semantic_only"] + 0.3 and scores["gasm_cast"] > scores["motion_only"] + 0.3
+    run = tmp_path / "gasm_cast"
+    for name in ("best.pt", "last.pt", "metrics.csv", "metrics.json", "curves.png"):
+        assert (run / name).is_file(), name
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    rows = (run / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch,lr,train_loss,val_loss,val_top1") and len(rows) == 6
+    state = torch.load(run / "best.pt", weights_only=True)
+    assert state["model_name"] == "gasm_cast" and state["cache"]["num_clips"] == 360
+    assert state["spec"]["shapes"] == {"semantic": [49, 384], "motion": [4, 256]} and "created_with" in state
+
+
+def test_epic_metrics_and_cross_task_vs_independent(epic_caches, tmp_path):
+    cross = train(epic_caches, "gasm_cast", tmp_path / "cross")
+    independent = train(epic_caches, "gasm_cast_independent", tmp_path / "independent")
+    # at least as good, within one validation clip in 60 (validation holds 120)
+    assert cross["best"]["value"] >= independent["best"]["value"] - 1 / 60
+    predictions = tmp_path / "pred.jsonl"
+    result = CliRunner().invoke(main, ["fuse-eval", "--checkpoint", str(tmp_path / "cross" / "best.pt"), "--cache",
+                                       str(epic_caches[1]), "--predictions", str(predictions)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.output)["metrics"]
+    for key in ("verb_top1", "verb_top5", "noun_top1", "noun_top5", "action_top1", "action_top5"):
+        assert 0 <= metrics[key] <= 1
+    records = [json.loads(line) for line in predictions.read_text().splitlines()]
+    assert len(records) == 120
+    both = np.mean([r["verb_top5"][0] == r["verb"] and r["noun_top5"][0] == r["noun"] for r in records])
+    assert metrics["action_top1"] == pytest.approx(both)
+    assert metrics["action_top1"] > 0.5
+
+
+def _train_command(caches, out, *extra):
+    return [sys.executable, str(ROOT / "cli.py"), "fuse-train", "--cache", str(caches[0]), "--val-cache", str(caches[1]),
+            "--out", str(out), "--epochs", "4", "--batch-size", "16", "--device", "cpu", "--no-progress", *extra]
+
+
+def _final(out):
+    return json.loads((out / "metrics.json").read_text())["last"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(ssv2_caches, tmp_path_factory):
+    out = tmp_path_factory.mktemp("clean") / "run"
+    subprocess.run(_train_command(ssv2_caches, out), check=True, timeout=600, capture_output=True)
+    return _final(out)
+
+
+def test_sigkill_after_an_epoch_then_resume_equals_uninterrupted(ssv2_caches, uninterrupted, tmp_path):
+    job = subprocess.Popen(_train_command(ssv2_caches, tmp_path / "killed"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    csv = tmp_path / "killed" / "metrics.csv"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (csv.exists() and len(csv.read_text().splitlines()) >= 3):
+        time.sleep(0.05)
+    os.kill(job.pid, signal.SIGKILL)
+    job.wait()
+    assert not (tmp_path / "killed" / "metrics.json").exists()
+    subprocess.run(_train_command(ssv2_caches, tmp_path / "killed", "--resume"), check=True, timeout=600, capture_output=True)
+    assert _final(tmp_path / "killed") == uninterrupted
+
+
+def test_sigterm_mid_epoch_checkpoints_and_resumes_exactly(ssv2_caches, uninterrupted, tmp_path):
+    job = subprocess.Popen(_train_command(ssv2_caches, tmp_path / "term"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    csv = tmp_path / "term" / "metrics.csv"
+    deadline = time.time() + 300
+    while time.time() < deadline and not csv.exists():
+        time.sleep(0.05)
+    time.sleep(0.5)  # into epoch 2
+    job.send_signal(signal.SIGTERM)
+    assert job.wait(timeout=120) == 143
+    position = torch.load(tmp_path / "term" / "last.pt", weights_only=True)["position"]
+    assert position["batches_done"] > 0
+    subprocess.run(_train_command(ssv2_caches, tmp_path / "term", "--resume"), check=True, timeout=600, capture_output=True)
+    assert _final(tmp_path / "term") == uninterrupted
+
+
+def test_bad_inputs_exit_2(ssv2_caches, tmp_path):
+    runner = CliRunner()
+    other = make_feature_cache(tmp_path / "other", 40, "ssv2", semantic=(16, 64), motion=(2, 32), shard_size=16)
+    run = tmp_path / "run"
+    train(ssv2_caches, "late_fusion", run, epochs=1)
+    cases = {
+        "does not fit this model": ["fuse-eval", "--checkpoint", run / "best.pt", "--cache", other],
+        "corrupt": ["fuse-eval", "--checkpoint", tmp_path / "junk.pt", "--cache", ssv2_caches[1]],
+        "unknown config key 'lrate'": ["fuse-train", "--cache", ssv2_caches[0], "--val-cache", ssv2_caches[1], "--out",
+                                       tmp_path / "r", "--config", tmp_path / "bad.yaml"],
+        "already holds a run": ["fuse-train", "--cache", ssv2_caches[0], "--val-cache", ssv2_caches[1], "--out", run],
+        "differ in shapes": ["fuse-train", "--cache", ssv2_caches[0], "--val-cache", other, "--out", tmp_path / "r2"],
+        "unknown model 'gasm'": ["fuse-train", "--cache", ssv2_caches[0], "--val-cache", ssv2_caches[1], "--out",
+                                 tmp_path / "r3", "--model", "gasm"],
+    }
+    (tmp_path / "junk.pt").write_bytes(b"\x00garbage")
+    (tmp_path / "bad.yaml").write_text("optim:\n  lrate: 0.1\n")
+    for words, args in cases.items():
+        result = runner.invoke(main, [str(a) for a in args])
+        assert result.exit_code == 2, (words, result.output)
+        assert words in result.output and result.output.startswith("error: "), result.output
+
+
+def test_cache_stats_match_numpy_and_skip_failed_clips(tmp_path):
+    cache = make_feature_cache(tmp_path / "c", 50, "ssv2", semantic=(9, 16), motion=(2, 8), shard_size=8, failed_rows=(3, 17))
+    result = CliRunner().invoke(main, ["cache", "stats", str(cache)])
+    assert result.exit_code == 0, result.output
+    stats = zarr.open_group(str(cache), mode="r").attrs["stats"]
+    data = zarr.open_group(str(cache), mode="r")["semantic"][:].astype(np.float64)
+    good = np.delete(data, [3, 17], axis=0)
+    assert np.allclose(stats["semantic"]["mean"], good.mean(axis=(0, 1)))
+    assert np.allclose(stats["semantic"]["std"], good.std(axis=(0, 1)))
+    assert stats["semantic"]["non_finite_clips"] == 2
+    loaded = CacheData(cache)
+    assert len(loaded) == 48 and 3 not in loaded.rows.tolist()
+    batch = next(loaded.batches(48))
+    normalised = loaded.normalise("semantic", batch["semantic"].float())
+    assert abs(float(normalised.mean())) < 0.05
+
+
+def test_streaming_reads_every_usable_row_once_per_epoch(tmp_path):
+    cache = make_feature_cache(tmp_path / "c", 100, "ssv2", semantic=(4, 8), motion=(2, 4), shard_size=8, failed_rows=(5,))
+    streamed = CacheData(cache, ram_limit_gb=0)
+    assert not streamed.in_ram
+    generator = torch.Generator().manual_seed(0)
+    rows = torch.cat([b["row"] for b in streamed.batches(7, shuffle=True, generator=generator, shuffle_shards=3)])
+    assert sorted(rows.tolist()) == [r for r in range(100) if r != 5] and rows.tolist() != sorted(rows.tolist())
+    in_ram = CacheData(cache)
+    batch = next(in_ram.batches(100))
+    by_row = {int(r): i for i, r in enumerate(batch["row"])}
+    for b in streamed.batches(10):
+        for i, r in enumerate(b["row"].tolist()):
+            assert torch.equal(b["semantic"][i], batch["semantic"][by_row[r]])
