@@ -88,9 +88,13 @@ def test_synth_extract_info_verify(tmp_path):
 @pytest.mark.slow
 def test_demo_at_real_shapes(tmp_path):
     """`cli demo` end to end with the default backbones (random init) on a few clips."""
-    result = run("demo", "--out", tmp_path / "d", "--clips", 2)
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(main, ["demo", "--out", str(tmp_path / "d"), "--clips", "4", "--epochs", "1"])
     assert result.exit_code == 0, result.output
-    for split in ("train", "validation"):
+    for split, clips in (("train", 4), ("validation", 2)):
         group = zarr.open_group(str(tmp_path / "d" / "cache" / f"ssv2-{split}"), mode="r")
-        assert group["semantic"].shape == (2, 196, 768) and group["motion"].shape == (2, 8, 512)
+        assert group["semantic"].shape == (clips, 196, 768) and group["motion"].shape == (clips, 8, 512)
         assert group["done"][:].all()
+    for model in ("gasm_cast", "semantic_only", "motion_only"):
+        assert (tmp_path / "d" / "runs" / model / "best.pt").is_file()
+        assert model in result.output
+    assert {p.name for p in (tmp_path / "d" / "attention").glob("*.png")} == {"semantic_graph.png", "motion_graph.png", "fusion_layers.png"}

@@ -174,3 +174,25 @@ def test_streaming_reads_every_usable_row_once_per_epoch(tmp_path):
     for b in streamed.batches(10):
         for i, r in enumerate(b["row"].tolist()):
             assert torch.equal(b["semantic"][i], batch["semantic"][by_row[r]])
+
+
+def test_augmentation_trains(ssv2_caches, tmp_path):
+    summary = train(ssv2_caches, "late_fusion", tmp_path / "aug", epochs=1,
+                    data={"batch_size": 32, "token_dropout": 0.3, "mixup_alpha": 0.4})
+    assert np.isfinite(summary["last"]["train_loss"]) and summary["last"]["val_top1"] > 0
+
+
+def test_visualize_draws_over_the_centre_frame_of_an_extracted_clip(ssv2_root, tmp_path, tiny):
+    from fusion.visualize import _centre_frame
+    from pipeline.extract import run_extraction
+
+    cache = tmp_path / "cache"
+    run_extraction("ssv2", ssv2_root, "validation", cache, tiny)
+    group = zarr.open_group(str(cache), mode="r")
+    frame = _centre_frame(dict(group.attrs), str(group["clip_id"][0]), None)
+    assert frame is not None and frame.shape == (224, 224, 3) and frame.std() > 0
+    run = tmp_path / "run"
+    run_training(cache, cache, "gasm_cast", run, training_config("default", None, {"epochs": 1, "device": "cpu"}), False, False)
+    result = CliRunner().invoke(main, ["visualize", "--checkpoint", str(run / "best.pt"), "--cache", str(cache), "--out", str(tmp_path / "png")])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "png").glob("*.png")) == ["fusion_layers.png", "motion_graph.png", "semantic_graph.png"]
