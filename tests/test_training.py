@@ -33,8 +33,9 @@ def ssv2_caches(tmp_path_factory):
 @pytest.fixture(scope="module")
 def epic_caches(tmp_path_factory):
     root = tmp_path_factory.mktemp("epic-features")
-    return (make_feature_cache(root / "train", 360, "epic100", **DIMS, shard_size=32),
-            make_feature_cache(root / "val", 120, "epic100", **DIMS, split="validation", shard_size=32))
+    # a weak signal, so that neither head type saturates and the comparison can go either way
+    return (make_feature_cache(root / "train", 360, "epic100", **DIMS, shard_size=32, signal=0.7),
+            make_feature_cache(root / "val", 120, "epic100", **DIMS, split="validation", shard_size=32, signal=0.7))
 
 
 def train(caches, model, out, epochs=5, **overrides):
@@ -61,8 +62,8 @@ def test_gasm_cast_needs_and_uses_both_streams(ssv2_caches, tmp_path):
 def test_epic_metrics_and_cross_task_vs_independent(epic_caches, tmp_path):
     cross = train(epic_caches, "gasm_cast", tmp_path / "cross")
     independent = train(epic_caches, "gasm_cast_independent", tmp_path / "independent")
-    # at least as good, within one validation clip in 60 (validation holds 120)
-    assert cross["best"]["value"] >= independent["best"]["value"] - 1 / 60
+    assert cross["best"]["metric"] == "action_top1"
+    assert cross["best"]["value"] >= independent["best"]["value"]
     predictions = tmp_path / "pred.jsonl"
     result = CliRunner().invoke(main, ["fuse-eval", "--checkpoint", str(tmp_path / "cross" / "best.pt"), "--cache",
                                        str(epic_caches[1]), "--predictions", str(predictions)])
