@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -41,27 +42,39 @@ def main(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(show_path=False, show_time=False)])
 
 
+EXTRACT_OPTIONS = [
+    click.option("--dataset", type=click.Choice(["ssv2", "epic100", "manifest"]), required=True, help="Dataset layout to read."),
+    click.option("--data-root", type=click.Path(path_type=Path), required=True, help="Dataset root (or the manifest CSV)."),
+    click.option("--split", default="train", help="train / validation / test (manifest: the CSV's name)."),
+    click.option("--cache", type=click.Path(path_type=Path), required=True, help="Cache directory to create or resume."),
+    click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML file of overrides to the defaults."),
+    click.option("--shard-size", type=int, help=f"Clips per Zarr shard.  [default: {DEFAULTS.run.shard_size}]"),
+    click.option("--batch-size", type=int, help=f"Clips per model batch.  [default: {DEFAULTS.run.batch_size}]"),
+    click.option("--workers", type=int, help=f"Decoder processes.  [default: {DEFAULTS.run.workers}]"),
+    click.option("--device", help=f"auto, cpu, cuda or cuda:N.  [default: {DEFAULTS.run.device}]"),
+    click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), help="Autocast dtype (auto: bf16 on GPU, fp32 on CPU).  [default: auto]"),
+    click.option("--semantic", help=f"Semantic backbone variant.  [default: {DEFAULTS.backbones.semantic}]"),
+    click.option("--motion", help=f"Motion backbone variant.  [default: {DEFAULTS.backbones.motion}]"),
+    click.option("--semantic-weights", help="DINOv3 weights: local directory, or a hub id on an online machine."),
+    click.option("--motion-weights", help="I3D weights: local checkpoint file, or 'pretrained' to download."),
+    click.option("--motion-layer", type=click.Choice(["res2", "res3", "res4", "res5"]), help=f"I3D stage to tap.  [default: {DEFAULTS.backbones.motion_layer}]"),
+    click.option("--random-init", is_flag=True, default=None, help="Seeded random weights, same architectures (no download)."),
+    click.option("--seed", type=int, help=f"Seed for --random-init.  [default: {DEFAULTS.backbones.seed}]"),
+    click.option("--limit", type=int, help="Only the first N clips of the split."),
+]
+
+
+def extract_options(command: Callable) -> Callable:
+    """The options `extract` and `submit extract` share."""
+    for option in reversed(EXTRACT_OPTIONS):
+        command = option(command)
+    return command
+
+
 @main.command(epilog=EPILOG)
-@click.option("--dataset", type=click.Choice(["ssv2", "epic100", "manifest"]), required=True, help="Dataset layout to read.")
-@click.option("--data-root", type=click.Path(path_type=Path), required=True, help="Dataset root (or the manifest CSV).")
-@click.option("--split", default="train", help="train / validation / test (manifest: the CSV's name).")
-@click.option("--cache", type=click.Path(path_type=Path), required=True, help="Cache directory to create or resume.")
-@click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML file of overrides to the defaults.")
+@extract_options
 @click.option("--shard", envvar="GASM_SHARD", help="K/N: this job owns shards j with j mod N == K. "
               "[default: from SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT, else 0/1]")
-@click.option("--shard-size", type=int, help=f"Clips per Zarr shard.  [default: {DEFAULTS.run.shard_size}]")
-@click.option("--batch-size", type=int, help=f"Clips per model batch.  [default: {DEFAULTS.run.batch_size}]")
-@click.option("--workers", type=int, help=f"Decoder processes.  [default: {DEFAULTS.run.workers}]")
-@click.option("--device", help=f"auto, cpu, cuda or cuda:N.  [default: {DEFAULTS.run.device}]")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), help="Autocast dtype (auto: bf16 on GPU, fp32 on CPU).  [default: auto]")
-@click.option("--semantic", help=f"Semantic backbone variant.  [default: {DEFAULTS.backbones.semantic}]")
-@click.option("--motion", help=f"Motion backbone variant.  [default: {DEFAULTS.backbones.motion}]")
-@click.option("--semantic-weights", help="DINOv3 weights: local directory, or a hub id on an online machine.")
-@click.option("--motion-weights", help="I3D weights: local checkpoint file, or 'pretrained' to download.")
-@click.option("--motion-layer", type=click.Choice(["res2", "res3", "res4", "res5"]), help=f"I3D stage to tap.  [default: {DEFAULTS.backbones.motion_layer}]")
-@click.option("--random-init", is_flag=True, default=None, help="Seeded random weights, same architectures (no download).")
-@click.option("--seed", type=int, help=f"Seed for --random-init.  [default: {DEFAULTS.backbones.seed}]")
-@click.option("--limit", type=int, help="Only the first N clips of the split.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 @user_errors
 def extract(config_file: Path | None, shard: str | None, limit: int | None, progress: bool, dataset: str, data_root: Path,
@@ -72,6 +85,52 @@ def extract(config_file: Path | None, shard: str | None, limit: int | None, prog
 
     cfg = extraction_config(config_file, options)
     run_extract_command(dataset, data_root, split, cache, cfg, parse_shard(shard), limit, progress)
+
+
+@main.group()
+def submit() -> None:
+    """Submit work to a cluster as a job array (SLURM through submitit, or local processes)."""
+
+
+@submit.command("extract", epilog=EPILOG)
+@extract_options
+@click.option("--tasks", type=int, default=8, help="Array tasks; pending shards are bin-packed onto them by cost.")
+@click.option("--executor", type=click.Choice(["auto", "slurm", "local"]), default="auto", help="auto: SLURM where available.")
+@click.option("--partition", envvar="SLURM_PARTITION", help="SLURM partition.")
+@click.option("--gpus", type=int, default=1, help="GPUs per task.")
+@click.option("--cpus", type=int, default=10, help="CPUs per task (decoders need them).")
+@click.option("--mem-gb", type=float, help="Memory per task.")
+@click.option("--time-min", type=int, default=240, help="Time limit per task in minutes.")
+@click.option("--parallelism", type=int, default=64, help="Array tasks running at once.")
+@click.option("--wait", is_flag=True, help="Wait for the tasks and report (always for --executor local).")
+@user_errors
+def submit_extract(config_file: Path | None, limit: int | None, dataset: str, data_root: Path, split: str, cache: Path,
+                   tasks: int, executor: str, partition: str | None, gpus: int, cpus: int, mem_gb: float | None,
+                   time_min: int, parallelism: int, wait: bool, **options: Any) -> None:
+    """Run `extract` as a job array; re-submit the same command to finish whatever is not done."""
+    from pipeline.cli_support import extraction_config
+    from pipeline.cluster.submit import ArraySettings, jobs_folder, submit_extract as submit_array
+
+    cfg = extraction_config(config_file, options)
+    array = ArraySettings(tasks, executor, partition, gpus, cpus, mem_gb, time_min, parallelism)
+    jobs, plan = submit_array(dataset, data_root, split, cache, cfg, array, limit)
+    if not jobs:
+        click.echo(f"{cache}: all {plan['done_shards']} shards are done; nothing to submit")
+        return
+    click.echo(f"submitted {len(jobs)} tasks for {plan['pending_shards']} pending shards: {jobs[0].job_id.split('_')[0]} "
+               f"(scripts, logs and plan in {jobs_folder(cache)})")
+    if wait or jobs[0].__class__.__name__ == "LocalJob":
+        failed = 0
+        for job in jobs:
+            try:
+                result = job.result()
+                click.echo(f"task {job.job_id}: extracted {result['extracted']}, failed {result['failed']}")
+            except Exception as exc:  # noqa: BLE001 - report every task, then exit non-zero
+                failed += 1
+                click.echo(f"task {job.job_id} did not finish: {str(exc).splitlines()[0][:200]}", err=True)
+        if failed:
+            click.echo(f"{failed} task(s) did not finish: re-submit the same command to complete the cache", err=True)
+            sys.exit(1)
 
 
 @main.group()
@@ -239,7 +298,8 @@ def fuse_train(cache: Path, val_cache: Path, model: str, out: Path, preset: str,
     except Preempted as exc:
         click.echo(f"pre-empted: checkpoint written to {exc}; continue with the same command and --resume", err=True)
         sys.exit(143)
-    click.echo(json.dumps(summary["best"], indent=2))
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, process 0 reports
+        click.echo(json.dumps(summary["best"], indent=2))
 
 
 @main.command("fuse-eval", epilog=EPILOG)
@@ -283,6 +343,41 @@ def cache_stats(path: Path, scheduler: str | None) -> None:
     for name, values in stats.items():
         click.echo(f"{name}: {len(values['mean'])} channels, mean token norm {values['mean_token_norm']:.3f}, "
                    f"non-finite clips {values['non_finite_clips']}")
+
+
+@cache.command("export")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["hdf5"]), default="hdf5", help="Output format.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="File to write (e.g. features.h5).")
+@user_errors
+def cache_export(path: Path, fmt: str, out: Path) -> None:
+    """Write the cache as one HDF5 file (a dataset per feature, clip ids, labels, done; attrs as JSON)."""
+    from pipeline.cache.hdf5 import export_hdf5
+
+    click.echo(f"wrote {export_hdf5(path, out)}")
+
+
+@cache.command("import")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--cache", "target", type=click.Path(path_type=Path), required=True, help="New cache directory.")
+@user_errors
+def cache_import(source: Path, target: Path) -> None:
+    """Make a cache from an HDF5 file written by `cache export`."""
+    from pipeline.cache.hdf5 import import_hdf5
+
+    click.echo(f"wrote {import_hdf5(source, target)}")
+
+
+@cache.command("merge")
+@click.argument("sources", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="New cache directory.")
+@click.option("--shard-size", type=int, help="Clips per shard of the result.  [default: the first cache's]")
+@user_errors
+def cache_merge(sources: tuple[Path, ...], out: Path, shard_size: int | None) -> None:
+    """Concatenate caches made with the same backbones into one (rows in the order given)."""
+    from pipeline.cache.merge import merge_caches
+
+    click.echo(f"wrote {merge_caches(list(sources), out, shard_size)}")
 
 
 @bench.command("loader")

@@ -21,12 +21,12 @@ def run_training(cache: Path, val_cache: Path, model: str, out: Path, cfg: Train
     trainer = Trainer(cache, val_cache, model, out, cfg)
     if resume and (Path(out) / "last.pt").exists():
         trainer.resume()
-    console = Console(stderr=True)
+    console = Console(stderr=True, quiet=not trainer.dist.main)  # one process of a distributed run speaks
     console.print(f"{model}: {trainer.parameters:,} trainable parameters, {len(trainer.train_data)} train / "
                   f"{len(trainer.val_data)} validation clips, {trainer.device} {trainer.precision}")
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
                TimeElapsedColumn()]
-    with Progress(*columns, console=console, disable=not progress, transient=True) as bar:
+    with Progress(*columns, console=console, disable=not (progress and trainer.dist.main), transient=True) as bar:
         task = bar.add_task("epoch", total=trainer.steps_per_epoch, loss="")
 
         def on_progress(epoch: int, batches: int, loss_sum: float) -> None:

@@ -88,13 +88,17 @@ class CacheData:
         return (x - mean) / std
 
     def batches(self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None,
-                shuffle_shards: int = 8) -> Iterator[dict[str, torch.Tensor]]:
-        """Yield batches in cache order, or shuffled (across all rows in RAM; across windows of shards when streaming)."""
+                shuffle_shards: int = 8, rank: int = 0, world: int = 1) -> Iterator[dict[str, torch.Tensor]]:
+        """Yield batches in cache order, or shuffled (across all rows in RAM; across windows of shards when streaming).
+
+        With `world` > 1 every process draws the same global batches and keeps its contiguous part `rank` of each
+        (a distributed sampler that keeps the global order of a single process); "global_size" tells the whole.
+        """
         if self.in_ram:
             order = torch.randperm(len(self.rows), generator=generator).numpy() if shuffle else np.arange(len(self.rows))
             for start in range(0, len(order), batch_size):
-                idx = order[start : start + batch_size]
-                yield self._batch(self.rows[idx], {name: self.features[name][idx] for name in FEATURES})
+                idx, size = _part(order[start : start + batch_size], rank, world)
+                yield {**self._batch(self.rows[idx], {name: self.features[name][idx] for name in FEATURES}), "global_size": size}
             return
         shards = list(range(num_shards(int(self.group.attrs["num_clips"]), self.shard_size)))
         if shuffle:
@@ -105,5 +109,10 @@ class CacheData:
             feats = {name: np.concatenate([p[1][name] for p in parts]) for name in FEATURES}
             order = torch.randperm(len(rows), generator=generator).numpy() if shuffle else np.arange(len(rows))
             for start in range(0, len(order), batch_size):
-                idx = order[start : start + batch_size]
-                yield self._batch(rows[idx], {name: feats[name][idx] for name in FEATURES})
+                idx, size = _part(order[start : start + batch_size], rank, world)
+                yield {**self._batch(rows[idx], {name: feats[name][idx] for name in FEATURES}), "global_size": size}
+
+
+def _part(idx: np.ndarray, rank: int, world: int) -> tuple[np.ndarray, int]:
+    """This process's contiguous part of a global batch, and the global batch's size."""
+    return (np.array_split(idx, world)[rank] if world > 1 else idx), len(idx)

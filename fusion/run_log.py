@@ -7,14 +7,29 @@ from typing import Any
 
 
 class RunLog:
-    def __init__(self, out: Path):
-        self.out = out
-        from torch.utils.tensorboard import SummaryWriter
+    """Written by one process only: the others of a distributed run get `enabled=False` and log nothing."""
 
-        self.tensorboard = SummaryWriter(str(out / "tensorboard"))
+    def __init__(self, out: Path, enabled: bool = True):
+        self.out, self.enabled = out, enabled
+        if enabled:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tensorboard = SummaryWriter(str(out / "tensorboard"))
+
+    def step(self, epoch: int, step: int, loss: float) -> None:
+        """Every optimizer step's loss (the global batch's mean), appended to steps.csv."""
+        if not self.enabled:
+            return
+        path = self.out / "steps.csv"
+        with path.open("a") as handle:
+            if handle.tell() == 0:
+                handle.write("epoch,step,loss\n")
+            handle.write(f"{epoch},{step},{loss!r}\n")
 
     def epoch(self, history: list[dict[str, Any]]) -> None:
         """Rewrite the CSV from the whole history (a resumed run continues the same file) and log the last row."""
+        if not self.enabled:
+            return
         columns = list(dict.fromkeys(key for row in history for key in row))
         with (self.out / "metrics.csv").open("w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=columns)
@@ -26,7 +41,9 @@ class RunLog:
                 self.tensorboard.add_scalar(key.replace("val_", "val/").replace("train_", "train/"), value, row["epoch"])
         self.tensorboard.flush()
 
-    def plot(self, history: list[dict[str, Any]]) -> Path:
+    def plot(self, history: list[dict[str, Any]]) -> Path | None:
+        if not self.enabled:
+            return None
         import matplotlib
 
         matplotlib.use("Agg")
@@ -50,4 +67,5 @@ class RunLog:
         return path
 
     def close(self) -> None:
-        self.tensorboard.close()
+        if self.enabled:
+            self.tensorboard.close()

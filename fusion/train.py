@@ -19,6 +19,7 @@ from torch import nn
 
 from fusion.checkpoint import load_checkpoint, save_checkpoint
 from fusion.data import CacheData, CacheSpec
+from fusion.distributed import Distributed
 from fusion.evaluate import predict
 from fusion.metrics import headline, metrics_for
 from fusion.models import build_model, count_trainable
@@ -74,12 +75,16 @@ class Trainer:
         self.train_data = CacheData(cache, cfg.data.ram_limit_gb)
         self.val_data = CacheData(val_cache, cfg.data.ram_limit_gb)
         check_same_task(self.train_data.spec, self.val_data.spec)
-        self.device = resolve_device(cfg.device)
+        self.dist = Distributed.from_env()
+        self.device = self.dist.device(resolve_device(cfg.device))
         self.precision = resolve_precision(cfg.precision, self.device)
         spec = self.train_data.spec
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(cfg.seed)  # the same initial weights in every process
         self.model = build_model(model_name, spec.shapes["semantic"][1], spec.shapes["motion"][1], spec.label_sizes,
                                  cfg.model).to(self.device)
+        # DDP averages gradients over processes; each process's loss is weighted so the average is the global mean.
+        self.forward = nn.parallel.DistributedDataParallel(
+            self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None) if self.dist.enabled else self.model
         self.parameters = count_trainable(self.model)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
         self.steps_per_epoch = math.ceil(len(self.train_data) / cfg.data.batch_size)
@@ -143,32 +148,34 @@ class Trainer:
         return mixed, [(lam, targets), (1 - lam, {k: t[perm.to(t.device)] for k, t in targets.items()})]
 
     def _train_step(self, batch: dict[str, torch.Tensor]) -> float:
+        """One optimizer step on this process's part of a global batch; returns the global batch's mean loss."""
         targets = {f: batch[f].to(self.device, non_blocking=True) for f in self.train_data.spec.label_fields}
         inputs, parts = self._augment(self._inputs(batch, self.train_data), targets)
         with autocast(self.device, self.precision):
-            outputs = self.model(inputs)
+            outputs = self.forward(inputs)
             loss = sum(weight * task_loss(outputs, part, self.criterion) for weight, part in parts)
+        share = len(batch["row"]) / batch.get("global_size", len(batch["row"]))
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        self.scaler.scale(loss * share * self.dist.world).backward()
         if self.cfg.optim.grad_clip > 0:
             self.scaler.unscale_(self.optimizer)
             nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
-        return float(loss.detach())
+        return self.dist.sum(float(loss.detach()) * share)
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
         self.stop_requested = True
 
     def fit(self, on_progress: Callable[[int, int, float], None] | None = None) -> dict[str, Any]:
         self.out.mkdir(parents=True, exist_ok=True)
-        run_log = RunLog(self.out)
+        run_log = RunLog(self.out, enabled=self.dist.main)
         previous = signal.signal(signal.SIGTERM, self._on_sigterm) if threading.current_thread() is threading.main_thread() else None
         try:
             self.model.train()
             while self.position["epoch"] < self.cfg.epochs:
-                self._epoch(on_progress)
+                self._epoch(on_progress if self.dist.main else None, run_log)
                 run_log.epoch(self.history)
             run_log.plot(self.history)
         finally:
@@ -176,22 +183,33 @@ class Trainer:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
         summary = {"model": self.model_name, "trainable_parameters": self.parameters, "best": self.best,
-                   "last": self.history[-1], "out": str(self.out)}
-        (self.out / "metrics.json").write_text(json.dumps(summary, indent=2))
+                   "last": self.history[-1], "out": str(self.out), "processes": self.dist.world}
+        if self.dist.main:
+            (self.out / "metrics.json").write_text(json.dumps(summary, indent=2))
         return summary
 
-    def _epoch(self, on_progress: Callable[[int, int, float], None] | None) -> None:
+    def _save(self, name: str, extra: dict[str, Any] | None = None) -> None:
+        """Process 0 writes; the others wait, so nobody reads a checkpoint half written."""
+        if self.dist.main:
+            save_checkpoint(self.out / name, {**self._state(), **(extra or {})})
+        self.dist.barrier()
+
+    def _epoch(self, on_progress: Callable[[int, int, float], None] | None, run_log: RunLog) -> None:
         epoch, skip = self.position["epoch"], self.position["batches_done"]
         self.order.set_state(self.position["order_state"])
-        for i, batch in enumerate(self.train_data.batches(self.cfg.data.batch_size, shuffle=True, generator=self.order)):
+        batches = self.train_data.batches(self.cfg.data.batch_size, shuffle=True, generator=self.order,
+                                          rank=self.dist.rank, world=self.dist.world)
+        for i, batch in enumerate(batches):
             if i < skip:
                 continue  # resuming mid-epoch: the same permutation, minus what was already trained on
-            self.position["loss_sum"] += self._train_step(batch) * len(batch["row"])
+            loss = self._train_step(batch)
+            self.position["loss_sum"] += loss * batch["global_size"]
             self.position["batches_done"] = i + 1
+            run_log.step(epoch + 1, i + 1, loss)
             if on_progress:
                 on_progress(epoch, i + 1, self.position["loss_sum"])
-            if self.stop_requested:
-                save_checkpoint(self.out / "last.pt", self._state())
+            if self.dist.any(self.stop_requested):  # every process stops at the same step
+                self._save("last.pt")
                 raise Preempted(str(self.out / "last.pt"))
         outputs, targets, val_loss = predict(self.model, self.val_data, self.cfg.data.batch_size, self.device, self.precision,
                                              lambda out, target: task_loss(out, target, self.criterion))
@@ -203,7 +221,7 @@ class Trainer:
         name, value = headline(metrics)
         if self.best is None or value > self.best["value"]:
             self.best = {"epoch": epoch + 1, "metric": name, "value": value, **row}
-            save_checkpoint(self.out / "best.pt", {**self._state(), "metrics": metrics})
+            self._save("best.pt", {"metrics": metrics})
         self.position = {"epoch": epoch + 1, "batches_done": 0, "order_state": self.order.get_state(), "loss_sum": 0.0}
-        save_checkpoint(self.out / "last.pt", self._state())
+        self._save("last.pt")
         log.info("epoch %d: %s", epoch + 1, {k: round(v, 4) for k, v in row.items() if isinstance(v, float)})

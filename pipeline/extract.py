@@ -70,26 +70,34 @@ def plan_batches(writer: ShardWriter, shards: list[int], batch_size: int) -> lis
     return batches
 
 
-def run_extraction(dataset: str, data_root: str | Path, split: str, cache: str | Path, cfg: ExtractConfig,
-                   shard: tuple[int, int] = (0, 1), limit: int | None = None,
-                   on_progress: Callable[[int, int], None] | None = None) -> ExtractSummary:
-    """Extract this job's shards of the split into `cache`; `on_progress(clips_handled, clips_todo)` per batch."""
-    started = time.perf_counter()
+def prepare_cache(dataset: str, data_root: str | Path, split: str, cache: str | Path, cfg: ExtractConfig,
+                  limit: int | None = None) -> tuple[ClipList, tuple[BackboneSpec, BackboneSpec], ShardWriter]:
+    """Read the split and create (or reopen and check) its cache; nothing is decoded or loaded yet."""
     clips = read_dataset(dataset, data_root, split, limit)
     specs = backbone_specs(cfg)
-    device = resolve_device(cfg.run.device)
-    precision = resolve_precision(cfg.run.precision, device)
+    precision = resolve_precision(cfg.run.precision, resolve_device(cfg.run.device))
     source = {"dataset": dataset, "data_root": str(data_root), "split": split, "limit": limit}
     shapes = {spec.kind: (spec.tokens, spec.dim) for spec in specs}
     group = open_or_create(cache, clips, cfg.run.shard_size, shapes, cache_attrs(clips, cfg, specs, precision, source))
-    writer = ShardWriter(cache, group)
-    mine = owned_shards(num_shards(len(clips), cfg.run.shard_size), *shard)
+    return clips, specs, ShardWriter(cache, group)
+
+
+def run_extraction(dataset: str, data_root: str | Path, split: str, cache: str | Path, cfg: ExtractConfig,
+                   shard: tuple[int, int] = (0, 1), limit: int | None = None,
+                   on_progress: Callable[[int, int], None] | None = None, shards: list[int] | None = None) -> ExtractSummary:
+    """Extract this job's shards of the split into `cache`: those with j mod N == K for `shard` = (K, N), or the
+    explicit list `shards`. `on_progress(clips_handled, clips_todo)` is called per batch."""
+    started = time.perf_counter()
+    clips, specs, writer = prepare_cache(dataset, data_root, split, cache, cfg, limit)
+    device = resolve_device(cfg.run.device)
+    precision = resolve_precision(cfg.run.precision, device)
+    mine = shards if shards is not None else owned_shards(num_shards(len(clips), cfg.run.shard_size), *shard)
     finished = writer.done_shards()
     todo = [j for j in mine if j not in finished]
     owned = sum(hi - lo for lo, hi in map(writer.rows, mine))
     skipped = sum(hi - lo for lo, hi in (writer.rows(j) for j in mine if j in finished))
-    log.info("%d clips in %d shards; this job (%d/%d) owns %d shards, %d already done",
-             len(clips), num_shards(len(clips), cfg.run.shard_size), *shard, len(mine), len(mine) - len(todo))
+    log.info("%d clips in %d shards; this job owns %d shards, %d already done",
+             len(clips), num_shards(len(clips), cfg.run.shard_size), len(mine), len(mine) - len(todo))
     summary = ExtractSummary(len(clips), owned, 0, 0, skipped, 0.0)
     if todo:
         _extract_shards(clips, cfg, specs, device, precision, writer, todo, summary, on_progress, owned - skipped)

@@ -49,20 +49,22 @@ def _compressor() -> BloscCodec:
     return BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
 
 
-def _build(path: Path, clips: ClipList, shard_size: int, shapes: dict[str, tuple[int, int]], attrs: dict[str, Any]) -> None:
-    n = len(clips)
+def build_skeleton(path: Path, clip_ids: np.ndarray, labels: dict[str, np.ndarray], shard_size: int,
+                   shapes: dict[str, tuple[int, int]], attrs: dict[str, Any]) -> zarr.Group:
+    """Every array of an empty cache at `path` (features unwritten, `done` all false), with its attrs."""
+    n = len(clip_ids)
     root = zarr.open_group(str(path), mode="w", zarr_format=3)
     for name, (tokens, dim) in shapes.items():
         # Failed clips keep NaN rows: a consumer that ignores the failure list fails loudly, not silently.
         root.create_array(name, shape=(n, tokens, dim), chunks=(1, tokens, dim), shards=(shard_size, tokens, dim),
                           dtype="float16", fill_value=np.nan, compressors=_compressor())
-    root.create_array("clip_id", shape=(n,), dtype=str)[:] = np.array([c.clip_id for c in clips.clips], dtype=str)
-    for field in clips.label_fields:
-        root.create_array(field, shape=(n,), dtype="int32", fill_value=-1)[:] = np.array(
-            [c.labels.get(field, -1) for c in clips.clips], dtype=np.int32)
+    root.create_array("clip_id", shape=(n,), dtype=str)[:] = np.asarray(clip_ids, dtype=str)
+    for field, values in labels.items():
+        root.create_array(field, shape=(n,), dtype="int32", fill_value=-1)[:] = np.asarray(values, dtype=np.int32)
     root.create_array("done", shape=(n,), chunks=(shard_size,), dtype="bool", fill_value=False)
     root.create_group("failures")  # a member group, so Zarr does not warn about an unknown folder
     root.attrs.update(attrs)
+    return root
 
 
 def open_or_create(path: str | Path, clips: ClipList, shard_size: int, shapes: dict[str, tuple[int, int]],
@@ -76,7 +78,8 @@ def open_or_create(path: str | Path, clips: ClipList, shard_size: int, shapes: d
             raise UserError(f"cache {path} exists and is not empty, but is not a gasm-cast cache (no zarr.json)")
         path.parent.mkdir(parents=True, exist_ok=True)
         staging = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-        _build(staging, clips, shard_size, shapes, attrs)
+        labels = {f: [c.labels.get(f, -1) for c in clips.clips] for f in clips.label_fields}
+        build_skeleton(staging, np.array([c.clip_id for c in clips.clips], dtype=str), labels, shard_size, shapes, attrs)
         try:
             if path.exists():
                 path.rmdir()

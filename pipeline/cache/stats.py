@@ -1,44 +1,53 @@
 """`cli cache stats`: per-channel mean/std, token norms and NaN counts of each feature, out of core with dask
-(one task per shard), stored in the cache's attrs for the trainer's normalisation."""
+(one task per shard, each returning small partial sums), stored in the cache's attrs for normalisation."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from pipeline.cache.layout import FEATURES, open_cache
+import numpy as np
+import zarr
+
+from pipeline.cache.layout import FEATURES, num_shards, open_cache, shard_rows
 from pipeline.errors import UserError
+
+
+def shard_sums(path: str, name: str, lo: int, hi: int) -> dict[str, Any]:
+    """Partial sums over the finite clips of rows [lo, hi) of one feature: what the reduction needs, nothing more."""
+    block = zarr.open_array(str(Path(path) / name), mode="r")[lo:hi].astype(np.float64)
+    finite = np.isfinite(block).reshape(hi - lo, -1).all(axis=1)
+    good = block[finite]
+    return {"tokens": good.shape[0] * good.shape[1], "sum": good.sum(axis=(0, 1)), "sumsq": (good**2).sum(axis=(0, 1)),
+            "norms": float(np.sqrt((good**2).sum(axis=2)).sum()), "non_finite": int((~finite).sum())}
+
+
+def combine(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    tokens = sum(p["tokens"] for p in parts)
+    if tokens == 0:
+        raise UserError("the cache holds no finite clips to compute statistics from")
+    mean = sum(p["sum"] for p in parts) / tokens
+    var = np.maximum(sum(p["sumsq"] for p in parts) / tokens - mean**2, 0.0)
+    return {"mean": mean.tolist(), "std": np.sqrt(var).tolist(), "mean_token_norm": sum(p["norms"] for p in parts) / tokens,
+            "non_finite_clips": sum(p["non_finite"] for p in parts)}
 
 
 def compute_stats(path: str | Path, scheduler: str | None = None) -> dict[str, Any]:
     """Stats over every finite row (failed and missing clips are NaN and left out); written to attrs["stats"]."""
     import dask
-    import dask.array as da
 
     group = open_cache(path, mode="r+")
-    shard_size = int(group.attrs["shard_size"])
-    lazy = {}
-    for name in FEATURES:
-        array = da.from_zarr(group[name], chunks=(shard_size, *group[name].shape[1:])).astype("float64")
-        finite = da.isfinite(array).all(axis=(1, 2))
-        valid = da.where(finite[:, None, None], array, float("nan"))
-        lazy[name] = {
-            "mean": da.nanmean(valid, axis=(0, 1)),
-            "std": da.nanstd(valid, axis=(0, 1)),
-            "mean_token_norm": da.nanmean(da.sqrt((valid**2).sum(axis=2))),
-            "non_finite_clips": (~finite).sum(),
-        }
+    n, shard_size = int(group.attrs["num_clips"]), int(group.attrs["shard_size"])
+    tasks = {name: [dask.delayed(shard_sums)(str(path), name, *shard_rows(j, shard_size, n))
+                    for j in range(num_shards(n, shard_size))] for name in FEATURES}
     if scheduler:
         try:
             from dask.distributed import Client
         except ImportError:
             raise UserError("--scheduler needs dask-distributed: pip install 'dask[distributed]'") from None
-
         with Client(scheduler):
-            (computed,) = dask.compute(lazy)
+            (parts,) = dask.compute(tasks)
     else:
-        (computed,) = dask.compute(lazy, scheduler="threads")
-    stats = {name: {"mean": values["mean"].tolist(), "std": values["std"].tolist(),
-                    "mean_token_norm": float(values["mean_token_norm"]), "non_finite_clips": int(values["non_finite_clips"])}
-             for name, values in computed.items()}
+        (parts,) = dask.compute(tasks, scheduler="threads")
+    stats = {name: combine(values) for name, values in parts.items()}
     group.attrs["stats"] = stats
     return stats

@@ -1,0 +1,67 @@
+"""`cli cache export --format hdf5` / `cli cache import`: one HDF5 dataset per feature, clip ids, labels and
+`done`, the cache's attrs and failure lists as JSON; streamed shard by shard, never the whole cache in memory.
+Export then import gives back the same cache, bit for bit."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.cache.layout import FEATURES, build_skeleton, num_shards, open_cache, shard_rows
+from pipeline.cache.writer import failures_file, read_failures
+from pipeline.errors import UserError
+
+
+def export_hdf5(cache: Path, out: Path) -> Path:
+    import h5py
+
+    group = open_cache(cache)
+    attrs = dict(group.attrs)
+    n, shard_size = int(attrs["num_clips"]), int(attrs["shard_size"])
+    with h5py.File(out, "w") as h5:
+        for name in FEATURES:
+            shape = group[name].shape
+            dataset = h5.create_dataset(name, shape=shape, dtype="float16", chunks=(1, *shape[1:]), compression="gzip",
+                                        compression_opts=4, shuffle=True)
+            for shard in range(num_shards(n, shard_size)):
+                lo, hi = shard_rows(shard, shard_size, n)
+                dataset[lo:hi] = group[name][lo:hi]
+        h5.create_dataset("clip_id", data=np.asarray(group["clip_id"][:], dtype=object), dtype=h5py.string_dtype())
+        h5.create_dataset("done", data=group["done"][:])
+        for field in attrs.get("label_fields", []):
+            h5.create_dataset(field, data=group[field][:])
+        h5.attrs["gasm_cast_attrs"] = json.dumps(attrs)
+        h5.attrs["gasm_cast_failures"] = json.dumps(read_failures(cache))
+    return out
+
+
+def import_hdf5(source: Path, cache: Path) -> Path:
+    import h5py
+
+    if Path(cache).exists():
+        raise UserError(f"{cache} already exists: import into a new cache path")
+    try:
+        h5 = h5py.File(source, "r")
+    except OSError as exc:
+        raise UserError(f"{source} is not a readable HDF5 file: {exc}") from None
+    with h5:
+        if "gasm_cast_attrs" not in h5.attrs:
+            raise UserError(f"{source} was not exported by gasm-cast (no gasm_cast_attrs attribute)")
+        attrs = json.loads(h5.attrs["gasm_cast_attrs"])
+        shard_size, n = int(attrs["shard_size"]), int(attrs["num_clips"])
+        labels = {field: h5[field][:] for field in attrs.get("label_fields", [])}
+        shapes = {name: tuple(h5[name].shape[1:]) for name in FEATURES}
+        clip_ids = np.array([c.decode() if isinstance(c, bytes) else c for c in h5["clip_id"][:]], dtype=str)
+        group = build_skeleton(Path(cache), clip_ids, labels, shard_size, shapes, attrs)
+        for shard in range(num_shards(n, shard_size)):
+            lo, hi = shard_rows(shard, shard_size, n)
+            for name in FEATURES:
+                group[name][lo:hi] = h5[name][lo:hi]
+        by_shard: dict[int, list[dict]] = {}
+        for record in json.loads(h5.attrs["gasm_cast_failures"]):
+            by_shard.setdefault(int(record["row"]) // shard_size, []).append(record)
+        for shard, records in by_shard.items():
+            failures_file(Path(cache), shard).write_text("".join(json.dumps(r) + "\n" for r in records))
+        group["done"][:] = h5["done"][:]
+    return Path(cache)
