@@ -6,8 +6,10 @@ from click.testing import CliRunner
 
 from cli import main
 
-COMMANDS = [[], ["extract"], ["cache"], ["cache", "info"], ["cache", "verify"], ["synth"], ["bench"], ["bench", "extract"],
-            ["bench", "fusion"], ["models"], ["demo"]]
+COMMANDS = [[], ["extract"], ["submit"], ["submit", "extract"], ["cache"], ["cache", "info"], ["cache", "verify"],
+            ["cache", "stats"], ["cache", "export"], ["cache", "import"], ["cache", "merge"], ["synth"], ["bench"],
+            ["bench", "extract"], ["bench", "fusion"], ["bench", "loader"], ["models"], ["fuse-train"], ["fuse-eval"],
+            ["visualize"], ["demo"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "cli")

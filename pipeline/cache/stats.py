@@ -14,11 +14,13 @@ from pipeline.errors import UserError
 
 def shard_sums(path: str, name: str, lo: int, hi: int) -> dict[str, Any]:
     """Partial sums over the finite clips of rows [lo, hi) of one feature: what the reduction needs, nothing more."""
-    block = zarr.open_array(str(Path(path) / name), mode="r")[lo:hi].astype(np.float64)
+    block = zarr.open_array(str(Path(path) / name), mode="r")[lo:hi]
     finite = np.isfinite(block).reshape(hi - lo, -1).all(axis=1)
-    good = block[finite]
-    return {"tokens": good.shape[0] * good.shape[1], "sum": good.sum(axis=(0, 1)), "sumsq": (good**2).sum(axis=(0, 1)),
-            "norms": float(np.sqrt((good**2).sum(axis=2)).sum()), "non_finite": int((~finite).sum())}
+    good = block[finite].astype(np.float64)  # the one float64 copy: squared in place below
+    total = good.sum(axis=(0, 1))
+    np.square(good, out=good)
+    return {"tokens": good.shape[0] * good.shape[1], "sum": total, "sumsq": good.sum(axis=(0, 1)),
+            "norms": float(np.sqrt(good.sum(axis=2)).sum()), "non_finite": int((~finite).sum())}
 
 
 def combine(parts: list[dict[str, Any]]) -> dict[str, Any]:
