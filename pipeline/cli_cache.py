@@ -1,0 +1,95 @@
+"""`cli cache …`: inspect, check, summarise, convert and merge caches."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from pipeline.cli_base import EPILOG, user_errors
+
+
+@click.group()
+def cache() -> None:
+    """Inspect and check a feature cache."""
+
+
+@cache.command("info")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@user_errors
+def cache_info(path: Path, as_json: bool) -> None:
+    """Summary of a cache: clips, shards done, arrays, backbones, provenance."""
+    from pipeline.cache.inspect import cache_info as info
+    from pipeline.cli_support import print_info
+
+    summary = info(path)
+    click.echo(json.dumps(summary, indent=2)) if as_json else print_info(summary)
+
+
+@cache.command("verify", epilog=EPILOG)
+@click.argument("path", type=click.Path(path_type=Path))
+@user_errors
+def cache_verify(path: Path) -> None:
+    """Exit non-zero naming every missing, failed or non-finite clip."""
+    from pipeline.cache.inspect import verify_cache
+
+    problems = verify_cache(path)
+    for problem in problems:
+        click.echo(f"{problem['problem']}\t{problem['clip_id']}\t{problem['detail']}")
+    if problems:
+        click.echo(f"{path}: {len(problems)} problem clip(s)", err=True)
+        sys.exit(1)
+    click.echo(f"{path}: ok")
+
+
+@cache.command("stats")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--scheduler", envvar="DASK_SCHEDULER_ADDRESS", help="dask-distributed scheduler address.  [default: local threads]")
+@user_errors
+def cache_stats(path: Path, scheduler: str | None) -> None:
+    """Per-channel mean/std, token norms and NaN counts (out of core, one dask task per shard), saved in the attrs."""
+    from pipeline.cache.stats import compute_stats
+
+    stats = compute_stats(path, scheduler)
+    for name, values in stats.items():
+        click.echo(f"{name}: {len(values['mean'])} channels, mean token norm {values['mean_token_norm']:.3f}, "
+                   f"non-finite clips {values['non_finite_clips']}")
+
+
+@cache.command("export")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["hdf5"]), default="hdf5", help="Output format.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="File to write (e.g. features.h5).")
+@user_errors
+def cache_export(path: Path, fmt: str, out: Path) -> None:
+    """Write the cache as one HDF5 file (a dataset per feature, clip ids, labels, done; attrs as JSON)."""
+    from pipeline.cache.hdf5 import export_hdf5
+
+    click.echo(f"wrote {export_hdf5(path, out)}")
+
+
+@cache.command("import")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--cache", "target", type=click.Path(path_type=Path), required=True, help="New cache directory.")
+@user_errors
+def cache_import(source: Path, target: Path) -> None:
+    """Make a cache from an HDF5 file written by `cache export`."""
+    from pipeline.cache.hdf5 import import_hdf5
+
+    click.echo(f"wrote {import_hdf5(source, target)}")
+
+
+@cache.command("merge")
+@click.argument("sources", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="New cache directory.")
+@click.option("--shard-size", type=int, help="Clips per shard of the result.  [default: the first cache's]")
+@user_errors
+def cache_merge(sources: tuple[Path, ...], out: Path, shard_size: int | None) -> None:
+    """Concatenate caches made with the same backbones into one (rows in the order given)."""
+    from pipeline.cache.merge import merge_caches
+
+    click.echo(f"wrote {merge_caches(list(sources), out, shard_size)}")
+
+
