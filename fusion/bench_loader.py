@@ -23,7 +23,7 @@ def bench_loader(cache: Path, model: str, batch_size: int, steps: int, device: s
             while len(batches) < count:
                 for batch in data.batches(batch_size, shuffle=True, generator=trainer.order):
                     # what the trainer does to every batch before the model sees it
-                    trainer._inputs(batch, data)
+                    data.model_inputs(batch, trainer.device)
                     batches.append(batch)
                     if len(batches) == count:
                         break

@@ -87,6 +87,12 @@ class CacheData:
         mean, std = (t.to(x.device) for t in self.norm[name])
         return (x - mean) / std
 
+    def model_inputs(self, batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+        """float16 features of a batch -> normalised float32 on `device` (pinned, non-blocking copies to a GPU)."""
+        pin = device.type == "cuda"
+        return {name: self.normalise(name, (batch[name].pin_memory() if pin else batch[name]).to(device, non_blocking=True).float())
+                for name in FEATURES}
+
     def batches(self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None,
                 shuffle_shards: int = 8, rank: int = 0, world: int = 1) -> Iterator[dict[str, torch.Tensor]]:
         """Yield batches in cache order, or shuffled (across all rows in RAM; across windows of shards when streaming).

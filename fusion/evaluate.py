@@ -28,9 +28,8 @@ def predict(model: nn.Module, data: CacheData, batch_size: int, device: torch.de
     targets: dict[str, list[torch.Tensor]] = {}
     loss_sum = 0.0
     for batch in data.batches(batch_size):
-        inputs = {name: data.normalise(name, batch[name].to(device, non_blocking=True).float()) for name in ("semantic", "motion")}
         with autocast(device, precision):
-            out = model(inputs)
+            out = model(data.model_inputs(batch, device))
         if loss_fn is not None:
             loss_sum += float(loss_fn(out, {f: batch[f].to(device) for f in data.spec.label_fields})) * len(batch["row"])
         for key in ("logits", "verb", "noun"):

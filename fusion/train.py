@@ -127,14 +127,6 @@ class Trainer:
         log.info("resumed from epoch %d, batch %d", self.position["epoch"], self.position["batches_done"])
 
     # --- the loop ----------------------------------------------------------------------------------------
-    def _inputs(self, batch: dict[str, torch.Tensor], data: CacheData) -> dict[str, torch.Tensor]:
-        pin = self.device.type == "cuda"
-        out = {}
-        for name in ("semantic", "motion"):
-            x = batch[name].pin_memory() if pin else batch[name]
-            out[name] = data.normalise(name, x.to(self.device, non_blocking=True).float())
-        return out
-
     def _augment(self, inputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]):
         """Token dropout and mixup; returns inputs and a list of (weight, targets) to mix the loss over."""
         cfg = self.cfg.data
@@ -150,7 +142,7 @@ class Trainer:
     def _train_step(self, batch: dict[str, torch.Tensor]) -> float:
         """One optimizer step on this process's part of a global batch; returns the global batch's mean loss."""
         targets = {f: batch[f].to(self.device, non_blocking=True) for f in self.train_data.spec.label_fields}
-        inputs, parts = self._augment(self._inputs(batch, self.train_data), targets)
+        inputs, parts = self._augment(self.train_data.model_inputs(batch, self.device), targets)
         with autocast(self.device, self.precision):
             outputs = self.forward(inputs)
             loss = sum(weight * task_loss(outputs, part, self.criterion) for weight, part in parts)
