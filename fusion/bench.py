@@ -85,8 +85,8 @@ def bench_fusion(semantic: tuple[int, int], motion: tuple[int, int], batch_sizes
         inputs = (torch.randn(batch, ns, ds), torch.randn(batch, nm, dm))
         pairs = {
             "layer": (BottleneckCrossAttention(ds, dm), FullWidthCrossAttention(ds, dm)),
-            "model": (_as_layer(build_model("gasm_cast", ds, dm, {"label": 174})),
-                      _as_layer(build_model("vanilla_cross_attention", ds, dm, {"label": 174}))),
+            "model": (ModelAsLayer(build_model("gasm_cast", ds, dm, {"label": 174})),
+                      ModelAsLayer(build_model("vanilla_cross_attention", ds, dm, {"label": 174}))),
         }
         for level, (ours, baseline) in pairs.items():
             a, b = measure(ours, inputs, dev, repeats), measure(baseline, inputs, dev, repeats)
@@ -99,7 +99,7 @@ def bench_fusion(semantic: tuple[int, int], motion: tuple[int, int], batch_sizes
     return table
 
 
-class _as_layer(nn.Module):
+class ModelAsLayer(nn.Module):
     """A fusion model called like a layer: (semantic, motion) -> outputs."""
 
     def __init__(self, model: nn.Module):
@@ -107,4 +107,5 @@ class _as_layer(nn.Module):
         self.model = model
 
     def forward(self, semantic: torch.Tensor, motion: torch.Tensor) -> dict[str, torch.Tensor]:
+        """semantic: [B, Ns, Ds], motion: [B, Nm, Dm] -> the model's output dict."""
         return self.model({"semantic": semantic, "motion": motion})

@@ -100,3 +100,17 @@ def test_demo_at_real_shapes(tmp_path):
         assert (tmp_path / "d" / "runs" / model / "best.pt").is_file()
         assert model in result.output
     assert {p.name for p in (tmp_path / "d" / "attention").glob("*.png")} == {"semantic_graph.png", "motion_graph.png", "fusion_layers.png"}
+
+
+def test_benchmarks_run_and_print_their_tables(tmp_path):
+    """Smoke runs at tiny sizes: the tables appear (their numbers are for people, not for assertions)."""
+    runner = CliRunner(env={"COLUMNS": "200"})
+    fusion = runner.invoke(main, ["bench", "fusion", "--semantic-shape", "16x64", "--motion-shape", "4x32",
+                                  "--batch-sizes", "2", "--repeats", "1"])
+    assert fusion.exit_code == 0, fusion.output
+    assert "B-CAST layer" in fusion.output and "vanilla_cross_attention" in fusion.output
+    extract = runner.invoke(main, ["bench", "extract", "--semantic", "dinov3_tiny", "--motion", "i3d_tiny", "--clips", "4",
+                                   "--batch-size", "2", "--workers", "0", "--device", "cpu", "--work-dir", str(tmp_path)])
+    assert extract.exit_code == 0, extract.output
+    for row in ("decode only", "model only", "end to end", "RSS at end"):
+        assert row in extract.output
