@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.cache.layout import FEATURES, build_skeleton, num_shards, open_cache, shard_rows
-from pipeline.cache.writer import failures_file, read_failures
+from pipeline.cache.writer import read_failures, write_failures_by_row
 from pipeline.errors import UserError
 
 
@@ -58,10 +58,6 @@ def import_hdf5(source: Path, cache: Path) -> Path:
             lo, hi = shard_rows(shard, shard_size, n)
             for name in FEATURES:
                 group[name][lo:hi] = h5[name][lo:hi]
-        by_shard: dict[int, list[dict]] = {}
-        for record in json.loads(h5.attrs["gasm_cast_failures"]):
-            by_shard.setdefault(int(record["row"]) // shard_size, []).append(record)
-        for shard, records in by_shard.items():
-            failures_file(Path(cache), shard).write_text("".join(json.dumps(r) + "\n" for r in records))
+        write_failures_by_row(Path(cache), json.loads(h5.attrs["gasm_cast_failures"]), shard_size)
         group["done"][:] = h5["done"][:]
     return Path(cache)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.cache.layout import FEATURES, build_skeleton, num_shards, open_cache, shard_rows
-from pipeline.cache.writer import failures_file, read_failures
+from pipeline.cache.writer import read_failures, write_failures_by_row
 from pipeline.errors import UserError
 
 SAME = ("schema_version", "dataset", "backbones", "label_fields")
@@ -49,12 +49,8 @@ def merge_caches(sources: list[Path], out: Path, shard_size: int | None = None) 
             target[name][lo:hi] = np.concatenate([
                 g[name][max(lo - start, 0) : min(hi - start, n)]
                 for g, start, n in zip(groups, offsets[:-1], sizes) if start < hi and start + n > lo])
-    failures: dict[int, list[dict]] = {}
-    for path, start in zip(sources, offsets[:-1]):
-        for record in read_failures(path):
-            record = {**record, "row": int(record["row"]) + int(start)}
-            failures.setdefault(record["row"] // shard_size, []).append(record)
-    for shard, records in failures.items():
-        failures_file(Path(out), shard).write_text("".join(json.dumps(r) + "\n" for r in records))
+    failures = [{**record, "row": int(record["row"]) + int(start)}
+                for path, start in zip(sources, offsets[:-1]) for record in read_failures(path)]
+    write_failures_by_row(Path(out), failures, shard_size)
     target["done"][:] = done
     return Path(out)

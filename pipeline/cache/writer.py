@@ -40,14 +40,28 @@ class ShardWriter:
             if features[name].shape[0] != hi - lo:
                 raise ValueError(f"shard {shard}: {name} has {features[name].shape[0]} rows, expected {hi - lo}")
             self.group[name][lo:hi] = features[name].astype(np.float16, copy=False)
-        target = failures_file(self.path, shard)
-        if failures:
-            staging = target.with_suffix(".tmp")
-            staging.write_text("".join(json.dumps(record) + "\n" for record in failures))
-            os.replace(staging, target)
-        elif target.exists():
-            target.unlink()  # a redone shard that now succeeds must not keep its old failures
+        write_failures(self.path, shard, failures)
         self.group["done"][lo:hi] = True
+
+
+def write_failures(cache: Path, shard: int, records: list[dict[str, Any]]) -> None:
+    """Replace a shard's failure list atomically; an empty list removes it."""
+    target = failures_file(cache, shard)
+    if records:
+        staging = target.with_suffix(".tmp")
+        staging.write_text("".join(json.dumps(record) + "\n" for record in records))
+        os.replace(staging, target)
+    elif target.exists():
+        target.unlink()  # a redone shard that now succeeds must not keep its old failures
+
+
+def write_failures_by_row(cache: Path, records: list[dict[str, Any]], shard_size: int) -> None:
+    """File each record under the shard holding its row (for caches assembled from other caches)."""
+    by_shard: dict[int, list[dict[str, Any]]] = {}
+    for record in records:
+        by_shard.setdefault(int(record["row"]) // shard_size, []).append(record)
+    for shard, shard_records in by_shard.items():
+        write_failures(cache, shard, shard_records)
 
 
 def read_failures(cache: str | Path) -> list[dict[str, Any]]:
