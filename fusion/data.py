@@ -28,6 +28,11 @@ class CacheSpec:
     label_names: dict[str, list[str]]
     provenance: dict[str, Any] = field(default_factory=dict)
 
+    def summary(self) -> dict[str, Any]:
+        """What a model trained on this cache depends on, in plain containers (stored in checkpoints)."""
+        return {"shapes": {k: list(v) for k, v in self.shapes.items()}, "label_fields": list(self.label_fields),
+                "label_sizes": self.label_sizes, "label_names": self.label_names}
+
 
 class CacheData:
     """The usable rows of a cache (done, not failed, labelled) as batches {"semantic", "motion", labels..., "row"}."""
@@ -70,9 +75,16 @@ class CacheData:
         keep = self.rows[(self.rows >= lo) & (self.rows < hi)]
         return keep, {name: self.group[name][lo:hi][keep - lo] for name in FEATURES}
 
+    def _shards(self) -> list[int]:
+        return list(range(num_shards(int(self.group.attrs["num_clips"]), self.shard_size)))
+
+    def _window(self, shards: list[int]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The usable rows of several shards and their features, concatenated."""
+        parts = [self._read_shard(j) for j in shards]
+        return np.concatenate([p[0] for p in parts]), {name: np.concatenate([p[1][name] for p in parts]) for name in FEATURES}
+
     def _load(self) -> dict[str, np.ndarray]:
-        parts = [self._read_shard(j) for j in range(num_shards(int(self.group.attrs["num_clips"]), self.shard_size))]
-        return {name: np.concatenate([p[1][name] for p in parts]) for name in FEATURES}
+        return self._window(self._shards())[1]
 
     def _batch(self, rows: np.ndarray, features: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
         batch = {name: torch.from_numpy(np.ascontiguousarray(features[name])) for name in FEATURES}
@@ -100,23 +112,23 @@ class CacheData:
         With `world` > 1 every process draws the same global batches and keeps its contiguous part `rank` of each
         (a distributed sampler that keeps the global order of a single process); "global_size" tells the whole.
         """
-        if self.in_ram:
-            order = torch.randperm(len(self.rows), generator=generator).numpy() if shuffle else np.arange(len(self.rows))
-            for start in range(0, len(order), batch_size):
-                idx, size = _part(order[start : start + batch_size], rank, world)
-                yield {**self._batch(self.rows[idx], {name: self.features[name][idx] for name in FEATURES}), "global_size": size}
-            return
-        shards = list(range(num_shards(int(self.group.attrs["num_clips"]), self.shard_size)))
-        if shuffle:
-            shards = [shards[i] for i in torch.randperm(len(shards), generator=generator).tolist()]
-        for window in range(0, len(shards), shuffle_shards):
-            parts = [self._read_shard(j) for j in shards[window : window + shuffle_shards]]
-            rows = np.concatenate([p[0] for p in parts])
-            feats = {name: np.concatenate([p[1][name] for p in parts]) for name in FEATURES}
+        for rows, features in self._windows(shuffle, generator, shuffle_shards):
             order = torch.randperm(len(rows), generator=generator).numpy() if shuffle else np.arange(len(rows))
             for start in range(0, len(order), batch_size):
                 idx, size = _part(order[start : start + batch_size], rank, world)
-                yield {**self._batch(rows[idx], {name: feats[name][idx] for name in FEATURES}), "global_size": size}
+                yield {**self._batch(rows[idx], {name: features[name][idx] for name in FEATURES}), "global_size": size}
+
+    def _windows(self, shuffle: bool, generator: torch.Generator | None,
+                 shuffle_shards: int) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+        """Everything at once when in RAM; else windows of `shuffle_shards` shards, in shuffled order if asked."""
+        if self.in_ram:
+            yield self.rows, self.features
+            return
+        shards = self._shards()
+        if shuffle:
+            shards = [shards[i] for i in torch.randperm(len(shards), generator=generator).tolist()]
+        for window in range(0, len(shards), shuffle_shards):
+            yield self._window(shards[window : window + shuffle_shards])
 
 
 def _part(idx: np.ndarray, rank: int, world: int) -> tuple[np.ndarray, int]:

@@ -43,10 +43,9 @@ def predict(model: nn.Module, data: CacheData, batch_size: int, device: torch.de
 
 def model_from_checkpoint(state: dict[str, Any], data: CacheData) -> FusionModel:
     """Rebuild the checkpoint's model, refusing a cache whose dims or labels differ from what it was trained on."""
-    spec = state["spec"]
-    found = {"shapes": {k: list(v) for k, v in data.spec.shapes.items()}, "label_fields": list(data.spec.label_fields),
-             "label_sizes": data.spec.label_sizes}
-    for key, value in found.items():
+    spec, found = state["spec"], data.spec.summary()
+    for key in ("shapes", "label_fields", "label_sizes"):
+        value = found[key]
         if spec[key] != value:
             raise UserError(f"cache {data.path} does not fit this model: {key} is {value} in the cache but "
                             f"{spec[key]} in the checkpoint")

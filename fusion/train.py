@@ -42,11 +42,6 @@ def check_same_task(a: CacheSpec, b: CacheSpec) -> None:
             raise UserError(f"caches {a.path} and {b.path} differ in {key}: {getattr(a, key)} vs {getattr(b, key)}")
 
 
-def spec_summary(spec: CacheSpec) -> dict[str, Any]:
-    return {"shapes": {k: list(v) for k, v in spec.shapes.items()}, "label_fields": list(spec.label_fields),
-            "label_sizes": spec.label_sizes, "label_names": spec.label_names}
-
-
 def task_loss(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], criterion: nn.Module) -> torch.Tensor:
     if "logits" in outputs:
         return criterion(outputs["logits"].float(), targets["label"])
@@ -104,7 +99,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
             "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
             "position": dict(self.position), "history": self.history, "best": self.best,
-            "config": dataclasses.asdict(self.cfg), "spec": spec_summary(self.train_data.spec),
+            "config": dataclasses.asdict(self.cfg), "spec": self.train_data.spec.summary(),
             "cache": self.train_data.spec.provenance, "val_cache": self.val_data.spec.provenance,
             "created_with": created_with(), "trainable_parameters": self.parameters,
         }
