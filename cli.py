@@ -1,4 +1,5 @@
 """gasm-cast command line: one thin Click group; every command imports its heavy modules lazily."""
+
 from __future__ import annotations
 
 import logging
@@ -34,12 +35,20 @@ for name, command in (("extract", bench_extract), ("fusion", bench_fusion), ("lo
 
 
 @main.command()
-@click.option("--out", type=click.Path(path_type=Path), default=Path("demo-run"), help="Folder for the demo's data, caches and runs.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("demo-run"),
+    help="Folder for the demo's data, caches and runs.",
+)
 @click.option("--clips", type=int, default=48, help="Synthetic training clips (validation gets half).")
 @click.option("--epochs", type=int, default=15, help="Training epochs per model.")
 @user_errors
 def demo(out: Path, clips: int, epochs: int) -> None:
-    """The whole chain on a generated dataset, on CPU: synth -> extract -> fuse-train (3 models) -> fuse-eval -> visualize."""
+    """The whole chain on a generated dataset, on CPU.
+
+    synth -> extract -> fuse-train (3 models) -> fuse-eval -> visualize.
+    """
     from fusion.demo import run_demo
 
     run_demo(out, clips, epochs)

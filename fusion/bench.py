@@ -1,10 +1,11 @@
 """`cli bench fusion`: FLOPs, training-step memory and time of B-CAST vs full-width cross-attention,
 layer against layer and GASM-CAST against the full-width model, over batch sizes."""
+
 from __future__ import annotations
 
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from rich.console import Console
@@ -18,11 +19,13 @@ from fusion.models import build_model
 
 def _step(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> Callable[[], None]:
     """One training step's forward and backward (a scalar of every output, so all paths get gradient)."""
+
     def run() -> None:
         out = module(*inputs)
         tensors = out.values() if isinstance(out, dict) else out
         sum(t.float().mean() for t in tensors).backward()
         module.zero_grad(set_to_none=True)
+
     return run
 
 
@@ -33,7 +36,7 @@ def _flops(step: Callable[[], None]) -> int:
 
 
 def _memory_mb(module: nn.Module, step: Callable[[], None], device: torch.device) -> float:
-    """Peak allocated on a GPU; on a CPU, what a step holds at its peak: tensors saved for backward + weights + grads."""
+    """Peak allocated on a GPU; on a CPU, what a step holds at its peak: saved tensors + weights + grads."""
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -66,18 +69,30 @@ def _seconds(step: Callable[[], None], device: torch.device, repeats: int) -> fl
     return statistics.median(times)
 
 
-def measure(module: nn.Module, inputs: tuple[torch.Tensor, ...], device: torch.device, repeats: int) -> dict[str, float]:
+def measure(
+    module: nn.Module, inputs: tuple[torch.Tensor, ...], device: torch.device, repeats: int
+) -> dict[str, float]:
     module = module.to(device).train()
     inputs = tuple(x.to(device).requires_grad_(False) for x in inputs)
     step = _step(module, inputs)
-    return {"gflops": _flops(step) / 1e9, "memory": _memory_mb(module, step, device), "ms": 1000 * _seconds(step, device, repeats)}
+    return {
+        "gflops": _flops(step) / 1e9,
+        "memory": _memory_mb(module, step, device),
+        "ms": 1000 * _seconds(step, device, repeats),
+    }
 
 
-def bench_fusion(semantic: tuple[int, int], motion: tuple[int, int], batch_sizes: list[int], device: str, repeats: int) -> Table:
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+def bench_fusion(
+    semantic: tuple[int, int], motion: tuple[int, int], batch_sizes: list[int], device: str, repeats: int
+) -> Table:
+    dev = torch.device(
+        "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+    )
     (ns, ds), (nm, dm) = semantic, motion
     memory_label = "peak MB" if dev.type == "cuda" else "saved+weights MB"
-    table = Table(title=f"bench fusion: semantic {ns}x{ds}, motion {nm}x{dm}, training step (forward + backward) on {dev}")
+    table = Table(
+        title=f"bench fusion: semantic {ns}x{ds}, motion {nm}x{dm}, training step (forward + backward) on {dev}"
+    )
     for column in ("batch", "compared", "GFLOPs", "x", memory_label, "x", "ms", "x"):
         table.add_column(column, justify="right")
     for batch in batch_sizes:
@@ -85,16 +100,37 @@ def bench_fusion(semantic: tuple[int, int], motion: tuple[int, int], batch_sizes
         inputs = (torch.randn(batch, ns, ds), torch.randn(batch, nm, dm))
         pairs = {
             "layer": (BottleneckCrossAttention(ds, dm), FullWidthCrossAttention(ds, dm)),
-            "model": (ModelAsLayer(build_model("gasm_cast", ds, dm, {"label": 174})),
-                      ModelAsLayer(build_model("vanilla_cross_attention", ds, dm, {"label": 174}))),
+            "model": (
+                ModelAsLayer(build_model("gasm_cast", ds, dm, {"label": 174})),
+                ModelAsLayer(build_model("vanilla_cross_attention", ds, dm, {"label": 174})),
+            ),
         }
         for level, (ours, baseline) in pairs.items():
             a, b = measure(ours, inputs, dev, repeats), measure(baseline, inputs, dev, repeats)
-            names = ("B-CAST layer", "full-width layer") if level == "layer" else ("gasm_cast", "vanilla_cross_attention")
-            table.add_row(str(batch), names[0], f"{a['gflops']:.2f}", f"{a['gflops'] / b['gflops']:.2f}", f"{a['memory']:.0f}",
-                          f"{a['memory'] / b['memory']:.2f}", f"{a['ms']:.1f}", f"{a['ms'] / b['ms']:.2f}")
-            table.add_row("", names[1], f"{b['gflops']:.2f}", "1.00", f"{b['memory']:.0f}", "1.00", f"{b['ms']:.1f}", "1.00",
-                          end_section=level == "model")
+            names = (
+                ("B-CAST layer", "full-width layer") if level == "layer" else ("gasm_cast", "vanilla_cross_attention")
+            )
+            table.add_row(
+                str(batch),
+                names[0],
+                f"{a['gflops']:.2f}",
+                f"{a['gflops'] / b['gflops']:.2f}",
+                f"{a['memory']:.0f}",
+                f"{a['memory'] / b['memory']:.2f}",
+                f"{a['ms']:.1f}",
+                f"{a['ms'] / b['ms']:.2f}",
+            )
+            table.add_row(
+                "",
+                names[1],
+                f"{b['gflops']:.2f}",
+                "1.00",
+                f"{b['memory']:.0f}",
+                "1.00",
+                f"{b['ms']:.1f}",
+                "1.00",
+                end_section=level == "model",
+            )
     Console(width=max(Console().width, 120)).print(table)
     return table
 

@@ -1,4 +1,5 @@
 """`cli bench loader`: how fast cached batches arrive versus how fast a training step consumes them."""
+
 from __future__ import annotations
 
 import tempfile
@@ -37,8 +38,10 @@ def bench_loader(cache: Path, model: str, batch_size: int, steps: int, device: s
         for batch in batches:
             trainer._train_step(batch)
         step = sum(len(b["row"]) for b in batches) / (time.perf_counter() - started)
-    table = Table(title=f"bench loader: {cache} ({'in RAM' if data.in_ram else 'streamed'}), {model}, batch {batch_size}, "
-                        f"{trainer.device}")
+    table = Table(
+        title=f"bench loader: {cache} ({'in RAM' if data.in_ram else 'streamed'}), {model}, batch {batch_size}, "
+        f"{trainer.device}"
+    )
     for column in ("stage", "clips/s", "x training step"):
         table.add_column(column, justify="right")
     table.add_row("loader (read, shuffle, to float, normalise)", f"{loader:.0f}", f"{loader / step:.1f}")

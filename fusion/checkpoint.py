@@ -1,5 +1,6 @@
 """Checkpoints: plain tensors and containers only, so `torch.load(weights_only=True)` reads them; written
 atomically so a kill mid-save leaves the previous checkpoint intact."""
+
 from __future__ import annotations
 
 import os
@@ -27,7 +28,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - every unreadable file gets the same clear message
-        raise UserError(f"checkpoint {path} is corrupt or not a torch checkpoint: {str(exc).splitlines()[0][:200]}") from None
+        raise UserError(
+            f"checkpoint {path} is corrupt or not a torch checkpoint: {str(exc).splitlines()[0][:200]}"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise UserError(f"{path} is not a gasm-cast checkpoint")
     if state.get("version") != VERSION:

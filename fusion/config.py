@@ -1,4 +1,5 @@
 """Every default of the fusion models, once. YAML configs list only overrides (unknown keys are errors)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

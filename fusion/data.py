@@ -1,11 +1,13 @@
 """Batches of cached features for training: read from the Zarr cache shard by shard, held in RAM when they
 fit, else streamed with shuffling across shards. Dimensions, label fields and names come from the cache."""
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,8 +32,12 @@ class CacheSpec:
 
     def summary(self) -> dict[str, Any]:
         """What a model trained on this cache depends on, in plain containers (stored in checkpoints)."""
-        return {"shapes": {k: list(v) for k, v in self.shapes.items()}, "label_fields": list(self.label_fields),
-                "label_sizes": self.label_sizes, "label_names": self.label_names}
+        return {
+            "shapes": {k: list(v) for k, v in self.shapes.items()},
+            "label_fields": list(self.label_fields),
+            "label_sizes": self.label_sizes,
+            "label_names": self.label_names,
+        }
 
 
 class CacheData:
@@ -46,8 +52,17 @@ class CacheData:
         names = attrs.get("label_names") or {}
         sizes = {f: len(names.get(f) or []) or int(self.labels[f].max()) + 1 for f in fields}
         shapes = {name: tuple(self.group[name].shape[1:]) for name in FEATURES}
-        self.spec = CacheSpec(str(self.path), shapes, fields, sizes, names, {
-            key: attrs.get(key) for key in ("dataset", "split", "num_clips", "manifest_sha256", "created_with", "backbones")})
+        self.spec = CacheSpec(
+            str(self.path),
+            shapes,
+            fields,
+            sizes,
+            names,
+            {
+                key: attrs.get(key)
+                for key in ("dataset", "split", "num_clips", "manifest_sha256", "created_with", "backbones")
+            },
+        )
         usable = self.group["done"][:].copy()
         failed = [r["row"] for r in read_failures(self.path) if r.get("row") is not None]
         usable[failed] = False
@@ -56,11 +71,16 @@ class CacheData:
                 usable &= values >= 0
         self.rows = np.flatnonzero(usable)
         if len(self.rows) == 0:
-            raise UserError(f"cache {self.path} has no usable clips (done, not failed{', labelled' if require_labels else ''})")
+            raise UserError(
+                f"cache {self.path} has no usable clips (done, not failed{', labelled' if require_labels else ''})"
+            )
         self.shard_size = int(attrs["shard_size"])
         stats = attrs.get("stats") or {}
-        self.norm = {name: (torch.tensor(stats[name]["mean"]), torch.tensor(stats[name]["std"]).clamp_min(1e-6))
-                     for name in FEATURES if name in stats}
+        self.norm = {
+            name: (torch.tensor(stats[name]["mean"]), torch.tensor(stats[name]["std"]).clamp_min(1e-6))
+            for name in FEATURES
+            if name in stats
+        }
         bytes_needed = len(self.rows) * sum(t * d * 2 for t, d in shapes.values())
         self.in_ram = bytes_needed <= ram_limit_gb * 2**30
         self.features = self._load() if self.in_ram else None
@@ -81,7 +101,9 @@ class CacheData:
     def _window(self, shards: list[int]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """The usable rows of several shards and their features, concatenated."""
         parts = [self._read_shard(j) for j in shards]
-        return np.concatenate([p[0] for p in parts]), {name: np.concatenate([p[1][name] for p in parts]) for name in FEATURES}
+        return np.concatenate([p[0] for p in parts]), {
+            name: np.concatenate([p[1][name] for p in parts]) for name in FEATURES
+        }
 
     def _load(self) -> dict[str, np.ndarray]:
         return self._window(self._shards())[1]
@@ -102,11 +124,22 @@ class CacheData:
     def model_inputs(self, batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
         """float16 features of a batch -> normalised float32 on `device` (pinned, non-blocking copies to a GPU)."""
         pin = device.type == "cuda"
-        return {name: self.normalise(name, (batch[name].pin_memory() if pin else batch[name]).to(device, non_blocking=True).float())
-                for name in FEATURES}
+        return {
+            name: self.normalise(
+                name, (batch[name].pin_memory() if pin else batch[name]).to(device, non_blocking=True).float()
+            )
+            for name in FEATURES
+        }
 
-    def batches(self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None,
-                shuffle_shards: int = 8, rank: int = 0, world: int = 1) -> Iterator[dict[str, torch.Tensor]]:
+    def batches(
+        self,
+        batch_size: int,
+        shuffle: bool = False,
+        generator: torch.Generator | None = None,
+        shuffle_shards: int = 8,
+        rank: int = 0,
+        world: int = 1,
+    ) -> Iterator[dict[str, torch.Tensor]]:
         """Yield batches in cache order, or shuffled (across all rows in RAM; across windows of shards when streaming).
 
         With `world` > 1 every process draws the same global batches and keeps its contiguous part `rank` of each
@@ -118,8 +151,9 @@ class CacheData:
                 idx, size = _part(order[start : start + batch_size], rank, world)
                 yield {**self._batch(rows[idx], {name: features[name][idx] for name in FEATURES}), "global_size": size}
 
-    def _windows(self, shuffle: bool, generator: torch.Generator | None,
-                 shuffle_shards: int) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    def _windows(
+        self, shuffle: bool, generator: torch.Generator | None, shuffle_shards: int
+    ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
         """Everything at once when in RAM; else windows of `shuffle_shards` shards, in shuffled order if asked."""
         if self.in_ram:
             yield self.rows, self.features

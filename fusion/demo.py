@@ -1,5 +1,6 @@
 """`cli demo`: the whole chain on a generated dataset on a CPU — synth, extract with random-init backbones,
 verify, train GASM-CAST and two baselines, evaluate, draw attention, and compare."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -53,6 +54,10 @@ def run_demo(out: Path, clips: int, epochs: int) -> None:
     for column in ("model", "top-1", "top-5", "mean class acc."):
         table.add_column(column, justify="right")
     for model, metrics in results.items():
-        table.add_row(model, f"{metrics['top1']:.3f}", f"{metrics['top5']:.3f}", f"{metrics['mean_class_accuracy']:.3f}")
+        table.add_row(
+            model, f"{metrics['top1']:.3f}", f"{metrics['top5']:.3f}", f"{metrics['mean_class_accuracy']:.3f}"
+        )
     console.print(table)
-    console.print(f"demo finished: caches in {out / 'cache'}, runs in {out / 'runs'}, attention maps in {out / 'attention'}")
+    console.print(
+        f"demo finished: caches in {out / 'cache'}, runs in {out / 'runs'}, attention maps in {out / 'attention'}"
+    )

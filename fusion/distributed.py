@@ -1,4 +1,5 @@
 """torch.distributed set-up from the variables torchrun exports; a single process when they are absent."""
+
 from __future__ import annotations
 
 import os
@@ -23,7 +24,7 @@ class Distributed:
         return self.rank == 0
 
     @classmethod
-    def from_env(cls) -> "Distributed":
+    def from_env(cls) -> Distributed:
         """Join the process group when launched by torchrun (NCCL on GPUs, gloo on CPUs)."""
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world == 1:

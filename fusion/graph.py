@@ -3,6 +3,7 @@
 Adjacency is boolean `[B, N, N]`, `adj[b, i, j]` True when node i attends node j, built per sample and
 batched, always with self-loops (a row with no True would make the softmax NaN). Sizes come from the input.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,15 +36,17 @@ def _with_self_loops(adj: torch.Tensor) -> torch.Tensor:
     return adj | torch.eye(adj.shape[-1], dtype=torch.bool, device=adj.device)
 
 
-def build_spatial_graph(positions: torch.Tensor, features: torch.Tensor, similarity_threshold: float = 0.8,
-                        radius: float = 1.5) -> torch.Tensor:
+def build_spatial_graph(
+    positions: torch.Tensor, features: torch.Tensor, similarity_threshold: float = 0.8, radius: float = 1.5
+) -> torch.Tensor:
     """positions: [N, 2], features: [B, N, D] -> [B, N, N]: grid neighbours within `radius` OR similar patches."""
     near = torch.cdist(positions, positions) <= radius
     return _with_self_loops(near.unsqueeze(0) | _similar(features, similarity_threshold))
 
 
-def build_temporal_graph(positions: torch.Tensor, features: torch.Tensor, adjacency_window: int = 2,
-                         similarity_threshold: float = 0.8) -> torch.Tensor:
+def build_temporal_graph(
+    positions: torch.Tensor, features: torch.Tensor, adjacency_window: int = 2, similarity_threshold: float = 0.8
+) -> torch.Tensor:
     """positions: [T, 1], features: [B, T, D] -> [B, T, T]: |i - j| <= window OR similar segments."""
     near = torch.cdist(positions, positions) <= adjacency_window
     return _with_self_loops(near.unsqueeze(0) | _similar(features, similarity_threshold))

@@ -1,6 +1,7 @@
 """Accuracy metrics: SSv2 top-1/top-5; EPIC-KITCHENS-100 verb, noun and action top-1/top-5, where an action
 is correct only when verb and noun both are and action scores are the outer product of the verb and noun
 softmaxes (as the official scorer); mean per-class accuracy."""
+
 from __future__ import annotations
 
 import torch
@@ -20,20 +21,25 @@ def mean_class_accuracy(scores: torch.Tensor, target: torch.Tensor) -> float:
 
 
 def classification_metrics(logits: torch.Tensor, label: torch.Tensor) -> dict[str, float]:
-    return {"top1": float(topk_correct(logits, label, 1).float().mean()),
-            "top5": float(topk_correct(logits, label, 5).float().mean()),
-            "mean_class_accuracy": mean_class_accuracy(logits, label)}
+    return {
+        "top1": float(topk_correct(logits, label, 1).float().mean()),
+        "top5": float(topk_correct(logits, label, 5).float().mean()),
+        "mean_class_accuracy": mean_class_accuracy(logits, label),
+    }
 
 
-def verb_noun_metrics(verb_logits: torch.Tensor, noun_logits: torch.Tensor, verb: torch.Tensor,
-                      noun: torch.Tensor) -> dict[str, float]:
+def verb_noun_metrics(
+    verb_logits: torch.Tensor, noun_logits: torch.Tensor, verb: torch.Tensor, noun: torch.Tensor
+) -> dict[str, float]:
     out: dict[str, float] = {}
     for task, scores, target in (("verb", verb_logits, verb), ("noun", noun_logits, noun)):
         for key, value in classification_metrics(scores, target).items():
             out[f"{task}_{key}"] = value
     action = verb * noun_logits.shape[1] + noun
     for k in (1, 5):
-        out[f"action_top{k}"] = float((top_actions(verb_logits, noun_logits, k) == action.unsqueeze(1)).any(dim=1).float().mean())
+        out[f"action_top{k}"] = float(
+            (top_actions(verb_logits, noun_logits, k) == action.unsqueeze(1)).any(dim=1).float().mean()
+        )
     return out
 
 

@@ -1,4 +1,5 @@
 """What a training run leaves behind besides checkpoints: per-epoch CSV, TensorBoard scalars, PNG curves."""
+
 from __future__ import annotations
 
 import csv
@@ -38,7 +39,9 @@ class RunLog:
         row = history[-1]
         for key, value in row.items():
             if key != "epoch" and isinstance(value, (int, float)):
-                self.tensorboard.add_scalar(key.replace("val_", "val/").replace("train_", "train/"), value, row["epoch"])
+                self.tensorboard.add_scalar(
+                    key.replace("val_", "val/").replace("train_", "train/"), value, row["epoch"]
+                )
         self.tensorboard.flush()
 
     def plot(self, history: list[dict[str, Any]]) -> Path | None:

@@ -3,6 +3,7 @@
 Resumable exactly: checkpoints hold model, optimizer, scheduler, every RNG state and the position in the
 epoch; SIGTERM (pre-emption) writes one at the next step and stops.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -11,8 +12,9 @@ import logging
 import math
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -48,10 +50,14 @@ def task_loss(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]
     return criterion(outputs["verb"].float(), targets["verb"]) + criterion(outputs["noun"].float(), targets["noun"])
 
 
-def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
+def make_scheduler(
+    cfg: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LRScheduler:
     """Stepped once per batch."""
     if cfg.optim.scheduler == "cosine_restarts":
-        return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=cfg.optim.restart_epochs * steps_per_epoch)
+        return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+            optimizer, T_0=cfg.optim.restart_epochs * steps_per_epoch
+        )
     if cfg.optim.scheduler != "cosine":
         raise UserError(f"optim.scheduler must be cosine or cosine_restarts, got '{cfg.optim.scheduler}'")
     warmup, total = cfg.optim.warmup_epochs * steps_per_epoch, cfg.epochs * steps_per_epoch
@@ -75,13 +81,21 @@ class Trainer:
         self.precision = resolve_precision(cfg.precision, self.device)
         spec = self.train_data.spec
         torch.manual_seed(cfg.seed)  # the same initial weights in every process
-        self.model = build_model(model_name, spec.shapes["semantic"][1], spec.shapes["motion"][1], spec.label_sizes,
-                                 cfg.model).to(self.device)
+        self.model = build_model(
+            model_name, spec.shapes["semantic"][1], spec.shapes["motion"][1], spec.label_sizes, cfg.model
+        ).to(self.device)
         # DDP averages gradients over processes; each process's loss is weighted so the average is the global mean.
-        self.forward = nn.parallel.DistributedDataParallel(
-            self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None) if self.dist.enabled else self.model
+        self.forward = (
+            nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+            if self.dist.enabled
+            else self.model
+        )
         self.parameters = count_trainable(self.model)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay
+        )
         self.steps_per_epoch = math.ceil(len(self.train_data) / cfg.data.batch_size)
         self.scheduler = make_scheduler(cfg, self.optimizer, self.steps_per_epoch)
         self.scaler = torch.amp.GradScaler(enabled=self.precision == "fp16" and self.device.type == "cuda")
@@ -95,22 +109,39 @@ class Trainer:
     # --- checkpoints -------------------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
         return {
-            "model_name": self.model_name, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
-            "position": dict(self.position), "history": self.history, "best": self.best,
-            "config": dataclasses.asdict(self.cfg), "spec": self.train_data.spec.summary(),
-            "cache": self.train_data.spec.provenance, "val_cache": self.val_data.spec.provenance,
-            "created_with": created_with(), "trainable_parameters": self.parameters,
+            "model_name": self.model_name,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            },
+            "position": dict(self.position),
+            "history": self.history,
+            "best": self.best,
+            "config": dataclasses.asdict(self.cfg),
+            "spec": self.train_data.spec.summary(),
+            "cache": self.train_data.spec.provenance,
+            "val_cache": self.val_data.spec.provenance,
+            "created_with": created_with(),
+            "trainable_parameters": self.parameters,
         }
 
     def resume(self) -> None:
         state = load_checkpoint(self.out / "last.pt")
-        for key, mine in (("config", dataclasses.asdict(self.cfg)), ("model_name", self.model_name),
-                          ("cache", self.train_data.spec.provenance), ("val_cache", self.val_data.spec.provenance)):
+        for key, mine in (
+            ("config", dataclasses.asdict(self.cfg)),
+            ("model_name", self.model_name),
+            ("cache", self.train_data.spec.provenance),
+            ("val_cache", self.val_data.spec.provenance),
+        ):
             if state[key] != mine:
-                raise UserError(f"--resume: {self.out / 'last.pt'} was made with a different {key}; use the same "
-                                "options, or a new --out")
+                raise UserError(
+                    f"--resume: {self.out / 'last.pt'} was made with a different {key}; use the same "
+                    "options, or a new --out"
+                )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -126,7 +157,9 @@ class Trainer:
         """Token dropout and mixup; returns inputs and a list of (weight, targets) to mix the loss over."""
         cfg = self.cfg.data
         if cfg.token_dropout > 0:
-            inputs = {k: x * (torch.rand(*x.shape[:2], 1, device=x.device) >= cfg.token_dropout) for k, x in inputs.items()}
+            inputs = {
+                k: x * (torch.rand(*x.shape[:2], 1, device=x.device) >= cfg.token_dropout) for k, x in inputs.items()
+            }
         if cfg.mixup_alpha <= 0:
             return inputs, [(1.0, targets)]
         lam = float(torch.distributions.Beta(cfg.mixup_alpha, cfg.mixup_alpha).sample())
@@ -158,7 +191,11 @@ class Trainer:
     def fit(self, on_progress: Callable[[int, int, float], None] | None = None) -> dict[str, Any]:
         self.out.mkdir(parents=True, exist_ok=True)
         run_log = RunLog(self.out, enabled=self.dist.main)
-        previous = signal.signal(signal.SIGTERM, self._on_sigterm) if threading.current_thread() is threading.main_thread() else None
+        previous = (
+            signal.signal(signal.SIGTERM, self._on_sigterm)
+            if threading.current_thread() is threading.main_thread()
+            else None
+        )
         try:
             self.model.train()
             while self.position["epoch"] < self.cfg.epochs:
@@ -169,8 +206,14 @@ class Trainer:
             run_log.close()
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
-        summary = {"model": self.model_name, "trainable_parameters": self.parameters, "best": self.best,
-                   "last": self.history[-1], "out": str(self.out), "processes": self.dist.world}
+        summary = {
+            "model": self.model_name,
+            "trainable_parameters": self.parameters,
+            "best": self.best,
+            "last": self.history[-1],
+            "out": str(self.out),
+            "processes": self.dist.world,
+        }
         if self.dist.main:
             (self.out / "metrics.json").write_text(json.dumps(summary, indent=2))
         return summary
@@ -184,8 +227,9 @@ class Trainer:
     def _epoch(self, on_progress: Callable[[int, int, float], None] | None, run_log: RunLog) -> None:
         epoch, skip = self.position["epoch"], self.position["batches_done"]
         self.order.set_state(self.position["order_state"])
-        batches = self.train_data.batches(self.cfg.data.batch_size, shuffle=True, generator=self.order,
-                                          rank=self.dist.rank, world=self.dist.world)
+        batches = self.train_data.batches(
+            self.cfg.data.batch_size, shuffle=True, generator=self.order, rank=self.dist.rank, world=self.dist.world
+        )
         for i, batch in enumerate(batches):
             if i < skip:
                 continue  # resuming mid-epoch: the same permutation, minus what was already trained on
@@ -198,12 +242,22 @@ class Trainer:
             if self.dist.any(self.stop_requested):  # every process stops at the same step
                 self._save("last.pt")
                 raise Preempted(str(self.out / "last.pt"))
-        outputs, targets, val_loss = predict(self.model, self.val_data, self.cfg.data.batch_size, self.device, self.precision,
-                                             lambda out, target: task_loss(out, target, self.criterion))
+        outputs, targets, val_loss = predict(
+            self.model,
+            self.val_data,
+            self.cfg.data.batch_size,
+            self.device,
+            self.precision,
+            lambda out, target: task_loss(out, target, self.criterion),
+        )
         metrics = metrics_for(outputs, targets)
-        row = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"],
-               "train_loss": self.position["loss_sum"] / len(self.train_data), "val_loss": val_loss,
-               **{f"val_{k}": v for k, v in metrics.items()}}
+        row = {
+            "epoch": epoch + 1,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "train_loss": self.position["loss_sum"] / len(self.train_data),
+            "val_loss": val_loss,
+            **{f"val_{k}": v for k, v in metrics.items()},
+        }
         self.history.append(row)
         name, value = headline(metrics)
         if self.best is None or value > self.best["value"]:

@@ -1,4 +1,5 @@
 """Every default of a fusion training run, once; named presets and YAML files override only what differs."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -45,9 +46,17 @@ PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     # The original design notes' recipe, kept as stated for comparison.
     "seed_recipe": {
-        "epochs": 30, "label_smoothing": 0.1, "model": {"dropout": 0.5}, "data": {"batch_size": 24},
-        "optim": {"lr": 5e-5, "weight_decay": 1e-4, "scheduler": "cosine_restarts", "restart_epochs": 10,
-                  "warmup_epochs": 0.0},
+        "epochs": 30,
+        "label_smoothing": 0.1,
+        "model": {"dropout": 0.5},
+        "data": {"batch_size": 24},
+        "optim": {
+            "lr": 5e-5,
+            "weight_decay": 1e-4,
+            "scheduler": "cosine_restarts",
+            "restart_epochs": 10,
+            "warmup_epochs": 0.0,
+        },
     },
 }
 

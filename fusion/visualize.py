@@ -1,6 +1,7 @@
 """`cli visualize`: one clip's attention as PNG files — the semantic graph over the 14x14 patches (drawn over
 the clip's centre frame when the video is reachable), the motion graph over the segments, and each fusion
 layer's patch -> segment attention."""
+
 from __future__ import annotations
 
 import logging
@@ -38,7 +39,9 @@ def _centre_frame(attrs: dict[str, Any], clip_id: str, data_root: Path | None) -
         return None
 
 
-def visualize_clip(checkpoint: Path, cache: Path, out: Path, clip: str | None = None, data_root: Path | None = None) -> list[Path]:
+def visualize_clip(
+    checkpoint: Path, cache: Path, out: Path, clip: str | None = None, data_root: Path | None = None
+) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -51,8 +54,10 @@ def visualize_clip(checkpoint: Path, cache: Path, out: Path, clip: str | None = 
     row = int(data.rows[0]) if clip is None else next((int(r) for r in data.rows if str(clip_ids[r]) == clip), None)
     if row is None:
         raise UserError(f"clip '{clip}' is not a usable clip of {cache}")
-    batch = {name: data.normalise(name, torch.from_numpy(data.group[name][row : row + 1].astype(np.float32)))
-             for name in ("semantic", "motion")}
+    batch = {
+        name: data.normalise(name, torch.from_numpy(data.group[name][row : row + 1].astype(np.float32)))
+        for name in ("semantic", "motion")
+    }
     with torch.inference_mode():
         attention = model(batch, return_attention=True)["attention"]
     out.mkdir(parents=True, exist_ok=True)
@@ -64,8 +69,13 @@ def visualize_clip(checkpoint: Path, cache: Path, out: Path, clip: str | None = 
         frame = _centre_frame(dict(data.group.attrs), clip_id, data_root)
         if frame is not None:
             ax.imshow(frame)
-            ax.imshow(received.reshape(side, side).numpy(), cmap="inferno", alpha=0.55, extent=(0, 224, 224, 0),
-                      interpolation="nearest")
+            ax.imshow(
+                received.reshape(side, side).numpy(),
+                cmap="inferno",
+                alpha=0.55,
+                extent=(0, 224, 224, 0),
+                interpolation="nearest",
+            )
         else:
             ax.imshow(received.reshape(side, side).numpy(), cmap="inferno")
         ax.set(title=f"{clip_id}: semantic graph attention received", xticks=[], yticks=[])
@@ -83,8 +93,15 @@ def visualize_clip(checkpoint: Path, cache: Path, out: Path, clip: str | None = 
         for i, layer in enumerate(layers):
             weights = attention[layer]["sem_to_mot"][0].mean(dim=0)  # [patches, segments]
             for t in range(segments):
-                axes[i, t].imshow(weights[:, t].reshape(side, side).numpy(), cmap="magma", vmin=0, vmax=float(weights.max()))
-                axes[i, t].set(xticks=[], yticks=[], title=f"segment {t}" if i == 0 else "", ylabel=f"layer {i + 1}" if t == 0 else "")
+                axes[i, t].imshow(
+                    weights[:, t].reshape(side, side).numpy(), cmap="magma", vmin=0, vmax=float(weights.max())
+                )
+                axes[i, t].set(
+                    xticks=[],
+                    yticks=[],
+                    title=f"segment {t}" if i == 0 else "",
+                    ylabel=f"layer {i + 1}" if t == 0 else "",
+                )
         fig.suptitle(f"{clip_id}: patch -> segment attention per fusion layer")
         written.append(_save(fig, out / "fusion_layers.png"))
     return written

@@ -3,6 +3,7 @@
 End-to-end at >= 0.8 x model-only means decoding is hidden behind compute; far below means the run is
 decode-bound (add workers) or starved by the CPU the workers share with the model.
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -30,7 +31,9 @@ def _rss_mb() -> float:
 def _decode_only(cfg: ExtractConfig, data: Path, size: int) -> float:
     clips = read_dataset("ssv2", data, "train").clips
     frames = ClipFrames(clips, cfg.sampling, size, cfg.run.decode_timeout)
-    batches = [list(range(i, min(i + cfg.run.batch_size, len(clips)))) for i in range(0, len(clips), cfg.run.batch_size)]
+    batches = [
+        list(range(i, min(i + cfg.run.batch_size, len(clips)))) for i in range(0, len(clips), cfg.run.batch_size)
+    ]
     started, count = time.perf_counter(), 0
     for batch in decoded_batches(frames, batches, cfg.run.workers, pin=False):
         count += len(batch["rows"])
@@ -41,9 +44,13 @@ def _model_only(cfg: ExtractConfig, clips: int, size: int) -> float:
     device = resolve_device(cfg.run.device)
     precision = resolve_precision(cfg.run.precision, device)
     b = cfg.backbones
-    models = [(build_backbone(spec, None, True, b.seed).to(device), frames)
-              for spec, frames in zip(backbone_specs(cfg), (cfg.sampling.semantic_frames, cfg.sampling.motion_frames))]
-    inputs = [torch.randint(0, 256, (cfg.run.batch_size, frames, size, size, 3), dtype=torch.uint8) for _, frames in models]
+    models = [
+        (build_backbone(spec, None, True, b.seed).to(device), frames)
+        for spec, frames in zip(backbone_specs(cfg), (cfg.sampling.semantic_frames, cfg.sampling.motion_frames))
+    ]
+    inputs = [
+        torch.randint(0, 256, (cfg.run.batch_size, frames, size, size, 3), dtype=torch.uint8) for _, frames in models
+    ]
     batches = max(1, clips // cfg.run.batch_size - 1)
     for step in range(batches + 1):
         if step == 1:  # the first batch warms up allocators and kernels
@@ -54,8 +61,9 @@ def _model_only(cfg: ExtractConfig, clips: int, size: int) -> float:
     return batches * cfg.run.batch_size / (time.perf_counter() - started)
 
 
-def bench_extract(semantic: str, motion: str, batch_size: int, workers: int, clips: int, device: str,
-                  work_dir: Path | None) -> None:
+def bench_extract(
+    semantic: str, motion: str, batch_size: int, workers: int, clips: int, device: str, work_dir: Path | None
+) -> None:
     from pipeline.synth.ssv2 import make_ssv2
 
     cfg = ExtractConfig()
@@ -71,12 +79,20 @@ def bench_extract(semantic: str, motion: str, batch_size: int, workers: int, cli
         decode = _decode_only(cfg, data, size)
         model = _model_only(cfg, clips, size)
         marks: list[tuple[float, int, float]] = []
-        run_extraction("ssv2", data, "train", work / f"cache-{time.time_ns()}", cfg,
-                       on_progress=lambda done, total: marks.append((time.perf_counter(), done, _rss_mb())))
+        run_extraction(
+            "ssv2",
+            data,
+            "train",
+            work / f"cache-{time.time_ns()}",
+            cfg,
+            on_progress=lambda done, total: marks.append((time.perf_counter(), done, _rss_mb())),
+        )
     # From the first batch's arrival on, as in model-only: excludes model building and warm-up.
     end_to_end = (marks[-1][1] - marks[0][1]) / (marks[-1][0] - marks[0][0]) if len(marks) > 1 else float("nan")
-    table = Table(title=f"bench extract: {semantic} + {motion}, batch {batch_size}, {workers} workers, {clips} clips, "
-                        f"{torch.get_num_threads()} torch threads")
+    table = Table(
+        title=f"bench extract: {semantic} + {motion}, batch {batch_size}, {workers} workers, {clips} clips, "
+        f"{torch.get_num_threads()} torch threads"
+    )
     for column in ("stage", "clips/s", "x model-only"):
         table.add_column(column, justify="right")
     for name, rate in (("decode only", decode), ("model only", model), ("end to end", end_to_end)):

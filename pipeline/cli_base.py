@@ -1,9 +1,11 @@
 """What every command shares: one-line errors with exit status 2, the exit-status epilog, shape parsing."""
+
 from __future__ import annotations
 
 import functools
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -24,8 +26,6 @@ def user_errors(command: Callable) -> Callable:
             sys.exit(2)
 
     return wrapper
-
-
 
 
 def parse_shape(text: str) -> tuple[int, int]:

@@ -1,4 +1,5 @@
 """`cli cache …`: inspect, check, summarise, convert and merge caches."""
+
 from __future__ import annotations
 
 import json
@@ -46,7 +47,9 @@ def cache_verify(path: Path) -> None:
 
 @cache.command("stats")
 @click.argument("path", type=click.Path(path_type=Path))
-@click.option("--scheduler", envvar="DASK_SCHEDULER_ADDRESS", help="dask-distributed scheduler address.  [default: local threads]")
+@click.option(
+    "--scheduler", envvar="DASK_SCHEDULER_ADDRESS", help="dask-distributed scheduler address.  [default: local threads]"
+)
 @user_errors
 def cache_stats(path: Path, scheduler: str | None) -> None:
     """Per-channel mean/std, token norms and NaN counts (out of core, one dask task per shard), saved in the attrs."""
@@ -54,8 +57,10 @@ def cache_stats(path: Path, scheduler: str | None) -> None:
 
     stats = compute_stats(path, scheduler)
     for name, values in stats.items():
-        click.echo(f"{name}: {len(values['mean'])} channels, mean token norm {values['mean_token_norm']:.3f}, "
-                   f"non-finite clips {values['non_finite_clips']}")
+        click.echo(
+            f"{name}: {len(values['mean'])} channels, mean token norm {values['mean_token_norm']:.3f}, "
+            f"non-finite clips {values['non_finite_clips']}"
+        )
 
 
 @cache.command("export")
@@ -91,5 +96,3 @@ def cache_merge(sources: tuple[Path, ...], out: Path, shard_size: int | None) ->
     from pipeline.cache.merge import merge_caches
 
     click.echo(f"wrote {merge_caches(list(sources), out, shard_size)}")
-
-

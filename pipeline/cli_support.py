@@ -1,4 +1,5 @@
 """What the extraction commands do beyond parsing: merge options into the config, show progress and summaries."""
+
 from __future__ import annotations
 
 import sys
@@ -15,11 +16,18 @@ from pipeline.extract_config import ExtractConfig
 
 # Command-line option -> (config section, field)
 OPTION_FIELDS = {
-    "shard_size": ("run", "shard_size"), "batch_size": ("run", "batch_size"), "workers": ("run", "workers"),
-    "device": ("run", "device"), "precision": ("run", "precision"), "semantic": ("backbones", "semantic"),
-    "motion": ("backbones", "motion"), "semantic_weights": ("backbones", "semantic_weights"),
-    "motion_weights": ("backbones", "motion_weights"), "motion_layer": ("backbones", "motion_layer"),
-    "random_init": ("backbones", "random_init"), "seed": ("backbones", "seed"),
+    "shard_size": ("run", "shard_size"),
+    "batch_size": ("run", "batch_size"),
+    "workers": ("run", "workers"),
+    "device": ("run", "device"),
+    "precision": ("run", "precision"),
+    "semantic": ("backbones", "semantic"),
+    "motion": ("backbones", "motion"),
+    "semantic_weights": ("backbones", "semantic_weights"),
+    "motion_weights": ("backbones", "motion_weights"),
+    "motion_layer": ("backbones", "motion_layer"),
+    "random_init": ("backbones", "random_init"),
+    "seed": ("backbones", "seed"),
 }
 
 
@@ -36,13 +44,27 @@ def extraction_config(config_file: Path | None, options: dict[str, Any]) -> Extr
     return apply_overrides(cfg, overrides, where="command line")
 
 
-def run_extract_command(dataset: str, data_root: Path, split: str, cache: Path, cfg: ExtractConfig,
-                        shard: tuple[int, int], limit: int | None, progress: bool) -> None:
+def run_extract_command(
+    dataset: str,
+    data_root: Path,
+    split: str,
+    cache: Path,
+    cfg: ExtractConfig,
+    shard: tuple[int, int],
+    limit: int | None,
+    progress: bool,
+) -> None:
     from pipeline.extract import run_extraction
 
     console = Console(stderr=True)
-    columns = [TextColumn("extract"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-               TimeElapsedColumn(), TimeRemainingColumn()]
+    columns = [
+        TextColumn("extract"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    ]
     # Started on the first batch, so set-up errors print alone and a finished cache shows no empty bar.
     bar = Progress(*columns, console=console, disable=not progress)
     task = bar.add_task("extract", total=None, rate="", start=False)
@@ -63,13 +85,30 @@ def run_extract_command(dataset: str, data_root: Path, split: str, cache: Path, 
     finally:
         bar.stop()
     table = Table(title=f"extract {dataset}/{split} -> {cache} (shard {shard[0]}/{shard[1]})")
-    for column in ("clips in cache", "owned by this job", "extracted", "failed", "skipped (done)", "seconds", "clips/s"):
+    for column in (
+        "clips in cache",
+        "owned by this job",
+        "extracted",
+        "failed",
+        "skipped (done)",
+        "seconds",
+        "clips/s",
+    ):
         table.add_column(column, justify="right")
-    table.add_row(str(summary.clips), str(summary.owned), str(summary.extracted), str(summary.failed),
-                  str(summary.skipped), f"{summary.seconds:.1f}", f"{summary.clips_per_second:.2f}")
+    table.add_row(
+        str(summary.clips),
+        str(summary.owned),
+        str(summary.extracted),
+        str(summary.failed),
+        str(summary.skipped),
+        f"{summary.seconds:.1f}",
+        f"{summary.clips_per_second:.2f}",
+    )
     Console().print(table)
     if summary.failed:
-        console.print(f"{summary.failed} clip(s) failed: listed in {cache}/failures/; `cli cache verify {cache}` names them")
+        console.print(
+            f"{summary.failed} clip(s) failed: listed in {cache}/failures/; `cli cache verify {cache}` names them"
+        )
 
 
 def print_info(info: dict[str, Any]) -> None:
@@ -79,7 +118,12 @@ def print_info(info: dict[str, Any]) -> None:
     for name, array in info["arrays"].items():
         table.add_row(f"array {name}", f"{array['dtype']} {tuple(array['shape'])}")
     for kind, spec in (info["backbones"] or {}).items():
-        weights = spec.get("weights_sha256") or (f"random seed {spec['random_seed']}" if "random_seed" in spec else spec.get("weights"))
-        table.add_row(f"{kind} backbone", escape(f"{spec['name']} {spec['layer']} [{spec['tokens']}, {spec['dim']}] weights: {weights}"))
+        weights = spec.get("weights_sha256") or (
+            f"random seed {spec['random_seed']}" if "random_seed" in spec else spec.get("weights")
+        )
+        table.add_row(
+            f"{kind} backbone",
+            escape(f"{spec['name']} {spec['layer']} [{spec['tokens']}, {spec['dim']}] weights: {weights}"),
+        )
     table.add_row("created with", " ".join(f"{k}={v}" for k, v in (info["created_with"] or {}).items()))
     Console(file=sys.stdout).print(table)

@@ -1,4 +1,5 @@
 """Typed dataclass configs built from YAML overrides: unknown keys are errors, never silently ignored."""
+
 from __future__ import annotations
 
 import dataclasses

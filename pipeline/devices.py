@@ -1,4 +1,5 @@
 """Device and mixed-precision choices shared by extraction and training."""
+
 from __future__ import annotations
 
 import contextlib

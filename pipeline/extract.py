@@ -1,12 +1,14 @@
 """The extraction job: read a split, decode in workers, run both frozen backbones, write owned shards."""
+
 from __future__ import annotations
 
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,24 +43,46 @@ class ExtractSummary:
 
 def backbone_specs(cfg: ExtractConfig) -> tuple[BackboneSpec, BackboneSpec]:
     semantic = get_spec(cfg.backbones.semantic, "semantic")
-    motion = get_spec(cfg.backbones.motion, "motion", layer=cfg.backbones.motion_layer, frames=cfg.sampling.motion_frames)
+    motion = get_spec(
+        cfg.backbones.motion, "motion", layer=cfg.backbones.motion_layer, frames=cfg.sampling.motion_frames
+    )
     return semantic, motion
 
 
-def cache_attrs(clips: ClipList, cfg: ExtractConfig, specs: tuple[BackboneSpec, BackboneSpec], precision: str,
-                source: dict[str, Any]) -> dict[str, Any]:
+def cache_attrs(
+    clips: ClipList,
+    cfg: ExtractConfig,
+    specs: tuple[BackboneSpec, BackboneSpec],
+    precision: str,
+    source: dict[str, Any],
+) -> dict[str, Any]:
     semantic, motion = specs
     b = cfg.backbones
     backbones = {
-        "semantic": {**semantic.describe(), **weights_identity(b.semantic_weights, semantic.model, b.random_init, b.seed),
-                     "frames": cfg.sampling.semantic_frames if cfg.sampling.semantic_reduce == "mean" else 1,
-                     "reduce": cfg.sampling.semantic_reduce, "precision": precision},
-        "motion": {**motion.describe(), **weights_identity(b.motion_weights, motion.model, b.random_init, b.seed),
-                   "frames": cfg.sampling.motion_frames, "reduce": "spatial mean per segment", "precision": precision},
+        "semantic": {
+            **semantic.describe(),
+            **weights_identity(b.semantic_weights, semantic.model, b.random_init, b.seed),
+            "frames": cfg.sampling.semantic_frames if cfg.sampling.semantic_reduce == "mean" else 1,
+            "reduce": cfg.sampling.semantic_reduce,
+            "precision": precision,
+        },
+        "motion": {
+            **motion.describe(),
+            **weights_identity(b.motion_weights, motion.model, b.random_init, b.seed),
+            "frames": cfg.sampling.motion_frames,
+            "reduce": "spatial mean per segment",
+            "precision": precision,
+        },
     }
-    return {"dataset": clips.dataset, "split": clips.split, "created_with": created_with(),
-            "config": {**dataclasses.asdict(cfg), "source": source}, "backbones": backbones,
-            "label_fields": list(clips.label_fields), "label_names": clips.label_names}
+    return {
+        "dataset": clips.dataset,
+        "split": clips.split,
+        "created_with": created_with(),
+        "config": {**dataclasses.asdict(cfg), "source": source},
+        "backbones": backbones,
+        "label_fields": list(clips.label_fields),
+        "label_names": clips.label_names,
+    }
 
 
 def plan_batches(writer: ShardWriter, shards: list[int], batch_size: int) -> list[list[int]]:
@@ -70,8 +94,9 @@ def plan_batches(writer: ShardWriter, shards: list[int], batch_size: int) -> lis
     return batches
 
 
-def prepare_cache(dataset: str, data_root: str | Path, split: str, cache: str | Path, cfg: ExtractConfig,
-                  limit: int | None = None) -> tuple[ClipList, tuple[BackboneSpec, BackboneSpec], ShardWriter]:
+def prepare_cache(
+    dataset: str, data_root: str | Path, split: str, cache: str | Path, cfg: ExtractConfig, limit: int | None = None
+) -> tuple[ClipList, tuple[BackboneSpec, BackboneSpec], ShardWriter]:
     """Read the split and create (or reopen and check) its cache; nothing is decoded or loaded yet."""
     clips = read_dataset(dataset, data_root, split, limit)
     specs = backbone_specs(cfg)
@@ -82,9 +107,17 @@ def prepare_cache(dataset: str, data_root: str | Path, split: str, cache: str | 
     return clips, specs, ShardWriter(cache, group)
 
 
-def run_extraction(dataset: str, data_root: str | Path, split: str, cache: str | Path, cfg: ExtractConfig,
-                   shard: tuple[int, int] = (0, 1), limit: int | None = None,
-                   on_progress: Callable[[int, int], None] | None = None, shards: list[int] | None = None) -> ExtractSummary:
+def run_extraction(
+    dataset: str,
+    data_root: str | Path,
+    split: str,
+    cache: str | Path,
+    cfg: ExtractConfig,
+    shard: tuple[int, int] = (0, 1),
+    limit: int | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    shards: list[int] | None = None,
+) -> ExtractSummary:
     """Extract this job's shards of the split into `cache`: those with j mod N == K for `shard` = (K, N), or the
     explicit list `shards`. `on_progress(clips_handled, clips_todo)` is called per batch."""
     started = time.perf_counter()
@@ -96,8 +129,13 @@ def run_extraction(dataset: str, data_root: str | Path, split: str, cache: str |
     todo = [j for j in mine if j not in finished]
     owned = sum(hi - lo for lo, hi in map(writer.rows, mine))
     skipped = sum(hi - lo for lo, hi in (writer.rows(j) for j in mine if j in finished))
-    log.info("%d clips in %d shards; this job owns %d shards, %d already done",
-             len(clips), num_shards(len(clips), cfg.run.shard_size), len(mine), len(mine) - len(todo))
+    log.info(
+        "%d clips in %d shards; this job owns %d shards, %d already done",
+        len(clips),
+        num_shards(len(clips), cfg.run.shard_size),
+        len(mine),
+        len(mine) - len(todo),
+    )
     summary = ExtractSummary(len(clips), owned, 0, 0, skipped, 0.0)
     if todo:
         _extract_shards(clips, cfg, specs, device, precision, writer, todo, summary, on_progress, owned - skipped)
@@ -105,12 +143,23 @@ def run_extraction(dataset: str, data_root: str | Path, split: str, cache: str |
     return summary
 
 
-def _extract_shards(clips: ClipList, cfg: ExtractConfig, specs: tuple[BackboneSpec, BackboneSpec], device: torch.device,
-                    precision: str, writer: ShardWriter, todo: list[int], summary: ExtractSummary,
-                    on_progress: Callable[[int, int], None] | None, total: int) -> None:
+def _extract_shards(
+    clips: ClipList,
+    cfg: ExtractConfig,
+    specs: tuple[BackboneSpec, BackboneSpec],
+    device: torch.device,
+    precision: str,
+    writer: ShardWriter,
+    todo: list[int],
+    summary: ExtractSummary,
+    on_progress: Callable[[int, int], None] | None,
+    total: int,
+) -> None:
     b = cfg.backbones
-    models = {spec.kind: build_backbone(spec, getattr(b, f"{spec.kind}_weights"), b.random_init, b.seed).to(device)
-              for spec in specs}
+    models = {
+        spec.kind: build_backbone(spec, getattr(b, f"{spec.kind}_weights"), b.random_init, b.seed).to(device)
+        for spec in specs
+    }
     frames = ClipFrames(clips.clips, cfg.sampling, max(spec.input_size for spec in specs), cfg.run.decode_timeout)
     batches = plan_batches(writer, todo, cfg.run.batch_size)
     shard_of = {row: j for j in todo for row in range(*writer.rows(j))}
@@ -130,8 +179,15 @@ def _extract_shards(clips: ClipList, cfg: ExtractConfig, specs: tuple[BackboneSp
         for failure in batch["failures"]:
             clip = clips.clips[failure["row"]]
             log.warning("failed %s (%s) at %s: %s", clip.clip_id, clip.source, failure["stage"], failure["error"])
-            buffer["failures"].append({"clip_id": clip.clip_id, "path": clip.source, "row": failure["row"],
-                                       "stage": failure["stage"], "error": failure["error"]})
+            buffer["failures"].append(
+                {
+                    "clip_id": clip.clip_id,
+                    "path": clip.source,
+                    "row": failure["row"],
+                    "stage": failure["stage"],
+                    "error": failure["error"],
+                }
+            )
         buffer["pending"] -= len(rows)
         summary.extracted += len(batch["rows"])
         summary.failed += len(batch["failures"])
@@ -145,6 +201,8 @@ def _extract_shards(clips: ClipList, cfg: ExtractConfig, specs: tuple[BackboneSp
 
 def _new_buffer(writer: ShardWriter, shard: int, specs: tuple[BackboneSpec, BackboneSpec]) -> dict[str, Any]:
     lo, hi = writer.rows(shard)
-    buffer: dict[str, Any] = {spec.kind: np.full((hi - lo, spec.tokens, spec.dim), np.nan, dtype=np.float16) for spec in specs}
+    buffer: dict[str, Any] = {
+        spec.kind: np.full((hi - lo, spec.tokens, spec.dim), np.nan, dtype=np.float16) for spec in specs
+    }
     buffer.update(failures=[], pending=hi - lo)
     return buffer

@@ -1,4 +1,5 @@
 """Every default of an extraction run, once. YAML configs and command-line options override these."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

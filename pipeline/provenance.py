@@ -1,4 +1,5 @@
 """Where a cache came from: package version, git commit, weight checksums."""
+
 from __future__ import annotations
 
 import hashlib
@@ -21,8 +22,13 @@ def git_commit() -> str:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
         if commit.returncode != 0:
             return "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
         return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
@@ -35,8 +41,14 @@ def created_with() -> dict[str, str]:
 def sha256_of(path: str | Path) -> str:
     """sha256 of a weights file, or of a directory's weight files in name order."""
     path = Path(path)
-    files = [path] if path.is_file() else sorted(
-        p for p in path.rglob("*") if p.is_file() and p.suffix in {".safetensors", ".bin", ".pth", ".pyth", ".pt", ".json"}
+    files = (
+        [path]
+        if path.is_file()
+        else sorted(
+            p
+            for p in path.rglob("*")
+            if p.is_file() and p.suffix in {".safetensors", ".bin", ".pth", ".pyth", ".pt", ".json"}
+        )
     )
     digest = hashlib.sha256()
     for file in files:

@@ -1,4 +1,5 @@
 """Which shards an array job owns: shard j belongs to job K of N when j mod N == K."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Shared test fixtures: tiny backbones, small synthetic datasets, and the optional real-data folder."""
+
 from __future__ import annotations
 
 import os

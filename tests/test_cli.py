@@ -6,10 +6,29 @@ from click.testing import CliRunner
 
 from cli import main
 
-COMMANDS = [[], ["extract"], ["submit"], ["submit", "extract"], ["cache"], ["cache", "info"], ["cache", "verify"],
-            ["cache", "stats"], ["cache", "export"], ["cache", "import"], ["cache", "merge"], ["synth"], ["bench"],
-            ["bench", "extract"], ["bench", "fusion"], ["bench", "loader"], ["models"], ["fuse-train"], ["fuse-eval"],
-            ["visualize"], ["demo"]]
+COMMANDS = [
+    [],
+    ["extract"],
+    ["submit"],
+    ["submit", "extract"],
+    ["cache"],
+    ["cache", "info"],
+    ["cache", "verify"],
+    ["cache", "stats"],
+    ["cache", "export"],
+    ["cache", "import"],
+    ["cache", "merge"],
+    ["synth"],
+    ["bench"],
+    ["bench", "extract"],
+    ["bench", "fusion"],
+    ["bench", "loader"],
+    ["models"],
+    ["fuse-train"],
+    ["fuse-eval"],
+    ["visualize"],
+    ["demo"],
+]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "cli")
@@ -47,14 +66,18 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, ssv2_root):
 def test_unknown_config_key_exit_2(tmp_path, ssv2_root):
     config = tmp_path / "c.yaml"
     config.write_text("run:\n  batchsize: 4\n")
-    result = run("extract", "--dataset", "ssv2", "--data-root", ssv2_root, "--cache", tmp_path / "c", "--config", config)
+    result = run(
+        "extract", "--dataset", "ssv2", "--data-root", ssv2_root, "--cache", tmp_path / "c", "--config", config
+    )
     assert result.exit_code == 2 and "unknown config key 'batchsize'" in result.output
 
 
 def test_models_table_lists_every_model_under_budget():
     from fusion.models import MODELS
 
-    result = CliRunner(env={"COLUMNS": "200"}).invoke(main, ["models", "--semantic-shape", "49x384", "--motion-shape", "4x256"])
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(
+        main, ["models", "--semantic-shape", "49x384", "--motion-shape", "4x256"]
+    )
     assert result.exit_code == 0, result.output
     for name in MODELS:
         assert name in result.output
@@ -75,8 +98,24 @@ def test_shard_from_slurm_environment(monkeypatch):
 def test_synth_extract_info_verify(tmp_path):
     data, cache = tmp_path / "epic", tmp_path / "cache"
     assert run("synth", "--dataset", "epic100", "--out", data, "--train", 4, "--validation", 3).exit_code == 0
-    result = run("extract", "--dataset", "epic100", "--data-root", data, "--split", "validation", "--cache", cache,
-                 "--config", "configs/extract_tiny.yaml", "--workers", 0, "--shard-size", 2, "--no-progress")
+    result = run(
+        "extract",
+        "--dataset",
+        "epic100",
+        "--data-root",
+        data,
+        "--split",
+        "validation",
+        "--cache",
+        cache,
+        "--config",
+        "configs/extract_tiny.yaml",
+        "--workers",
+        0,
+        "--shard-size",
+        2,
+        "--no-progress",
+    )
     assert result.exit_code == 0, result.output
     assert "extracted" in result.output
     info = json.loads(run("cache", "info", cache, "--json").output)
@@ -90,7 +129,9 @@ def test_synth_extract_info_verify(tmp_path):
 @pytest.mark.slow
 def test_demo_at_real_shapes(tmp_path):
     """`cli demo` end to end with the default backbones (random init) on a few clips."""
-    result = CliRunner(env={"COLUMNS": "200"}).invoke(main, ["demo", "--out", str(tmp_path / "d"), "--clips", "4", "--epochs", "1"])
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(
+        main, ["demo", "--out", str(tmp_path / "d"), "--clips", "4", "--epochs", "1"]
+    )
     assert result.exit_code == 0, result.output
     for split, clips in (("train", 4), ("validation", 2)):
         group = zarr.open_group(str(tmp_path / "d" / "cache" / f"ssv2-{split}"), mode="r")
@@ -99,18 +140,54 @@ def test_demo_at_real_shapes(tmp_path):
     for model in ("gasm_cast", "semantic_only", "motion_only"):
         assert (tmp_path / "d" / "runs" / model / "best.pt").is_file()
         assert model in result.output
-    assert {p.name for p in (tmp_path / "d" / "attention").glob("*.png")} == {"semantic_graph.png", "motion_graph.png", "fusion_layers.png"}
+    assert {p.name for p in (tmp_path / "d" / "attention").glob("*.png")} == {
+        "semantic_graph.png",
+        "motion_graph.png",
+        "fusion_layers.png",
+    }
 
 
 def test_benchmarks_run_and_print_their_tables(tmp_path):
     """Smoke runs at tiny sizes: the tables appear (their numbers are for people, not for assertions)."""
     runner = CliRunner(env={"COLUMNS": "200"})
-    fusion = runner.invoke(main, ["bench", "fusion", "--semantic-shape", "16x64", "--motion-shape", "4x32",
-                                  "--batch-sizes", "2", "--repeats", "1"])
+    fusion = runner.invoke(
+        main,
+        [
+            "bench",
+            "fusion",
+            "--semantic-shape",
+            "16x64",
+            "--motion-shape",
+            "4x32",
+            "--batch-sizes",
+            "2",
+            "--repeats",
+            "1",
+        ],
+    )
     assert fusion.exit_code == 0, fusion.output
     assert "B-CAST layer" in fusion.output and "vanilla_cross_attention" in fusion.output
-    extract = runner.invoke(main, ["bench", "extract", "--semantic", "dinov3_tiny", "--motion", "i3d_tiny", "--clips", "4",
-                                   "--batch-size", "2", "--workers", "0", "--device", "cpu", "--work-dir", str(tmp_path)])
+    extract = runner.invoke(
+        main,
+        [
+            "bench",
+            "extract",
+            "--semantic",
+            "dinov3_tiny",
+            "--motion",
+            "i3d_tiny",
+            "--clips",
+            "4",
+            "--batch-size",
+            "2",
+            "--workers",
+            "0",
+            "--device",
+            "cpu",
+            "--work-dir",
+            str(tmp_path),
+        ],
+    )
     assert extract.exit_code == 0, extract.output
     for row in ("decode only", "model only", "end to end", "RSS at end"):
         assert row in extract.output

@@ -1,4 +1,5 @@
 """Array extraction through submitit's local executor, HDF5 round trips, merging caches."""
+
 import json
 import os
 import signal
@@ -10,14 +11,14 @@ import numpy as np
 import pytest
 import zarr
 from click.testing import CliRunner
+from conftest import tiny_config
+from test_extract import assert_same_cache
 
 from cli import main
-from conftest import tiny_config
 from pipeline.cluster.plan import pack
 from pipeline.cluster.submit import ArraySettings, submit_extract
 from pipeline.extract import run_extraction
 from pipeline.synth.features import make_feature_cache
-from test_extract import assert_same_cache
 
 
 def test_pack_balances_cost():
@@ -49,19 +50,23 @@ def test_local_array_equals_one_process_and_resubmits_only_what_is_missing(ssv2_
     cfg = tiny_config()
     run_extraction("ssv2", ssv2_root, "train", tmp_path / "one", cfg)
     cache = tmp_path / "array"
-    jobs, plan = submit_extract("ssv2", ssv2_root, "train", cache, cfg, ArraySettings(tasks=3, executor="local", gpus=0, cpus=1))
+    jobs, plan = submit_extract(
+        "ssv2", ssv2_root, "train", cache, cfg, ArraySettings(tasks=3, executor="local", gpus=0, cpus=1)
+    )
     assert len(jobs) == 3 and sorted(j for t in plan["tasks"] for j in t["shards"]) == list(range(6))
     victim = jobs[1]
     time.sleep(1.0)  # the task is starting up or extracting
     kill_job(victim)
     for job in (jobs[0], jobs[2]):
         job.result()
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 - submitit wraps the task's death in its own types
         victim.result()
     done_before = zarr.open_group(str(cache), mode="r")["done"][:]
     assert 0 < done_before.sum() < len(done_before)
     stamps = shard_stamps(cache)
-    jobs, plan = submit_extract("ssv2", ssv2_root, "train", cache, cfg, ArraySettings(tasks=3, executor="local", gpus=0, cpus=1))
+    jobs, plan = submit_extract(
+        "ssv2", ssv2_root, "train", cache, cfg, ArraySettings(tasks=3, executor="local", gpus=0, cpus=1)
+    )
     redone = sorted(j for t in plan["tasks"] for j in t["shards"])
     assert redone == [j for j in range(6) if not done_before[2 * j]]
     for job in jobs:
@@ -69,7 +74,9 @@ def test_local_array_equals_one_process_and_resubmits_only_what_is_missing(ssv2_
     after = shard_stamps(cache)
     for j in range(6):
         if done_before[2 * j]:
-            assert after[f"semantic/c/{j}/0/0"] == stamps[f"semantic/c/{j}/0/0"]  # finished shards were not written again
+            assert (
+                after[f"semantic/c/{j}/0/0"] == stamps[f"semantic/c/{j}/0/0"]
+            )  # finished shards were not written again
     assert_same_cache(tmp_path / "one", cache)
     assert list((tmp_path / "array-jobs").glob("plan-*.json"))
     assert submit_extract("ssv2", ssv2_root, "train", cache, cfg, ArraySettings(executor="local"))[0] == []
@@ -81,7 +88,9 @@ def arrays_and_attrs(cache):
 
 
 def test_hdf5_export_import_round_trips_bit_for_bit(tmp_path):
-    cache = make_feature_cache(tmp_path / "c", 37, "epic100", semantic=(9, 16), motion=(2, 8), shard_size=8, failed_rows=(4, 30))
+    cache = make_feature_cache(
+        tmp_path / "c", 37, "epic100", semantic=(9, 16), motion=(2, 8), shard_size=8, failed_rows=(4, 30)
+    )
     runner = CliRunner()
     assert runner.invoke(main, ["cache", "export", str(cache), "--out", str(tmp_path / "f.h5")]).exit_code == 0
     with h5py.File(tmp_path / "f.h5", "r") as h5:
@@ -96,14 +105,21 @@ def test_hdf5_export_import_round_trips_bit_for_bit(tmp_path):
             assert a.tobytes() == b.tobytes(), name  # bit for bit, NaN rows included
         else:
             assert np.array_equal(a, b), name
-    assert (cache / "failures" / "shard-000000.jsonl").read_text() == (tmp_path / "back" / "failures" / "shard-000000.jsonl").read_text()
-    assert runner.invoke(main, ["cache", "import", str(tmp_path / "f.h5"), "--cache", str(tmp_path / "back")]).exit_code == 2
+    assert (cache / "failures" / "shard-000000.jsonl").read_text() == (
+        tmp_path / "back" / "failures" / "shard-000000.jsonl"
+    ).read_text()
+    assert (
+        runner.invoke(main, ["cache", "import", str(tmp_path / "f.h5"), "--cache", str(tmp_path / "back")]).exit_code
+        == 2
+    )
 
 
 def test_merge_concatenates_and_refuses_mismatches(tmp_path):
     a = make_feature_cache(tmp_path / "a", 10, "ssv2", semantic=(4, 8), motion=(2, 4), shard_size=4, failed_rows=(9,))
     b = make_feature_cache(tmp_path / "b", 7, "ssv2", semantic=(4, 8), motion=(2, 4), split="validation", shard_size=4)
-    result = CliRunner().invoke(main, ["cache", "merge", str(a), str(b), "--out", str(tmp_path / "m"), "--shard-size", "5"])
+    result = CliRunner().invoke(
+        main, ["cache", "merge", str(a), str(b), "--out", str(tmp_path / "m"), "--shard-size", "5"]
+    )
     assert result.exit_code == 0, result.output
     merged, attrs = arrays_and_attrs(tmp_path / "m")
     (left, _), (right, _) = arrays_and_attrs(a), arrays_and_attrs(b)
@@ -111,7 +127,10 @@ def test_merge_concatenates_and_refuses_mismatches(tmp_path):
         expected = np.concatenate([left[name], right[name]])
         assert np.array_equal(merged[name], expected, equal_nan=expected.dtype.kind == "f"), name
     assert attrs["num_clips"] == 17 and attrs["split"] == "train+validation" and attrs["shard_size"] == 5
-    assert [json.loads(line)["row"] for line in (tmp_path / "m" / "failures" / "shard-000001.jsonl").read_text().splitlines()] == [9]
+    assert [
+        json.loads(line)["row"]
+        for line in (tmp_path / "m" / "failures" / "shard-000001.jsonl").read_text().splitlines()
+    ] == [9]
     duplicate = CliRunner().invoke(main, ["cache", "merge", str(a), str(a), "--out", str(tmp_path / "d")])
     assert duplicate.exit_code == 2 and "more than one of the caches" in duplicate.output
     other = make_feature_cache(tmp_path / "o", 5, "ssv2", semantic=(4, 16), motion=(2, 4), shard_size=4)
@@ -132,9 +151,14 @@ def test_cache_stats_out_of_core_under_a_memory_limit(tmp_path):
     assert feature_bytes > limit
     # Two malloc arenas: the address-space limit then measures data, not per-thread arena reservations.
     env = {**os.environ, "MALLOC_ARENA_MAX": "2"}
-    result = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "cli.py"), "cache", "stats", str(cache)],
-                            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)),
-                            capture_output=True, text=True, timeout=600, env=env)
+    result = subprocess.run(
+        [sys.executable, str(Path(__file__).parents[1] / "cli.py"), "cache", "stats", str(cache)],
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     stats = zarr.open_group(str(cache), mode="r").attrs["stats"]
     group = zarr.open_group(str(cache), mode="r")

@@ -32,7 +32,9 @@ def test_ssv2_alternative_names_and_folders(tmp_path, ssv2_root):
 def test_ssv2_malformed_annotations(tmp_path, ssv2_root):
     shutil.copy(ssv2_root / "labels.json", tmp_path / "labels.json")
     (tmp_path / "train.json").write_text(json.dumps([{"id": "1", "template": "Juggling [something]"}]))
-    with pytest.raises(UserError, match=r"train.json: entry 0 \(id 1\) has template 'Juggling something' not in labels.json"):
+    with pytest.raises(
+        UserError, match=r"train.json: entry 0 \(id 1\) has template 'Juggling something' not in labels.json"
+    ):
         read_dataset("ssv2", tmp_path, "train")
     (tmp_path / "train.json").write_text("{not json")
     with pytest.raises(UserError, match="train.json: not valid JSON"):
@@ -73,6 +75,7 @@ def test_manifest(tmp_path):
 
 
 # --- real annotation files (skipped without REAL_FIXTURES) ---
+
 
 def test_real_ssv2_annotations(real_fixtures):
     root = real_fixtures / "ssv2-annotations"
@@ -117,8 +120,10 @@ def real_epic_frames_root(real_fixtures, tmp_path):
         (root / "annotations" / f"EPIC_100_{kind}_classes.csv").symlink_to(annotations / f"EPIC_100_{kind}_classes.csv")
     (root / "P28").symlink_to(real_fixtures / "epic100" / "frames" / "P28")
     header = (annotations / "EPIC_100_validation.csv").read_text().splitlines()[0]
-    rows = ["P28_101_0,P28,P28_101,00:00:01.60,00:00:01.58,00:00:01.62,80,80,open door,open,3,door,3,['door'],[3]",
-            "P28_101_1,P28,P28_101,00:00:02.30,00:00:02.28,00:00:02.32,115,115,take cup,take,0,cup,13,['cup'],[13]"]
+    rows = [
+        "P28_101_0,P28,P28_101,00:00:01.60,00:00:01.58,00:00:01.62,80,80,open door,open,3,door,3,['door'],[3]",
+        "P28_101_1,P28,P28_101,00:00:02.30,00:00:02.28,00:00:02.32,115,115,take cup,take,0,cup,13,['cup'],[13]",
+    ]
     (root / "annotations" / "EPIC_100_validation.csv").write_text("\n".join([header, *rows]) + "\n")
     return root
 

@@ -51,7 +51,10 @@ def test_odd_frame_rate_and_segment_by_seconds(tmp_path):
     # 1.0 s .. 2.0 s at 29.97 fps: 30 frames exist, the segment holds frames 30.. which do not; use 0.5-0.9 s
     clip = Clip("seg", str(path), start=0.5, stop=0.9)
     assert count_frames(clip) == 12  # frames 15..26 have times in [0.5, 0.9)
-    levels = np.round(read_clip(clip, SamplingConfig(motion_frames=4, semantic_frames=2), 32)["motion"].reshape(4, -1).mean(axis=1) / 6)
+    levels = np.round(
+        read_clip(clip, SamplingConfig(motion_frames=4, semantic_frames=2), 32)["motion"].reshape(4, -1).mean(axis=1)
+        / 6
+    )
     assert levels.min() >= 15 and levels.max() <= 26
 
 
@@ -64,7 +67,12 @@ def test_bad_files_raise_clear_errors(tmp_path):
     empty.write_bytes(b"")
     garbage = tmp_path / "garbage.mp4"
     garbage.write_bytes(b"not a video at all" * 100)
-    cases = {tmp_path / "missing.webm": "missing", empty: "empty file", garbage: "garbage.mp4: .*Invalid data", truncated: "truncated"}
+    cases = {
+        tmp_path / "missing.webm": "missing",
+        empty: "empty file",
+        garbage: "garbage.mp4: .*Invalid data",
+        truncated: "truncated",
+    }
     for path, words in cases.items():
         with pytest.raises(ClipDecodeError, match=words) as info:
             read_clip(Clip(path.stem, str(path)), SamplingConfig(), 32)

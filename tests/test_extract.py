@@ -1,4 +1,5 @@
 """Extraction into the cache: shapes, labels, resume, concurrent shards, bad clips, refusals."""
+
 import json
 import os
 import shutil
@@ -11,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
-
 from conftest import tiny_config
+
 from pipeline.cache.inspect import verify_cache
 from pipeline.cache.writer import read_failures
 from pipeline.errors import UserError
@@ -85,9 +86,31 @@ def test_two_shard_jobs_equal_one_job(ssv2_root, tmp_path, tiny):
 
 
 def _extract_command(root: Path, cache: Path, *extra: str) -> list[str]:
-    return [sys.executable, str(ROOT / "cli.py"), "extract", "--dataset", "ssv2", "--data-root", str(root),
-            "--split", "train", "--cache", str(cache), "--config", str(ROOT / "configs" / "extract_tiny.yaml"),
-            "--shard-size", "2", "--batch-size", "2", "--workers", "1", "--device", "cpu", "--no-progress", *extra]
+    return [
+        sys.executable,
+        str(ROOT / "cli.py"),
+        "extract",
+        "--dataset",
+        "ssv2",
+        "--data-root",
+        str(root),
+        "--split",
+        "train",
+        "--cache",
+        str(cache),
+        "--config",
+        str(ROOT / "configs" / "extract_tiny.yaml"),
+        "--shard-size",
+        "2",
+        "--batch-size",
+        "2",
+        "--workers",
+        "1",
+        "--device",
+        "cpu",
+        "--no-progress",
+        *extra,
+    ]
 
 
 def test_concurrent_shard_processes_equal_one_job(ssv2_root, tmp_path):
@@ -135,7 +158,9 @@ def test_bad_clips_are_recorded_and_named_by_verify(ssv2_root, tmp_path, tiny):
     assert all(f["stage"] in ("open", "decode") and f["path"].endswith(".webm") for f in failures.values())
     group = zarr.open_group(str(cache), mode="r")
     assert group["done"][:].all() and np.isnan(group["semantic"][1]).all() and np.isfinite(group["semantic"][0]).all()
-    result = subprocess.run([sys.executable, str(ROOT / "cli.py"), "cache", "verify", str(cache)], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), "cache", "verify", str(cache)], capture_output=True, text=True
+    )
     assert result.returncode == 1
     for clip_id in (ids[1], ids[4], ids[9]):
         assert f"failed\t{clip_id}\t" in result.stdout

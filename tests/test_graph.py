@@ -1,7 +1,12 @@
 import pytest
 import torch
 
-from fusion.graph import build_spatial_graph, build_temporal_graph, generate_spatial_positions, generate_temporal_positions
+from fusion.graph import (
+    build_spatial_graph,
+    build_temporal_graph,
+    generate_spatial_positions,
+    generate_temporal_positions,
+)
 
 
 def test_positions():
@@ -27,8 +32,9 @@ def test_spatial_graph_neighbours_and_similarity():
 
 
 def test_temporal_graph_window():
-    adj = build_temporal_graph(generate_temporal_positions(8), torch.randn(3, 8, 4), adjacency_window=2,
-                               similarity_threshold=2.0)
+    adj = build_temporal_graph(
+        generate_temporal_positions(8), torch.randn(3, 8, 4), adjacency_window=2, similarity_threshold=2.0
+    )
     i, j = torch.meshgrid(torch.arange(8), torch.arange(8), indexing="ij")
     assert torch.equal(adj[0], (i - j).abs() <= 2)
     assert adj[:, torch.arange(8), torch.arange(8)].all()

@@ -1,4 +1,5 @@
 """Decoder workers that crash or hang become recorded failures; the other clips still arrive, in order."""
+
 import os
 import signal
 import time

@@ -23,7 +23,7 @@ def test_shapes_finite_and_every_parameter_learns(name, task, dims):
     model = build_model(name, ds, dm, LABELS[task])
     data = batch(3, *dims)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    for step in range(2):  # zero-initialised expansions pass gradient to the rest only after one step
+    for _ in range(2):  # zero-initialised expansions pass gradient to the rest only after one step
         optimizer.zero_grad()
         out = model(data)
         if task == "ssv2":
@@ -31,8 +31,15 @@ def test_shapes_finite_and_every_parameter_learns(name, task, dims):
             loss = out["logits"].logsumexp(-1).mean() - out["logits"][:, 0].mean()
         else:
             assert set(out) == {"verb", "noun", "action"}
-            assert out["verb"].shape == (3, 97) and out["noun"].shape == (3, 300) and out["action"].shape == (3, 97 * 300)
-            loss = out["verb"].logsumexp(-1).mean() + out["noun"].logsumexp(-1).mean() - out["verb"][:, 1].mean() - out["noun"][:, 2].mean()
+            assert (
+                out["verb"].shape == (3, 97) and out["noun"].shape == (3, 300) and out["action"].shape == (3, 97 * 300)
+            )
+            loss = (
+                out["verb"].logsumexp(-1).mean()
+                + out["noun"].logsumexp(-1).mean()
+                - out["verb"][:, 1].mean()
+                - out["noun"][:, 2].mean()
+            )
         assert all(torch.isfinite(v).all() for v in out.values())
         loss.backward()
         optimizer.step()

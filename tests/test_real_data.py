@@ -1,4 +1,5 @@
 """Acceptance on real public files (skipped unless REAL_FIXTURES names the folder)."""
+
 import json
 import subprocess
 import sys
@@ -15,9 +16,25 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_ssv2_mini_at_real_shapes(real_fixtures, tmp_path):
     """The README's first command: default backbones, random init, on real SSv2 clips."""
     cache = tmp_path / "C"
-    subprocess.run([sys.executable, str(ROOT / "cli.py"), "extract", "--dataset", "ssv2", "--data-root",
-                    str(real_fixtures / "ssv2-mini"), "--split", "validation", "--cache", str(cache), "--random-init",
-                    "--no-progress"], check=True, timeout=600)
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "cli.py"),
+            "extract",
+            "--dataset",
+            "ssv2",
+            "--data-root",
+            str(real_fixtures / "ssv2-mini"),
+            "--split",
+            "validation",
+            "--cache",
+            str(cache),
+            "--random-init",
+            "--no-progress",
+        ],
+        check=True,
+        timeout=600,
+    )
     group = zarr.open_group(str(cache), mode="r")
     assert group["semantic"].shape == (2, 196, 768) and group["semantic"].dtype == np.float16
     assert group["motion"].shape == (2, 8, 512) and group["motion"].dtype == np.float16
@@ -28,8 +45,9 @@ def test_ssv2_mini_at_real_shapes(real_fixtures, tmp_path):
 
 
 def test_epic_frames_extract(real_fixtures, tmp_path, tiny):
-    from pipeline.extract import run_extraction
     from test_datasets import real_epic_frames_root
+
+    from pipeline.extract import run_extraction
 
     cache = tmp_path / "E"
     summary = run_extraction("epic100", real_epic_frames_root(real_fixtures, tmp_path), "validation", cache, tiny)
@@ -43,6 +61,8 @@ def test_odd_videos_through_a_manifest(real_fixtures, tmp_path, tiny):
 
     videos = sorted(v for v in (real_fixtures / "videos").rglob("*") if v.suffix in {".mp4", ".avi", ".webm"})
     manifest = tmp_path / "clips.csv"
-    manifest.write_text("path,label\n" + "".join(f"{v},{i}\n" for i, v in enumerate(videos)) + f"{tmp_path / 'gone.mp4'},0\n")
+    manifest.write_text(
+        "path,label\n" + "".join(f"{v},{i}\n" for i, v in enumerate(videos)) + f"{tmp_path / 'gone.mp4'},0\n"
+    )
     summary = run_extraction("manifest", manifest, "clips", tmp_path / "M", tiny)
     assert (summary.extracted, summary.failed) == (len(videos), 1)

@@ -1,4 +1,5 @@
 """fuse-train / fuse-eval on synthetic feature caches whose labels need both streams."""
+
 import json
 import os
 import signal
@@ -26,16 +27,20 @@ DIMS = {"semantic": (49, 384), "motion": (4, 256)}  # not the default 196x768 / 
 @pytest.fixture(scope="module")
 def ssv2_caches(tmp_path_factory):
     root = tmp_path_factory.mktemp("features")
-    return (make_feature_cache(root / "train", 360, "ssv2", **DIMS, shard_size=32),
-            make_feature_cache(root / "val", 120, "ssv2", **DIMS, split="validation", shard_size=32))
+    return (
+        make_feature_cache(root / "train", 360, "ssv2", **DIMS, shard_size=32),
+        make_feature_cache(root / "val", 120, "ssv2", **DIMS, split="validation", shard_size=32),
+    )
 
 
 @pytest.fixture(scope="module")
 def epic_caches(tmp_path_factory):
     root = tmp_path_factory.mktemp("epic-features")
     # a weak signal, so that neither head type saturates and the comparison can go either way
-    return (make_feature_cache(root / "train", 360, "epic100", **DIMS, shard_size=32, signal=0.7),
-            make_feature_cache(root / "val", 120, "epic100", **DIMS, split="validation", shard_size=32, signal=0.7))
+    return (
+        make_feature_cache(root / "train", 360, "epic100", **DIMS, shard_size=32, signal=0.7),
+        make_feature_cache(root / "val", 120, "epic100", **DIMS, split="validation", shard_size=32, signal=0.7),
+    )
 
 
 def train(caches, model, out, epochs=5, **overrides):
@@ -44,7 +49,9 @@ def train(caches, model, out, epochs=5, **overrides):
 
 
 def test_gasm_cast_needs_and_uses_both_streams(ssv2_caches, tmp_path):
-    scores = {m: train(ssv2_caches, m, tmp_path / m)["best"]["value"] for m in ("gasm_cast", "semantic_only", "motion_only")}
+    scores = {
+        m: train(ssv2_caches, m, tmp_path / m)["best"]["value"] for m in ("gasm_cast", "semantic_only", "motion_only")
+    }
     chance = 1 / 12
     assert scores["gasm_cast"] > 0.8 > 6 * chance
     assert scores["gasm_cast"] > scores["semantic_only"] + 0.3 and scores["gasm_cast"] > scores["motion_only"] + 0.3
@@ -65,8 +72,18 @@ def test_epic_metrics_and_cross_task_vs_independent(epic_caches, tmp_path):
     assert cross["best"]["metric"] == "action_top1"
     assert cross["best"]["value"] >= independent["best"]["value"]
     predictions = tmp_path / "pred.jsonl"
-    result = CliRunner().invoke(main, ["fuse-eval", "--checkpoint", str(tmp_path / "cross" / "best.pt"), "--cache",
-                                       str(epic_caches[1]), "--predictions", str(predictions)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "fuse-eval",
+            "--checkpoint",
+            str(tmp_path / "cross" / "best.pt"),
+            "--cache",
+            str(epic_caches[1]),
+            "--predictions",
+            str(predictions),
+        ],
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.output)["metrics"]
     for key in ("verb_top1", "verb_top5", "noun_top1", "noun_top5", "action_top1", "action_top5"):
@@ -79,8 +96,25 @@ def test_epic_metrics_and_cross_task_vs_independent(epic_caches, tmp_path):
 
 
 def _train_command(caches, out, *extra):
-    return [sys.executable, str(ROOT / "cli.py"), "fuse-train", "--cache", str(caches[0]), "--val-cache", str(caches[1]),
-            "--out", str(out), "--epochs", "4", "--batch-size", "16", "--device", "cpu", "--no-progress", *extra]
+    return [
+        sys.executable,
+        str(ROOT / "cli.py"),
+        "fuse-train",
+        "--cache",
+        str(caches[0]),
+        "--val-cache",
+        str(caches[1]),
+        "--out",
+        str(out),
+        "--epochs",
+        "4",
+        "--batch-size",
+        "16",
+        "--device",
+        "cpu",
+        "--no-progress",
+        *extra,
+    ]
 
 
 def _final(out):
@@ -95,7 +129,9 @@ def uninterrupted(ssv2_caches, tmp_path_factory):
 
 
 def test_sigkill_after_an_epoch_then_resume_equals_uninterrupted(ssv2_caches, uninterrupted, tmp_path):
-    job = subprocess.Popen(_train_command(ssv2_caches, tmp_path / "killed"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    job = subprocess.Popen(
+        _train_command(ssv2_caches, tmp_path / "killed"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     csv = tmp_path / "killed" / "metrics.csv"
     deadline = time.time() + 300
     while time.time() < deadline and not (csv.exists() and len(csv.read_text().splitlines()) >= 3):
@@ -103,12 +139,16 @@ def test_sigkill_after_an_epoch_then_resume_equals_uninterrupted(ssv2_caches, un
     os.kill(job.pid, signal.SIGKILL)
     job.wait()
     assert not (tmp_path / "killed" / "metrics.json").exists()
-    subprocess.run(_train_command(ssv2_caches, tmp_path / "killed", "--resume"), check=True, timeout=600, capture_output=True)
+    subprocess.run(
+        _train_command(ssv2_caches, tmp_path / "killed", "--resume"), check=True, timeout=600, capture_output=True
+    )
     assert _final(tmp_path / "killed") == uninterrupted
 
 
 def test_sigterm_mid_epoch_checkpoints_and_resumes_exactly(ssv2_caches, uninterrupted, tmp_path):
-    job = subprocess.Popen(_train_command(ssv2_caches, tmp_path / "term"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    job = subprocess.Popen(
+        _train_command(ssv2_caches, tmp_path / "term"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     csv = tmp_path / "term" / "metrics.csv"
     deadline = time.time() + 300
     while time.time() < deadline and not csv.exists():
@@ -118,7 +158,9 @@ def test_sigterm_mid_epoch_checkpoints_and_resumes_exactly(ssv2_caches, uninterr
     assert job.wait(timeout=120) == 143
     position = torch.load(tmp_path / "term" / "last.pt", weights_only=True)["position"]
     assert position["batches_done"] > 0
-    subprocess.run(_train_command(ssv2_caches, tmp_path / "term", "--resume"), check=True, timeout=600, capture_output=True)
+    subprocess.run(
+        _train_command(ssv2_caches, tmp_path / "term", "--resume"), check=True, timeout=600, capture_output=True
+    )
     assert _final(tmp_path / "term") == uninterrupted
 
 
@@ -130,12 +172,30 @@ def test_bad_inputs_exit_2(ssv2_caches, tmp_path):
     cases = {
         "does not fit this model": ["fuse-eval", "--checkpoint", run / "best.pt", "--cache", other],
         "corrupt": ["fuse-eval", "--checkpoint", tmp_path / "junk.pt", "--cache", ssv2_caches[1]],
-        "unknown config key 'lrate'": ["fuse-train", "--cache", ssv2_caches[0], "--val-cache", ssv2_caches[1], "--out",
-                                       tmp_path / "r", "--config", tmp_path / "bad.yaml"],
+        "unknown config key 'lrate'": [
+            "fuse-train",
+            "--cache",
+            ssv2_caches[0],
+            "--val-cache",
+            ssv2_caches[1],
+            "--out",
+            tmp_path / "r",
+            "--config",
+            tmp_path / "bad.yaml",
+        ],
         "already holds a run": ["fuse-train", "--cache", ssv2_caches[0], "--val-cache", ssv2_caches[1], "--out", run],
         "differ in shapes": ["fuse-train", "--cache", ssv2_caches[0], "--val-cache", other, "--out", tmp_path / "r2"],
-        "unknown model 'gasm'": ["fuse-train", "--cache", ssv2_caches[0], "--val-cache", ssv2_caches[1], "--out",
-                                 tmp_path / "r3", "--model", "gasm"],
+        "unknown model 'gasm'": [
+            "fuse-train",
+            "--cache",
+            ssv2_caches[0],
+            "--val-cache",
+            ssv2_caches[1],
+            "--out",
+            tmp_path / "r3",
+            "--model",
+            "gasm",
+        ],
     }
     (tmp_path / "junk.pt").write_bytes(b"\x00garbage")
     (tmp_path / "bad.yaml").write_text("optim:\n  lrate: 0.1\n")
@@ -146,7 +206,9 @@ def test_bad_inputs_exit_2(ssv2_caches, tmp_path):
 
 
 def test_cache_stats_match_numpy_and_skip_failed_clips(tmp_path):
-    cache = make_feature_cache(tmp_path / "c", 50, "ssv2", semantic=(9, 16), motion=(2, 8), shard_size=8, failed_rows=(3, 17))
+    cache = make_feature_cache(
+        tmp_path / "c", 50, "ssv2", semantic=(9, 16), motion=(2, 8), shard_size=8, failed_rows=(3, 17)
+    )
     result = CliRunner().invoke(main, ["cache", "stats", str(cache)])
     assert result.exit_code == 0, result.output
     stats = zarr.open_group(str(cache), mode="r").attrs["stats"]
@@ -163,7 +225,9 @@ def test_cache_stats_match_numpy_and_skip_failed_clips(tmp_path):
 
 
 def test_streaming_reads_every_usable_row_once_per_epoch(tmp_path):
-    cache = make_feature_cache(tmp_path / "c", 100, "ssv2", semantic=(4, 8), motion=(2, 4), shard_size=8, failed_rows=(5,))
+    cache = make_feature_cache(
+        tmp_path / "c", 100, "ssv2", semantic=(4, 8), motion=(2, 4), shard_size=8, failed_rows=(5,)
+    )
     streamed = CacheData(cache, ram_limit_gb=0)
     assert not streamed.in_ram
     generator = torch.Generator().manual_seed(0)
@@ -178,8 +242,13 @@ def test_streaming_reads_every_usable_row_once_per_epoch(tmp_path):
 
 
 def test_augmentation_trains(ssv2_caches, tmp_path):
-    summary = train(ssv2_caches, "late_fusion", tmp_path / "aug", epochs=1,
-                    data={"batch_size": 32, "token_dropout": 0.3, "mixup_alpha": 0.4})
+    summary = train(
+        ssv2_caches,
+        "late_fusion",
+        tmp_path / "aug",
+        epochs=1,
+        data={"batch_size": 32, "token_dropout": 0.3, "mixup_alpha": 0.4},
+    )
     assert np.isfinite(summary["last"]["train_loss"]) and summary["last"]["val_top1"] > 0
 
 
@@ -193,7 +262,15 @@ def test_visualize_draws_over_the_centre_frame_of_an_extracted_clip(ssv2_root, t
     frame = _centre_frame(dict(group.attrs), str(group["clip_id"][0]), None)
     assert frame is not None and frame.shape == (224, 224, 3) and frame.std() > 0
     run = tmp_path / "run"
-    run_training(cache, cache, "gasm_cast", run, training_config("default", None, {"epochs": 1, "device": "cpu"}), False, False)
-    result = CliRunner().invoke(main, ["visualize", "--checkpoint", str(run / "best.pt"), "--cache", str(cache), "--out", str(tmp_path / "png")])
+    run_training(
+        cache, cache, "gasm_cast", run, training_config("default", None, {"epochs": 1, "device": "cpu"}), False, False
+    )
+    result = CliRunner().invoke(
+        main, ["visualize", "--checkpoint", str(run / "best.pt"), "--cache", str(cache), "--out", str(tmp_path / "png")]
+    )
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in (tmp_path / "png").glob("*.png")) == ["fusion_layers.png", "motion_graph.png", "semantic_graph.png"]
+    assert sorted(p.name for p in (tmp_path / "png").glob("*.png")) == [
+        "fusion_layers.png",
+        "motion_graph.png",
+        "semantic_graph.png",
+    ]

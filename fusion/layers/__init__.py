@@ -1,9 +1,17 @@
 """Attention layers: dense graph attention, cross-attention, B-CAST, full-width cross-attention, cross-task."""
+
 from fusion.layers.attention import CrossAttention
 from fusion.layers.bottleneck import BottleneckCrossAttention
 from fusion.layers.cross_task import CrossTaskAttention
 from fusion.layers.full_width import FullWidthCrossAttention
 from fusion.layers.graph_attention import DenseGraphAttention, MotionGraphAttention, SemanticGraphAttention
 
-__all__ = ["CrossAttention", "BottleneckCrossAttention", "CrossTaskAttention", "FullWidthCrossAttention",
-           "DenseGraphAttention", "MotionGraphAttention", "SemanticGraphAttention"]
+__all__ = [
+    "CrossAttention",
+    "BottleneckCrossAttention",
+    "CrossTaskAttention",
+    "FullWidthCrossAttention",
+    "DenseGraphAttention",
+    "MotionGraphAttention",
+    "SemanticGraphAttention",
+]

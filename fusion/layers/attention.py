@@ -1,4 +1,5 @@
 """Multi-head cross-attention that can hand back its weights (for visualisation and tests)."""
+
 from __future__ import annotations
 
 import torch
@@ -21,8 +22,10 @@ class CrossAttention(nn.Module):
 
     def forward(self, queries: torch.Tensor, context: torch.Tensor, return_attention: bool = False):
         """queries: [B, Nq, D], context: [B, Nk, Dk] -> [B, Nq, D] (and weights [B, H, Nq, Nk] when asked)."""
-        q, k, v = (rearrange(proj(x), "b n (h c) -> b h n c", h=self.heads)
-                   for proj, x in ((self.q, queries), (self.k, context), (self.v, context)))
+        q, k, v = (
+            rearrange(proj(x), "b n (h c) -> b h n c", h=self.heads)
+            for proj, x in ((self.q, queries), (self.k, context), (self.v, context))
+        )
         dropout = self.dropout if self.training else 0.0
         if not return_attention:  # fused kernel on GPU
             out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)

@@ -1,4 +1,5 @@
 """B-CAST: bidirectional cross-attention between semantic and motion tokens in a shared narrow space."""
+
 from __future__ import annotations
 
 import torch
@@ -14,8 +15,9 @@ class BottleneckCrossAttention(nn.Module):
     The expansions start at zero, so a stack of these layers starts as the identity and learns to mix.
     """
 
-    def __init__(self, sem_dim: int = 768, mot_dim: int = 512, bottleneck_dim: int = 256, heads: int = 8,
-                 dropout: float = 0.0):
+    def __init__(
+        self, sem_dim: int = 768, mot_dim: int = 512, bottleneck_dim: int = 256, heads: int = 8, dropout: float = 0.0
+    ):
         super().__init__()
         self.sem_norm, self.mot_norm = nn.LayerNorm(sem_dim), nn.LayerNorm(mot_dim)
         self.sem_compress, self.mot_compress = nn.Linear(sem_dim, bottleneck_dim), nn.Linear(mot_dim, bottleneck_dim)

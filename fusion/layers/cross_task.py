@@ -1,4 +1,5 @@
 """Verb and noun token sequences attending each other (bidirectional), each followed by an FFN."""
+
 from __future__ import annotations
 
 import torch
@@ -19,8 +20,12 @@ class CrossTaskAttention(nn.Module):
         self.verb_norm, self.noun_norm = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.verb_to_noun = CrossAttention(dim, heads, dropout=dropout)
         self.noun_to_verb = CrossAttention(dim, heads, dropout=dropout)
-        self.verb_ffn, self.noun_ffn = (nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 2 * dim), nn.GELU(),
-                                                      nn.Dropout(dropout), nn.Linear(2 * dim, dim)) for _ in range(2))
+        self.verb_ffn, self.noun_ffn = (
+            nn.Sequential(
+                nn.LayerNorm(dim), nn.Linear(dim, 2 * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(2 * dim, dim)
+            )
+            for _ in range(2)
+        )
 
     def forward(self, verb: torch.Tensor, noun: torch.Tensor, return_attention: bool = False):
         """verb: [B, Qv, D], noun: [B, Qn, D] -> same shapes (and {"verb_to_noun": [B, H, Qv, Qn],

@@ -1,4 +1,5 @@
 """The plain baseline: bidirectional cross-attention at each stream's own width (no bottleneck)."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """Dense masked multi-head graph attention (GATv1, as torch_geometric's DenseGATConv) and its two uses."""
+
 from __future__ import annotations
 
 import torch
@@ -6,7 +7,12 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from fusion.graph import build_spatial_graph, build_temporal_graph, generate_spatial_positions, generate_temporal_positions
+from fusion.graph import (
+    build_spatial_graph,
+    build_temporal_graph,
+    generate_spatial_positions,
+    generate_temporal_positions,
+)
 
 
 class DenseGraphAttention(nn.Module):
@@ -58,8 +64,14 @@ class _GraphBlock(nn.Module):
 class SemanticGraphAttention(_GraphBlock):
     """Patches attend their grid neighbours and the patches whose features are similar."""
 
-    def __init__(self, dim: int = 768, heads: int = 8, dropout: float = 0.0, similarity_threshold: float = 0.8,
-                 radius: float = 1.5):
+    def __init__(
+        self,
+        dim: int = 768,
+        heads: int = 8,
+        dropout: float = 0.0,
+        similarity_threshold: float = 0.8,
+        radius: float = 1.5,
+    ):
         super().__init__(dim, heads, dropout)
         self.similarity_threshold, self.radius = similarity_threshold, radius
 
@@ -71,8 +83,9 @@ class SemanticGraphAttention(_GraphBlock):
 class MotionGraphAttention(_GraphBlock):
     """Segments attend the segments within a temporal window and those with similar motion."""
 
-    def __init__(self, dim: int = 512, heads: int = 8, dropout: float = 0.0, similarity_threshold: float = 0.8,
-                 window: int = 2):
+    def __init__(
+        self, dim: int = 512, heads: int = 8, dropout: float = 0.0, similarity_threshold: float = 0.8, window: int = 2
+    ):
         super().__init__(dim, heads, dropout)
         self.similarity_threshold, self.window = similarity_threshold, window
 

@@ -1,4 +1,5 @@
 """The fusion model registry."""
+
 from fusion.models.registry import MODELS, PARAMETER_BUDGET, FusionModel, build_model, count_trainable
 
 __all__ = ["MODELS", "PARAMETER_BUDGET", "FusionModel", "build_model", "count_trainable"]

@@ -1,4 +1,5 @@
 """Task heads: one classifier (SSv2), or verb and noun token branches with or without cross-task attention."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -35,19 +36,33 @@ class VerbNounHead(nn.Module):
         d = cfg.task_dim
         self.project = nn.ModuleDict({kind: nn.Linear(dim, d) for kind, dim in token_dims.items()})
         self.stream_embedding = nn.ParameterDict({kind: nn.Parameter(torch.zeros(1, 1, d)) for kind in token_dims})
-        self.queries = nn.ParameterDict({task: nn.Parameter(torch.randn(1, cfg.task_queries, d) * 0.02)
-                                         for task in ("verb", "noun")})
-        self.read = nn.ModuleDict({task: CrossAttention(d, cfg.heads, dropout=cfg.dropout) for task in ("verb", "noun")})
+        self.queries = nn.ParameterDict(
+            {task: nn.Parameter(torch.randn(1, cfg.task_queries, d) * 0.02) for task in ("verb", "noun")}
+        )
+        self.read = nn.ModuleDict(
+            {task: CrossAttention(d, cfg.heads, dropout=cfg.dropout) for task in ("verb", "noun")}
+        )
         self.exchange = CrossTaskAttention(d, cfg.heads, cfg.dropout) if cross else None
-        self.ffn = None if cross else nn.ModuleDict({task: nn.Sequential(
-            nn.LayerNorm(d), nn.Linear(d, 2 * d), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(2 * d, d))
-            for task in ("verb", "noun")})
+        self.ffn = (
+            None
+            if cross
+            else nn.ModuleDict(
+                {
+                    task: nn.Sequential(
+                        nn.LayerNorm(d), nn.Linear(d, 2 * d), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(2 * d, d)
+                    )
+                    for task in ("verb", "noun")
+                }
+            )
+        )
         self.classify = nn.ModuleDict({"verb": nn.Linear(d, verbs), "noun": nn.Linear(d, nouns)})
         self.norm = nn.LayerNorm(d)
 
     def forward(self, trunk: dict[str, Any], return_attention: bool = False) -> dict[str, Any]:
         """tokens [B, N*, D*] -> {"verb": [B, V], "noun": [B, N], "action": [B, V * N]}."""
-        tokens = torch.cat([self.project[kind](x) + self.stream_embedding[kind] for kind, x in trunk["tokens"].items()], dim=1)
+        tokens = torch.cat(
+            [self.project[kind](x) + self.stream_embedding[kind] for kind, x in trunk["tokens"].items()], dim=1
+        )
         branch = {task: self.queries[task].expand(tokens.shape[0], -1, -1) for task in ("verb", "noun")}
         branch = {task: q + self.read[task](q, tokens) for task, q in branch.items()}  # [B, Q, d] each
         out: dict[str, Any] = {}

@@ -1,9 +1,11 @@
 """Every fusion model by name, built from the cache's dimensions and label sizes, with one API:
 `model(batch) -> dict` where batch = {"semantic": [B, Ns, Ds], "motion": [B, Nm, Dm]}."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -25,16 +27,28 @@ class ModelEntry:
 
 
 MODELS: dict[str, ModelEntry] = {
-    "gasm_cast": ModelEntry(lambda s, m, c: CrossStreamTrunk(s, m, c, bottleneck=True, graph=True), True,
-                            "graph attention + 3 progressive B-CAST layers (verb/noun: cross-task heads)"),
-    "gasm_cast_independent": ModelEntry(lambda s, m, c: CrossStreamTrunk(s, m, c, bottleneck=True, graph=True), False,
-                                        "GASM-CAST trunk with independent verb/noun heads"),
-    "vanilla_cross_attention": ModelEntry(lambda s, m, c: CrossStreamTrunk(s, m, c, bottleneck=False, graph=False), True,
-                                          "3 full-width bidirectional cross-attention layers, no graph"),
+    "gasm_cast": ModelEntry(
+        lambda s, m, c: CrossStreamTrunk(s, m, c, bottleneck=True, graph=True),
+        True,
+        "graph attention + 3 progressive B-CAST layers (verb/noun: cross-task heads)",
+    ),
+    "gasm_cast_independent": ModelEntry(
+        lambda s, m, c: CrossStreamTrunk(s, m, c, bottleneck=True, graph=True),
+        False,
+        "GASM-CAST trunk with independent verb/noun heads",
+    ),
+    "vanilla_cross_attention": ModelEntry(
+        lambda s, m, c: CrossStreamTrunk(s, m, c, bottleneck=False, graph=False),
+        True,
+        "3 full-width bidirectional cross-attention layers, no graph",
+    ),
     "late_fusion": ModelEntry(LateFusionTrunk, True, "pool each stream, concatenate, MLP"),
-    "semantic_only": ModelEntry(lambda s, m, c: SingleStreamTrunk(s, m, c, "semantic"), True,
-                                "semantic graph attention only"),
-    "motion_only": ModelEntry(lambda s, m, c: SingleStreamTrunk(s, m, c, "motion"), True, "motion graph attention only"),
+    "semantic_only": ModelEntry(
+        lambda s, m, c: SingleStreamTrunk(s, m, c, "semantic"), True, "semantic graph attention only"
+    ),
+    "motion_only": ModelEntry(
+        lambda s, m, c: SingleStreamTrunk(s, m, c, "motion"), True, "motion graph attention only"
+    ),
 }
 
 
@@ -48,12 +62,16 @@ class FusionModel(nn.Module):
         trunk = self.trunk(batch["semantic"], batch["motion"], return_attention)
         out = self.head(trunk, return_attention)
         if return_attention:
-            out["attention"] = {**trunk["attention"], **({"cross_task": out.pop("cross_task")} if "cross_task" in out else {})}
+            out["attention"] = {
+                **trunk["attention"],
+                **({"cross_task": out.pop("cross_task")} if "cross_task" in out else {}),
+            }
         return out
 
 
-def build_model(name: str, semantic_dim: int, motion_dim: int, labels: dict[str, int],
-                cfg: FusionConfig | None = None) -> FusionModel:
+def build_model(
+    name: str, semantic_dim: int, motion_dim: int, labels: dict[str, int], cfg: FusionConfig | None = None
+) -> FusionModel:
     """labels: {"label": classes} or {"verb": verbs, "noun": nouns}."""
     if name not in MODELS:
         raise UserError(f"unknown model '{name}' (expected one of {', '.join(MODELS)})")

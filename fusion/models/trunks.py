@@ -1,6 +1,7 @@
 """Trunks turn cached semantic `[B, Ns, Ds]` and motion `[B, Nm, Dm]` tokens into refined tokens and a
 pooled vector. Every trunk returns {"tokens": {kind: [B, N, D]}, "pooled": [B, P], "attention": {...}} and
 declares `token_dims` ({kind: D}) and `pooled_dim` (P), from which the task heads are built."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -10,7 +11,12 @@ from einops import rearrange
 from torch import nn
 
 from fusion.config import FusionConfig
-from fusion.layers import BottleneckCrossAttention, FullWidthCrossAttention, MotionGraphAttention, SemanticGraphAttention
+from fusion.layers import (
+    BottleneckCrossAttention,
+    FullWidthCrossAttention,
+    MotionGraphAttention,
+    SemanticGraphAttention,
+)
 
 # Late fusion's pooled vector, cut into tokens for the verb/noun heads: attention over a single token would be
 # a softmax over one key (always 1), leaving the heads' query and key projections without any gradient.
@@ -18,8 +24,10 @@ LATE_TOKENS = 4
 
 
 def _graphs(sem_dim: int, mot_dim: int, cfg: FusionConfig) -> tuple[SemanticGraphAttention, MotionGraphAttention]:
-    return (SemanticGraphAttention(sem_dim, cfg.heads, cfg.dropout, cfg.similarity_threshold, cfg.spatial_radius),
-            MotionGraphAttention(mot_dim, cfg.heads, cfg.dropout, cfg.similarity_threshold, cfg.temporal_window))
+    return (
+        SemanticGraphAttention(sem_dim, cfg.heads, cfg.dropout, cfg.similarity_threshold, cfg.spatial_radius),
+        MotionGraphAttention(mot_dim, cfg.heads, cfg.dropout, cfg.similarity_threshold, cfg.temporal_window),
+    )
 
 
 def _run(layer: nn.Module, attention: dict[str, Any], name: str, return_attention: bool, *inputs: torch.Tensor):
@@ -42,8 +50,11 @@ class CrossStreamTrunk(nn.Module):
         super().__init__()
         self.pooled_dim, self.token_dims = sem_dim + mot_dim, {"semantic": sem_dim, "motion": mot_dim}
         self.graphs = nn.ModuleList(_graphs(sem_dim, mot_dim, cfg)) if graph else None
-        make = (lambda: BottleneckCrossAttention(sem_dim, mot_dim, cfg.bottleneck_dim, cfg.heads, cfg.dropout)) if bottleneck \
+        make = (
+            (lambda: BottleneckCrossAttention(sem_dim, mot_dim, cfg.bottleneck_dim, cfg.heads, cfg.dropout))
+            if bottleneck
             else (lambda: FullWidthCrossAttention(sem_dim, mot_dim, cfg.heads, cfg.dropout))
+        )
         self.layers = nn.ModuleList(make() for _ in range(cfg.fusion_layers))
 
     def forward(self, semantic: torch.Tensor, motion: torch.Tensor, return_attention: bool = False) -> dict[str, Any]:
@@ -66,8 +77,12 @@ class LateFusionTrunk(nn.Module):
         if cfg.late_hidden % LATE_TOKENS:
             raise ValueError(f"late_hidden {cfg.late_hidden} is not divisible into {LATE_TOKENS} tokens")
         self.pooled_dim, self.token_dims = cfg.late_hidden, {"pooled": cfg.late_hidden // LATE_TOKENS}
-        self.mlp = nn.Sequential(nn.LayerNorm(sem_dim + mot_dim), nn.Linear(sem_dim + mot_dim, cfg.late_hidden),
-                                 nn.GELU(), nn.Dropout(cfg.dropout))
+        self.mlp = nn.Sequential(
+            nn.LayerNorm(sem_dim + mot_dim),
+            nn.Linear(sem_dim + mot_dim, cfg.late_hidden),
+            nn.GELU(),
+            nn.Dropout(cfg.dropout),
+        )
 
     def forward(self, semantic: torch.Tensor, motion: torch.Tensor, return_attention: bool = False) -> dict[str, Any]:
         """semantic: [B, Ns, Ds], motion: [B, Nm, Dm] -> pooled [B, late_hidden], also cut into LATE_TOKENS tokens."""
@@ -90,6 +105,11 @@ class SingleStreamTrunk(nn.Module):
     def forward(self, semantic: torch.Tensor, motion: torch.Tensor, return_attention: bool = False) -> dict[str, Any]:
         """-> the chosen stream's tokens [B, N, D], pooled [B, D]."""
         attention: dict[str, Any] = {}
-        tokens = _run(self.graph, attention, f"{self.stream}_graph", return_attention,
-                      semantic if self.stream == "semantic" else motion)
+        tokens = _run(
+            self.graph,
+            attention,
+            f"{self.stream}_graph",
+            return_attention,
+            semantic if self.stream == "semantic" else motion,
+        )
         return {"tokens": {self.stream: tokens}, "pooled": tokens.mean(dim=1), "attention": attention}

@@ -3,11 +3,13 @@
 An adapter takes uint8 frames `[B, T, H, W, 3]` on its device and returns `[B, tokens, dim]` features.
 Preprocessing constants (input size, mean, std) live in the variant's BackboneSpec, beside its registration.
 """
+
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from einops import rearrange
@@ -51,7 +53,7 @@ class FrozenBackbone(nn.Module):
     def dim(self) -> int:
         return self.spec.dim
 
-    def freeze(self) -> "FrozenBackbone":
+    def freeze(self) -> FrozenBackbone:
         self.eval()
         for parameter in self.parameters():
             parameter.requires_grad_(False)

@@ -1,4 +1,5 @@
 """DINOv3 ViT image backbones through `transformers`: patch tokens only, no CLS or register tokens."""
+
 from __future__ import annotations
 
 import torch
@@ -10,8 +11,19 @@ from pipeline.errors import UserError
 VITB16 = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)
 VITS16 = dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, intermediate_size=1536)
 TINY = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128)
-COMMON = dict(patch_size=16, num_register_tokens=4, layerscale_value=1.0, rope_theta=100.0, key_bias=False,
-              query_bias=True, value_bias=True, proj_bias=True, mlp_bias=True, use_gated_mlp=False, pos_embed_rescale=2.0)
+COMMON = dict(
+    patch_size=16,
+    num_register_tokens=4,
+    layerscale_value=1.0,
+    rope_theta=100.0,
+    key_bias=False,
+    query_bias=True,
+    value_bias=True,
+    proj_bias=True,
+    mlp_bias=True,
+    use_gated_mlp=False,
+    pos_embed_rescale=2.0,
+)
 
 
 class DINOv3Patches(FrozenBackbone):
@@ -39,16 +51,30 @@ def _build(spec: BackboneSpec, weights: str | None, random_init: bool, seed: int
         try:
             model = DINOv3ViTModel.from_pretrained(source)
         except OSError as exc:
-            raise UserError(f"could not load DINOv3 weights from '{source}': {exc}. Pass --semantic-weights "
-                            "with a local directory holding config.json and model.safetensors, or --random-init.") from None
+            raise UserError(
+                f"could not load DINOv3 weights from '{source}': {exc}. Pass --semantic-weights "
+                "with a local directory holding config.json and model.safetensors, or --random-init."
+            ) from None
         if model.config.hidden_size != spec.dim:
-            raise UserError(f"DINOv3 weights '{source}' are {model.config.hidden_size}-d, backbone {spec.name} is {spec.dim}-d")
+            raise UserError(
+                f"DINOv3 weights '{source}' are {model.config.hidden_size}-d, backbone {spec.name} is {spec.dim}-d"
+            )
     return DINOv3Patches(spec, model)
 
 
 def _spec(name: str, model: str, arch: dict, size: int = 224) -> BackboneSpec:
-    return BackboneSpec(name=name, kind="semantic", model=model, input_size=size, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                        dim=arch["hidden_size"], tokens=(size // 16) ** 2, layer="last_hidden_state[patches]", arch=arch)
+    return BackboneSpec(
+        name=name,
+        kind="semantic",
+        model=model,
+        input_size=size,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        dim=arch["hidden_size"],
+        tokens=(size // 16) ** 2,
+        layer="last_hidden_state[patches]",
+        arch=arch,
+    )
 
 
 register(_spec("dinov3_vitb16", "facebook/dinov3-vitb16-pretrain-lvd1689m", VITB16), _build)

@@ -3,6 +3,7 @@
 The default tap is res3 (`blocks[3]`): a 16-frame clip gives [B, 512, 8, 28, 28], averaged over space to
 [8, 512]. This is NOT the classic Inception-I3D 1024-d Mixed_5c feature; res5 gives [8, 2048].
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -83,10 +84,26 @@ def _adapt(spec: BackboneSpec, layer: str | None, frames: int) -> BackboneSpec:
 
 
 def _spec(name: str, model: str, size: int, arch: dict) -> BackboneSpec:
-    return _adapt(BackboneSpec(name=name, kind="motion", model=model, input_size=size, mean=KINETICS_MEAN,
-                               std=KINETICS_STD, dim=0, tokens=0, layer="res3", arch=arch), None, 16)
+    return _adapt(
+        BackboneSpec(
+            name=name,
+            kind="motion",
+            model=model,
+            input_size=size,
+            mean=KINETICS_MEAN,
+            std=KINETICS_STD,
+            dim=0,
+            tokens=0,
+            layer="res3",
+            arch=arch,
+        ),
+        None,
+        16,
+    )
 
 
 register(_spec("i3d_r50", "pytorchvideo i3d_r50 (Kinetics-400, 8x8)", 224, {}), _build, _adapt)
 # Test-sized: the same stages at 1/8 of the width, on 112x112 frames.
-register(_spec("i3d_tiny", "pytorchvideo i3d_r50 at 1/8 width (random init only)", 112, {"stem_dim_out": 8}), _build, _adapt)
+register(
+    _spec("i3d_tiny", "pytorchvideo i3d_r50 at 1/8 width (random init only)", 112, {"stem_dim_out": 8}), _build, _adapt
+)

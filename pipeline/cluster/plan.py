@@ -1,4 +1,5 @@
 """Balance an array job: estimate each pending shard's cost from the clip list, bin-pack shards onto tasks."""
+
 from __future__ import annotations
 
 import heapq

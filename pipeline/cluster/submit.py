@@ -1,5 +1,6 @@
 """`cli submit extract`: the extraction as a SLURM job array through submitit (or local processes), one task
 per bin of pending shards, balanced by estimated cost. Re-submitting runs only the shards not yet done."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -30,8 +31,9 @@ class ArraySettings:
     parallelism: int = 64  # tasks running at once
 
 
-def run_task(dataset: str, data_root: str, split: str, cache: str, cfg: ExtractConfig, shards: list[int],
-             limit: int | None) -> dict[str, Any]:
+def run_task(
+    dataset: str, data_root: str, split: str, cache: str, cfg: ExtractConfig, shards: list[int], limit: int | None
+) -> dict[str, Any]:
     """One array task: extract its shards (the same code path as `cli extract`)."""
     logging.basicConfig(level=logging.INFO)
     return dataclasses.asdict(run_extraction(dataset, data_root, split, cache, cfg, limit=limit, shards=shards))
@@ -42,8 +44,15 @@ def jobs_folder(cache: Path) -> Path:
     return cache.parent / f"{cache.name}-jobs"
 
 
-def submit_extract(dataset: str, data_root: Path, split: str, cache: Path, cfg: ExtractConfig, array: ArraySettings,
-                   limit: int | None = None) -> tuple[list[Any], dict[str, Any]]:
+def submit_extract(
+    dataset: str,
+    data_root: Path,
+    split: str,
+    cache: Path,
+    cfg: ExtractConfig,
+    array: ArraySettings,
+    limit: int | None = None,
+) -> tuple[list[Any], dict[str, Any]]:
     """Create the cache, plan the pending shards and submit them. Returns (submitit jobs, plan)."""
     import submitit
 
@@ -68,15 +77,27 @@ def submit_extract(dataset: str, data_root: Path, split: str, cache: Path, cfg: 
         import torch
 
         gpus = min(gpus, torch.cuda.device_count())
-    params: dict[str, Any] = {"name": f"gasm-extract-{Path(cache).name}", "timeout_min": array.time_min,
-                              "cpus_per_task": array.cpus, "gpus_per_node": gpus, "slurm_array_parallelism": array.parallelism}
+    params: dict[str, Any] = {
+        "name": f"gasm-extract-{Path(cache).name}",
+        "timeout_min": array.time_min,
+        "cpus_per_task": array.cpus,
+        "gpus_per_node": gpus,
+        "slurm_array_parallelism": array.parallelism,
+    }
     if array.partition:
         params["slurm_partition"] = array.partition
     if array.mem_gb:
         params["mem_gb"] = array.mem_gb
     executor.update_parameters(**params)
     n = len(bins)
-    jobs = executor.map_array(run_task, [dataset] * n, [str(data_root)] * n, [split] * n, [str(cache)] * n, [cfg] * n,
-                              bins, [limit] * n)
-    log.info("submitted %d tasks (%s) for %d pending shards; scripts and logs in %s", n, executor.cluster, len(pending), folder)
+    jobs = executor.map_array(
+        run_task, [dataset] * n, [str(data_root)] * n, [split] * n, [str(cache)] * n, [cfg] * n, bins, [limit] * n
+    )
+    log.info(
+        "submitted %d tasks (%s) for %d pending shards; scripts and logs in %s",
+        n,
+        executor.cluster,
+        len(pending),
+        folder,
+    )
     return jobs, plan

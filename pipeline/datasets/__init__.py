@@ -1,8 +1,9 @@
 """Dataset readers by name: each turns a data root and split into an ordered ClipList."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from pipeline.datasets.base import Clip, ClipList
 from pipeline.datasets.epic100 import read_epic100

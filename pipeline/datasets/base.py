@@ -1,9 +1,10 @@
 """What every dataset reader returns: an ordered list of clips and the names of its label fields."""
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 from pipeline.errors import UserError
 

@@ -7,10 +7,11 @@ re-encoded frames `P01/rgb_frames/P01_01/frame_%010d.jpg` when present: `start_f
 differs from the frames' rate, so the segment is cut by `start_timestamp`/`stop_timestamp` in seconds, which
 hold for both.
 """
+
 from __future__ import annotations
 
 import csv
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from pipeline.datasets.base import Clip, ClipList, checked_root
@@ -23,14 +24,24 @@ SPLIT_FILES = {
     "test": "EPIC_100_test_timestamps.csv",
 }
 FRAME_TEMPLATE = "frame_{:010d}.jpg"
-REQUIRED = ("narration_id", "participant_id", "video_id", "start_timestamp", "stop_timestamp", "start_frame", "stop_frame")
+REQUIRED = (
+    "narration_id",
+    "participant_id",
+    "video_id",
+    "start_timestamp",
+    "stop_timestamp",
+    "start_frame",
+    "stop_frame",
+)
 
 
 def _find(root: Path, name: str) -> Path:
     for sub in ANNOTATION_DIRS:
         if (root / sub / name).is_file():
             return root / sub / name
-    raise UserError(f"EPIC-100: {name} not found under {root} (looked in {', '.join(d or '.' for d in ANNOTATION_DIRS)})")
+    raise UserError(
+        f"EPIC-100: {name} not found under {root} (looked in {', '.join(d or '.' for d in ANNOTATION_DIRS)})"
+    )
 
 
 def _read_csv(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
@@ -69,7 +80,7 @@ def read_epic100(root: str | Path, split: str) -> ClipList:
     path = _find(root, SPLIT_FILES[split])
     rows = _read_csv(path, REQUIRED + (("verb_class", "noun_class") if labelled else ()))
 
-    @lru_cache(maxsize=None)
+    @cache
     def frames_dir(participant: str, video: str) -> Path | None:
         candidate = root / participant / "rgb_frames" / video
         return candidate if candidate.is_dir() else None
@@ -77,13 +88,30 @@ def read_epic100(root: str | Path, split: str) -> ClipList:
     clips = []
     for line, row in enumerate(rows, start=2):
         try:
-            labels = {"verb": int(row["verb_class"]), "noun": int(row["noun_class"])} if labelled else {"verb": -1, "noun": -1}
+            labels = (
+                {"verb": int(row["verb_class"]), "noun": int(row["noun_class"])}
+                if labelled
+                else {"verb": -1, "noun": -1}
+            )
             frames = frames_dir(row["participant_id"], row["video_id"])
             if frames is not None:
-                clip = Clip(row["narration_id"], str(frames), labels, int(row["start_frame"]), int(row["stop_frame"]), FRAME_TEMPLATE)
+                clip = Clip(
+                    row["narration_id"],
+                    str(frames),
+                    labels,
+                    int(row["start_frame"]),
+                    int(row["stop_frame"]),
+                    FRAME_TEMPLATE,
+                )
             else:
                 video = root / row["participant_id"] / "videos" / f"{row['video_id']}.MP4"
-                clip = Clip(row["narration_id"], str(video), labels, parse_timestamp(row["start_timestamp"]), parse_timestamp(row["stop_timestamp"]))
+                clip = Clip(
+                    row["narration_id"],
+                    str(video),
+                    labels,
+                    parse_timestamp(row["start_timestamp"]),
+                    parse_timestamp(row["stop_timestamp"]),
+                )
         except ValueError as exc:
             raise UserError(f"{path}: line {line}: {exc}") from None
         clips.append(clip)

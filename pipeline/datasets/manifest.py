@@ -3,6 +3,7 @@
 Relative paths are resolved against the manifest's folder; `--split` names the manifest file
 (`{split}.csv` in the data root) or `--data-root` is the CSV itself.
 """
+
 from __future__ import annotations
 
 import csv

@@ -6,6 +6,7 @@ data root, `annotations/` or `labels/`. Videos: `{id}.webm` in the root, `videos
 `20bn-something-something-v2/`. A clip's class is found by its template with `[` and `]` removed; the test
 split has no labels (-1).
 """
+
 from __future__ import annotations
 
 import json

@@ -2,6 +2,7 @@
 
 Verb = direction of motion, noun = object kind: the verb needs the motion stream, the noun the semantic one.
 """
+
 from __future__ import annotations
 
 import csv
@@ -13,9 +14,23 @@ from PIL import Image
 from pipeline.synth.render import MOTIONS, SHAPES, render_clip
 
 VERBS = ["move-right", "move-left", "lift", "lower"]  # in MOTIONS order
-COLUMNS = ["narration_id", "participant_id", "video_id", "narration_timestamp", "start_timestamp", "stop_timestamp",
-           "start_frame", "stop_frame", "narration", "verb", "verb_class", "noun", "noun_class", "all_nouns",
-           "all_noun_classes"]
+COLUMNS = [
+    "narration_id",
+    "participant_id",
+    "video_id",
+    "narration_timestamp",
+    "start_timestamp",
+    "stop_timestamp",
+    "start_frame",
+    "stop_frame",
+    "narration",
+    "verb",
+    "verb_class",
+    "noun",
+    "noun_class",
+    "all_nouns",
+    "all_noun_classes",
+]
 FPS = 50
 
 
@@ -32,8 +47,15 @@ def _write_classes(path: Path, keys: list[str]) -> None:
             writer.writerow([i, key, str([key]), "synthetic"])
 
 
-def make_epic100(out: str | Path, train: int = 96, validation: int = 48, seed: int = 0, segment_frames: int = 24,
-                 height: int = 128, width: int = 228) -> Path:
+def make_epic100(
+    out: str | Path,
+    train: int = 96,
+    validation: int = 48,
+    seed: int = 0,
+    segment_frames: int = 24,
+    height: int = 128,
+    width: int = 228,
+) -> Path:
     """Segments of one video per split and participant, separated by still frames. Returns `out`."""
     out = Path(out)
     annotations = out / "annotations"
@@ -42,7 +64,10 @@ def make_epic100(out: str | Path, train: int = 96, validation: int = 48, seed: i
     _write_classes(annotations / "EPIC_100_noun_classes.csv", list(SHAPES))
     rng = np.random.default_rng(seed)
     combos = [(v, n) for v in range(len(VERBS)) for n in range(len(SHAPES))]
-    for split, count, participant, video in (("train", train, "P01", "P01_01"), ("validation", validation, "P02", "P02_01")):
+    for split, count, participant, video in (
+        ("train", train, "P01", "P01_01"),
+        ("validation", validation, "P02", "P02_01"),
+    ):
         folder = out / participant / "rgb_frames" / video
         folder.mkdir(parents=True, exist_ok=True)
         frame_no, rows = 1, []
@@ -56,9 +81,25 @@ def make_epic100(out: str | Path, train: int = 96, validation: int = 48, seed: i
                 frame_no += 1
             stop = start + length - 1
             noun_key = list(SHAPES)[noun]
-            rows.append([f"{video}_{n}", participant, video, _timestamp(start), _timestamp(start), _timestamp(stop + 1),
-                         start, stop, f"{VERBS[verb]} {noun_key}", VERBS[verb], verb, noun_key, noun,
-                         str([noun_key]), str([noun])])
+            rows.append(
+                [
+                    f"{video}_{n}",
+                    participant,
+                    video,
+                    _timestamp(start),
+                    _timestamp(start),
+                    _timestamp(stop + 1),
+                    start,
+                    stop,
+                    f"{VERBS[verb]} {noun_key}",
+                    VERBS[verb],
+                    verb,
+                    noun_key,
+                    noun,
+                    str([noun_key]),
+                    str([noun]),
+                ]
+            )
         with (annotations / f"EPIC_100_{split}.csv").open("w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(COLUMNS)

@@ -5,6 +5,7 @@ carry a direction that ramps across the segments (the motion class). SSv2-style:
 motions + motion, so either stream alone caps accuracy at 1/motions or 1/appearances. EPIC-style: verb =
 motion, noun = appearance.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,10 +17,20 @@ from pipeline.cache.writer import ShardWriter
 from pipeline.datasets.base import Clip, ClipList
 
 
-def make_feature_cache(path: str | Path, clips: int, kind: str = "ssv2", semantic: tuple[int, int] = (196, 768),
-                       motion: tuple[int, int] = (8, 512), appearances: int = 4, motions: int = 3, seed: int = 0,
-                       split: str = "train", shard_size: int = 64, signal: float = 1.5,
-                       failed_rows: tuple[int, ...] = ()) -> Path:
+def make_feature_cache(
+    path: str | Path,
+    clips: int,
+    kind: str = "ssv2",
+    semantic: tuple[int, int] = (196, 768),
+    motion: tuple[int, int] = (8, 512),
+    appearances: int = 4,
+    motions: int = 3,
+    seed: int = 0,
+    split: str = "train",
+    shard_size: int = 64,
+    signal: float = 1.5,
+    failed_rows: tuple[int, ...] = (),
+) -> Path:
     """Caches made with one `seed` share their classes; `split` draws different clips of them."""
     classes = np.random.default_rng(seed)
     prototypes = classes.standard_normal((appearances, semantic[1])) * signal
@@ -35,12 +46,22 @@ def make_feature_cache(path: str | Path, clips: int, kind: str = "ssv2", semanti
         names = {"verb": [f"move-{m}" for m in range(motions)], "noun": [f"object-{a}" for a in range(appearances)]}
     else:
         raise ValueError(f"kind must be ssv2 or epic100, got {kind!r}")
-    clip_list = ClipList(kind, split, [Clip(f"{split}-{i:06d}", "synthetic", labels[i]) for i in range(clips)], fields, names)
-    backbones = {name: {"name": f"synthetic {name}", "tokens": shape[0], "dim": shape[1], "random_seed": seed}
-                 for name, shape in (("semantic", semantic), ("motion", motion))}
-    attrs = {"dataset": kind, "split": split, "backbones": backbones, "label_fields": list(fields),
-             "label_names": names, "config": {"synthetic": {"seed": seed, "signal": signal}},
-             "created_with": {"package": "gasm-cast", "generator": "pipeline.synth.features"}}
+    clip_list = ClipList(
+        kind, split, [Clip(f"{split}-{i:06d}", "synthetic", labels[i]) for i in range(clips)], fields, names
+    )
+    backbones = {
+        name: {"name": f"synthetic {name}", "tokens": shape[0], "dim": shape[1], "random_seed": seed}
+        for name, shape in (("semantic", semantic), ("motion", motion))
+    }
+    attrs = {
+        "dataset": kind,
+        "split": split,
+        "backbones": backbones,
+        "label_fields": list(fields),
+        "label_names": names,
+        "config": {"synthetic": {"seed": seed, "signal": signal}},
+        "created_with": {"package": "gasm-cast", "generator": "pipeline.synth.features"},
+    }
     group = open_or_create(path, clip_list, shard_size, {"semantic": semantic, "motion": motion}, attrs)
     writer = ShardWriter(path, group)
     ramp = np.linspace(-1.0, 1.0, motion[0])[:, None]
@@ -55,7 +76,14 @@ def make_feature_cache(path: str | Path, clips: int, kind: str = "ssv2", semanti
             mot[offset] += ramp * directions[movement[row]]
             if row in failed_rows:
                 sem[offset], mot[offset] = np.nan, np.nan
-                failures.append({"clip_id": f"{split}-{row:06d}", "path": "synthetic", "row": row, "stage": "decode",
-                                 "error": "synthetic failure"})
+                failures.append(
+                    {
+                        "clip_id": f"{split}-{row:06d}",
+                        "path": "synthetic",
+                        "row": row,
+                        "stage": "decode",
+                        "error": "synthetic failure",
+                    }
+                )
         writer.write(shard, {"semantic": sem, "motion": mot}, failures)
     return Path(path)

@@ -1,5 +1,6 @@
 """Clips of one object moving over a textured background: the object's kind needs appearance to tell apart,
 its direction needs motion, so a label made of both needs both feature streams."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """A synthetic Something-Something-V2: labels.json, train/validation/test.json, videos/{id}.webm (VP9)."""
+
 from __future__ import annotations
 
 import json
@@ -27,13 +28,23 @@ def write_webm(path: Path, frames: np.ndarray, fps: int = FPS) -> None:
         container.mux(stream.encode())
 
 
-def make_ssv2(out: str | Path, train: int = 96, validation: int = 48, test: int = 8, seed: int = 0,
-              frames: int = 24, height: int = 120, width: int = 160) -> Path:
+def make_ssv2(
+    out: str | Path,
+    train: int = 96,
+    validation: int = 48,
+    test: int = 8,
+    seed: int = 0,
+    frames: int = 24,
+    height: int = 120,
+    width: int = 160,
+) -> Path:
     """Write the dataset under `out`; classes cycle so every split is balanced. Returns `out`."""
     out = Path(out)
     (out / "videos").mkdir(parents=True, exist_ok=True)
     names = templates()
-    (out / "labels.json").write_text(json.dumps({t.replace("[", "").replace("]", ""): str(i) for i, t in enumerate(names)}, indent=1))
+    (out / "labels.json").write_text(
+        json.dumps({t.replace("[", "").replace("]", ""): str(i) for i, t in enumerate(names)}, indent=1)
+    )
     rng = np.random.default_rng(seed)
     next_id = 100000
     for split, count in (("train", train), ("validation", validation), ("test", test)):
@@ -48,7 +59,13 @@ def make_ssv2(out: str | Path, train: int = 96, validation: int = 48, test: int 
             if split == "test":
                 entries.append({"id": clip_id})
             else:
-                entries.append({"id": clip_id, "label": names[label].replace("[", "").replace("]", ""),
-                                "template": names[label], "placeholders": [shape]})
+                entries.append(
+                    {
+                        "id": clip_id,
+                        "label": names[label].replace("[", "").replace("]", ""),
+                        "template": names[label],
+                        "placeholders": [shape],
+                    }
+                )
         (out / f"{split}.json").write_text(json.dumps(entries, indent=1))
     return out

@@ -1,10 +1,12 @@
 """The DataLoader side of extraction: one item per clip, decoded in worker processes under a deadline."""
+
 from __future__ import annotations
 
 import contextlib
 import signal
 import threading
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch

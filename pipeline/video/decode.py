@@ -3,6 +3,7 @@
 Runs inside DataLoader worker processes. Every problem with a clip becomes a ClipDecodeError naming the
 stage ("open" or "decode") so the extraction loop records it and goes on.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -68,11 +69,15 @@ def count_frames(clip: Clip) -> int:
     return count
 
 
-def _check_complete(path: Path, container: av.container.InputContainer, clip: Clip, end: float, reached_stop: bool) -> None:
+def _check_complete(
+    path: Path, container: av.container.InputContainer, clip: Clip, end: float, reached_stop: bool
+) -> None:
     """A stream that stops well short of its declared length (or of the segment) was cut off: a truncated file."""
     if clip.stop is not None:
         if not reached_stop and end < clip.stop - 0.5:
-            raise ClipDecodeError("open", f"{path}: video ends at {end:.2f} s, before the segment's stop at {clip.stop:.2f} s")
+            raise ClipDecodeError(
+                "open", f"{path}: video ends at {end:.2f} s, before the segment's stop at {clip.stop:.2f} s"
+            )
         return
     declared = container.duration / av.time_base if container.duration else None
     if declared and end and end < declared - max(0.5, 0.1 * declared):
@@ -134,7 +139,9 @@ def _decode_video(clip: Clip, wanted: list[int], size: int) -> dict[int, np.ndar
     if previous is None:
         raise ClipDecodeError("decode", f"{clip.source}: no frames decoded")
     if index < last - 2:
-        raise ClipDecodeError("decode", f"truncated: {clip.source} decoded {index + 1} frames, expected at least {last + 1}")
+        raise ClipDecodeError(
+            "decode", f"truncated: {clip.source} decoded {index + 1} frames, expected at least {last + 1}"
+        )
     # A packet count can exceed the decodable frames by a few (hidden frames): the last one stands in.
     tail = _to_array(previous, size) if len(out) < len(wanted) else None
     return {pos: out.get(pos, tail) for pos in wanted}

@@ -1,4 +1,5 @@
 """Resize-and-crop to the fixed square every backbone batch needs, for decoded frames and JPEG files."""
+
 from __future__ import annotations
 
 from pathlib import Path

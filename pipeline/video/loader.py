@@ -5,10 +5,12 @@ stops answering (stuck inside native code) takes the DataLoader down with it; th
 decoded again one clip per fresh process, so the culprit is recorded as a failure, and a new DataLoader
 resumes from the next batch.
 """
+
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
@@ -19,8 +21,15 @@ log = logging.getLogger(__name__)
 
 
 def _loader(dataset: ClipFrames, batches: list[list[int]], workers: int, timeout: float, pin: bool) -> DataLoader:
-    return DataLoader(dataset, batch_sampler=batches, num_workers=workers, collate_fn=collate_clips, pin_memory=pin,
-                      timeout=timeout if workers else 0, prefetch_factor=2 if workers else None)
+    return DataLoader(
+        dataset,
+        batch_sampler=batches,
+        num_workers=workers,
+        collate_fn=collate_clips,
+        pin_memory=pin,
+        timeout=timeout if workers else 0,
+        prefetch_factor=2 if workers else None,
+    )
 
 
 def _isolated(dataset: ClipFrames, batch: list[int], timeout: float) -> dict[str, Any]:
@@ -31,8 +40,14 @@ def _isolated(dataset: ClipFrames, batch: list[int], timeout: float) -> dict[str
         except RuntimeError as exc:
             clip = dataset.clips[row]
             log.warning("clip %s (%s) killed or hung its decoder: %s", clip.clip_id, clip.source, exc)
-            items.append({"rows": [], "semantic": None, "motion": None,
-                          "failures": [{"row": row, "stage": "crash", "error": f"decoder process died or hung: {exc}"}]})
+            items.append(
+                {
+                    "rows": [],
+                    "semantic": None,
+                    "motion": None,
+                    "failures": [{"row": row, "stage": "crash", "error": f"decoder process died or hung: {exc}"}],
+                }
+            )
     good = [item for item in items if item["rows"]]
     return {
         "rows": [row for item in good for row in item["rows"]],

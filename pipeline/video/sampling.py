@@ -1,4 +1,5 @@
 """Which frames of a clip feed each backbone."""
+
 from __future__ import annotations
 
 import numpy as np
