@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import click
 
 from fusion.cli_fusion import bench_fusion, bench_loader, fuse_eval, fuse_train, models, visualize
-from pipeline.cli_base import user_errors
+from pipeline.cli_base import OneLineErrors, setup_logging, user_errors
 from pipeline.cli_cache import cache
 from pipeline.cli_extract import bench_extract, extract, submit, synth
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-@click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug); all of it on stderr.")
 def main(verbose: int) -> None:
     """Frozen DINOv3 + I3D features into a sharded Zarr cache, and fusion models trained on it."""
-    from rich.logging import RichHandler
-
-    level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(show_path=False, show_time=False)])
+    setup_logging(verbose)
 
 
 @main.group()
@@ -41,8 +37,10 @@ for name, command in (("extract", bench_extract), ("fusion", bench_fusion), ("lo
     default=Path("demo-run"),
     help="Folder for the demo's data, caches and runs.",
 )
-@click.option("--clips", type=int, default=48, help="Synthetic training clips (validation gets half).")
-@click.option("--epochs", type=int, default=15, help="Training epochs per model.")
+@click.option(
+    "--clips", type=click.IntRange(min=4), default=48, help="Synthetic training clips (validation gets half)."
+)
+@click.option("--epochs", type=click.IntRange(min=1), default=15, help="Training epochs per model.")
 @user_errors
 def demo(out: Path, clips: int, epochs: int) -> None:
     """The whole chain on a generated dataset, on CPU.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -10,7 +9,11 @@ from typing import Any
 
 import click
 
+from fusion.train_config import PRESETS, TrainConfig, training_config
+from pipeline import strict_json
 from pipeline.cli_base import EPILOG, parse_shape, user_errors
+from pipeline.config_loading import validate
+from pipeline.config_options import ConfigOptions, LazyChoice
 
 
 @click.command("fusion")
@@ -33,14 +36,41 @@ def bench_fusion(semantic_shape: str, motion_shape: str, batch_sizes: str, devic
     )
 
 
+def _model_names() -> list[str]:
+    from fusion.models import MODELS
+
+    return list(MODELS)
+
+
+MODEL_CHOICE = LazyChoice(_model_names)
+# The one mapping of fuse-train options to training config fields; help, choices and defaults come from the fields.
+TRAIN_OPTIONS = ConfigOptions(
+    TrainConfig,
+    {
+        "--epochs": "epochs",
+        "--lr": "optim.lr",
+        "--batch-size": "data.batch_size",
+        "--seed": "seed",
+        "--device": "device",
+        "--precision": "precision",
+    },
+)
+ALLOW_PARTIAL = click.option(
+    "--allow-partial",
+    is_flag=True,
+    help="Use a cache with clips not extracted yet; the metrics then say how many were missing.",
+)
+
+
 @click.command()
 @click.option("--semantic-shape", default="196x768", help="Semantic tokens x width (as in a cache).")
 @click.option("--motion-shape", default="8x512", help="Motion tokens x width (as in a cache).")
-@click.option("--classes", type=int, default=174, help="Classes of the single-label task (SSv2).")
-@click.option("--verbs", type=int, default=97, help="Verb classes (EPIC-KITCHENS-100).")
-@click.option("--nouns", type=int, default=300, help="Noun classes (EPIC-KITCHENS-100).")
+@click.option("--classes", type=click.IntRange(min=1), default=174, help="Classes of the single-label task (SSv2).")
+@click.option("--verbs", type=click.IntRange(min=1), default=97, help="Verb classes (EPIC-KITCHENS-100).")
+@click.option("--nouns", type=click.IntRange(min=1), default=300, help="Noun classes (EPIC-KITCHENS-100).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @user_errors
-def models(semantic_shape: str, motion_shape: str, classes: int, verbs: int, nouns: int) -> None:
+def models(semantic_shape: str, motion_shape: str, classes: int, verbs: int, nouns: int, as_json: bool) -> None:
     """Every registered fusion model with its trainable parameters, checked against the 20M budget."""
     from rich.console import Console
     from rich.table import Table
@@ -48,25 +78,40 @@ def models(semantic_shape: str, motion_shape: str, classes: int, verbs: int, nou
     from fusion.models import MODELS, PARAMETER_BUDGET, build_model, count_trainable
 
     (_, ds), (_, dm) = parse_shape(semantic_shape), parse_shape(motion_shape)
-    table = Table(title=f"fusion models for semantic {semantic_shape}, motion {motion_shape}")
-    for column in (
-        "model",
-        f"label ({classes})",
-        f"verb/noun ({verbs}/{nouns})",
-        f"< {PARAMETER_BUDGET / 1e6:.0f}M",
-        "what",
-    ):
-        table.add_column(column, justify="left" if column in ("model", "what") else "right")
-    over = []
+    rows = []
     for name, entry in MODELS.items():
-        counts = [
+        label, verb_noun = (
             count_trainable(build_model(name, ds, dm, labels))
             for labels in ({"label": classes}, {"verb": verbs, "noun": nouns})
-        ]
-        ok = max(counts) < PARAMETER_BUDGET
-        over += [] if ok else [name]
-        table.add_row(name, f"{counts[0]:,}", f"{counts[1]:,}", "yes" if ok else "NO", entry.description)
-    Console().print(table)
+        )
+        rows.append(
+            {
+                "model": name,
+                "label": label,
+                "verb_noun": verb_noun,
+                "what": entry.description,
+                "under_budget": max(label, verb_noun) < PARAMETER_BUDGET,
+            }
+        )
+    if as_json:
+        click.echo(strict_json.dumps({"budget": PARAMETER_BUDGET, "models": rows}, indent=2))
+    else:
+        table = Table(title=f"fusion models for semantic {semantic_shape}, motion {motion_shape}")
+        # Names never wrap or shrink, whatever the terminal (or pipe) width: scripts and people copy them.
+        table.add_column("model", no_wrap=True, min_width=max(len(name) for name in MODELS))
+        for column in (f"label ({classes})", f"verb/noun ({verbs}/{nouns})", f"< {PARAMETER_BUDGET / 1e6:.0f}M"):
+            table.add_column(column, justify="right", no_wrap=True)
+        table.add_column("what")
+        for row in rows:
+            table.add_row(
+                row["model"],
+                f"{row['label']:,}",
+                f"{row['verb_noun']:,}",
+                "yes" if row["under_budget"] else "NO",
+                row["what"],
+            )
+        Console().print(table)
+    over = [row["model"] for row in rows if not row["under_budget"]]
     if over:
         click.echo(f"over the parameter budget: {', '.join(over)}", err=True)
         sys.exit(1)
@@ -77,22 +122,23 @@ def models(semantic_shape: str, motion_shape: str, classes: int, verbs: int, nou
 @click.option(
     "--val-cache", type=click.Path(path_type=Path), required=True, envvar="GASM_VAL_CACHE", help="Validation cache."
 )
-@click.option("--model", default="gasm_cast", help="Registered model (see `cli models`).")
+@click.option("--model", type=MODEL_CHOICE, default="gasm_cast", help="Registered model (see `cli models`).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Run folder: checkpoints, metrics, curves.")
 @click.option(
-    "--preset", default="default", help="default (heads on cached features) or seed_recipe (the design notes')."
+    "--preset",
+    type=click.Choice(list(PRESETS)),
+    default="default",
+    help="default (heads on cached features) or seed_recipe (the design notes').",
 )
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML overrides of the training config.")
-@click.option("--epochs", type=int, help="Epochs.  [default: 30]")
-@click.option("--lr", type=float, help="Peak learning rate.  [default: 3e-4]")
-@click.option("--batch-size", type=int, help="Clips per step.  [default: 64]")
-@click.option("--seed", type=int, help="Seed of weights, data order and augmentation.  [default: 0]")
-@click.option("--device", help="auto, cpu, cuda or cuda:N.  [default: auto]")
+@TRAIN_OPTIONS
 @click.option(
-    "--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), help="Autocast dtype.  [default: auto]"
+    "--resume",
+    is_flag=True,
+    help="Continue the run in --out exactly where its last checkpoint left it (a larger --epochs extends it).",
 )
-@click.option("--resume", is_flag=True, help="Continue the run in --out exactly where its last checkpoint left it.")
-@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+@ALLOW_PARTIAL
+@click.option("--progress/--no-progress", default=None, help="Progress bar.  [default: on a terminal; else log lines]")
 @user_errors
 def fuse_train(
     cache: Path,
@@ -102,39 +148,29 @@ def fuse_train(
     preset: str,
     config_file: Path | None,
     resume: bool,
-    progress: bool,
+    allow_partial: bool,
+    progress: bool | None,
     **options: Any,
 ) -> None:
-    """Train a fusion model on cached features; SIGTERM writes a checkpoint and exits 143 (resume with --resume)."""
-    from fusion.commands import run_training
-    from fusion.train import Preempted
-    from fusion.train_config import training_config
+    """Train a fusion model on cached features; prints the best epoch's metrics as JSON.
 
-    fields = {
-        "epochs": ("epochs",),
-        "lr": ("optim", "lr"),
-        "batch_size": ("data", "batch_size"),
-        "seed": ("seed",),
-        "device": ("device",),
-        "precision": ("precision",),
-    }
-    overrides: dict[str, Any] = {}
-    for option, value in options.items():
-        if value is not None:
-            *sections, key = fields[option]
-            target = overrides
-            for section in sections:
-                target = target.setdefault(section, {})
-            target[key] = value
+    SIGTERM (pre-emption) or Ctrl-C writes a checkpoint at the next step and exits 143 or 130: continue with the
+    same command and --resume. A NaN/Inf loss stops the run at once (exit 1), keeping the last good checkpoints.
+    """
+    from fusion.commands import run_training
+    from fusion.train import NonFiniteLoss, Preempted
+
+    cfg = validate(TRAIN_OPTIONS.apply(training_config(preset, config_file, {}), options))
     try:
-        summary = run_training(
-            cache, val_cache, model, out, training_config(preset, config_file, overrides), resume, progress
-        )
+        summary = run_training(cache, val_cache, model, out, cfg, resume, progress, allow_partial)
     except Preempted as exc:
-        click.echo(f"pre-empted: checkpoint written to {exc}; continue with the same command and --resume", err=True)
-        sys.exit(143)
+        click.echo(f"stopped: checkpoint written to {exc}; continue with the same command and --resume", err=True)
+        sys.exit(exc.exit_code)
+    except NonFiniteLoss as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, process 0 reports
-        click.echo(json.dumps(summary["best"], indent=2))
+        click.echo(strict_json.dumps(summary["best"], indent=2))
 
 
 @click.command("fuse-eval", epilog=EPILOG)
@@ -143,16 +179,20 @@ def fuse_train(
 @click.option(
     "--predictions",
     type=click.Path(path_type=Path),
-    help="Write each clip's top-5 predictions and labels (JSON lines).",
+    help="Write each clip's top-5 predictions and labels (JSON lines), unlabelled clips included.",
 )
-@click.option("--batch-size", type=int, default=256, help="Clips per forward pass.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, help="Clips per forward pass.")
 @click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
+@ALLOW_PARTIAL
 @user_errors
-def fuse_eval(checkpoint: Path, cache: Path, predictions: Path | None, batch_size: int, device: str) -> None:
-    """Metrics of a trained model on a cache, as JSON."""
+def fuse_eval(
+    checkpoint: Path, cache: Path, predictions: Path | None, batch_size: int, device: str, allow_partial: bool
+) -> None:
+    """Metrics of a trained model on a cache, as JSON on stdout (logs go to stderr)."""
     from fusion.evaluate import evaluate_checkpoint
 
-    click.echo(json.dumps(evaluate_checkpoint(checkpoint, cache, batch_size, device, predictions), indent=2))
+    result = evaluate_checkpoint(checkpoint, cache, batch_size, device, predictions, allow_partial)
+    click.echo(strict_json.dumps(result, indent=2))
 
 
 @click.command()

@@ -1,49 +1,65 @@
-"""What the training commands do beyond parsing: progress bars, tables, and the pre-emption exit."""
+"""What the training commands do beyond parsing: progress on stderr (a bar on a terminal, log lines
+elsewhere) and one line per epoch in either case."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
-
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fusion.train import Trainer
 from fusion.train_config import TrainConfig
 from pipeline.errors import UserError
+from pipeline.paths import output_folder
+from pipeline.progress import Reporter, duration
 
 
 def run_training(
-    cache: Path, val_cache: Path, model: str, out: Path, cfg: TrainConfig, resume: bool, progress: bool = True
+    cache: Path,
+    val_cache: Path,
+    model: str,
+    out: Path,
+    cfg: TrainConfig,
+    resume: bool,
+    live: bool | None = None,
+    allow_partial: bool = False,
 ) -> dict[str, Any]:
-    """Train (or resume) one run and return its summary; raises Preempted after writing a checkpoint on SIGTERM."""
+    """Train (or resume) one run and return its summary; raises Preempted after writing a checkpoint on
+    SIGTERM/SIGINT and NonFiniteLoss when the loss diverges."""
+    output_folder(out, "--out")
     if not resume and (Path(out) / "last.pt").exists():
         raise UserError(f"{out} already holds a run (last.pt): pass --resume to continue it, or choose a new --out")
-    trainer = Trainer(cache, val_cache, model, out, cfg)
-    if resume and (Path(out) / "last.pt").exists():
+    trainer = Trainer(cache, val_cache, model, out, cfg, allow_partial)
+    if resume:
         trainer.resume()
-    console = Console(stderr=True, quiet=not trainer.dist.main)  # one process of a distributed run speaks
-    console.print(
-        f"{model}: {trainer.parameters:,} trainable parameters, {len(trainer.train_data)} train / "
-        f"{len(trainer.val_data)} validation clips, {trainer.device} {trainer.precision}"
+    reporter = Reporter("epoch", "steps", live=live, enabled=trainer.dist.main)  # one process of a run speaks
+    reporter.line(
+        f"{model}: {trainer.parameters:,} trainable parameters; train {trainer.train_data.counts.describe()}; "
+        f"validation {trainer.val_data.counts.describe()}; {trainer.device} {trainer.precision}"
     )
-    columns = [
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]}"),
-        TimeElapsedColumn(),
-    ]
-    with Progress(*columns, console=console, disable=not (progress and trainer.dist.main), transient=True) as bar:
-        task = bar.add_task("epoch", total=trainer.steps_per_epoch, loss="")
+    started = {"time": time.monotonic(), "epoch": trainer.position["epoch"]}
 
-        def on_progress(epoch: int, batches: int, loss_sum: float) -> None:
-            seen = min(batches * cfg.data.batch_size, len(trainer.train_data))
-            bar.update(
-                task, description=f"epoch {epoch + 1}/{cfg.epochs}", completed=batches, loss=f"{loss_sum / seen:.3f}"
-            )
+    def on_step(epoch: int, steps: int, loss: float) -> None:
+        if steps == 1 or reporter.label != f"epoch {epoch + 1}/{cfg.epochs}":
+            reporter.reset(f"epoch {epoch + 1}/{cfg.epochs}")
+        reporter.update(steps, trainer.steps_per_epoch, loss=f"{loss:.4f}")
 
-        summary = trainer.fit(on_progress)
+    def on_epoch(row: dict[str, Any]) -> None:
+        reporter.stop()
+        done = row["epoch"] - started["epoch"]
+        per_epoch = (time.monotonic() - started["time"]) / done
+        metrics = " ".join(f"{k} {v:.4f}" for k, v in row.items() if k.startswith("val_") and isinstance(v, float))
+        best = trainer.best or {}
+        reporter.line(
+            f"epoch {row['epoch']}/{cfg.epochs}: train_loss {row['train_loss']:.4f} {metrics} "
+            f"(best {best.get('metric')} {best.get('value', float('nan')):.4f} at epoch {best.get('epoch')}); "
+            f"{per_epoch:.1f} s/epoch, ETA {duration(per_epoch * (cfg.epochs - row['epoch']))}"
+        )
+
+    try:
+        summary = trainer.fit(on_step, on_epoch)
+    finally:
+        reporter.stop()
     best = summary["best"]
-    console.print(f"best {best['metric']} {best['value']:.4f} at epoch {best['epoch']}; run in {out}")
+    reporter.line(f"best {best['metric']} {best['value']:.4f} at epoch {best['epoch']}; run in {out}")
     return summary

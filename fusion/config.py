@@ -4,16 +4,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pipeline.config_loading import setting
+
 
 @dataclass
 class FusionConfig:
-    heads: int = 8
-    bottleneck_dim: int = 256  # B-CAST's shared space for 768-d semantic and 512-d motion tokens
-    fusion_layers: int = 3  # progressive B-CAST (or full-width) layers
-    dropout: float = 0.1  # attention and classifier dropout
-    similarity_threshold: float = 0.8  # cosine similarity that adds a graph edge beyond the neighbourhood
-    spatial_radius: float = 1.5  # grid distance of spatial neighbours: 1.5 = the 8 around a patch
-    temporal_window: int = 2  # segments |i - j| <= window are neighbours
-    late_hidden: int = 512  # hidden width of the late-fusion MLP
-    task_dim: int = 256  # width of the verb / noun token branches
-    task_queries: int = 4  # tokens per verb / noun branch (one token would make cross-attention a linear map)
+    heads: int = setting(8, "Attention heads of every attention layer.", low=1)
+    bottleneck_dim: int = setting(256, "B-CAST's shared width for semantic and motion tokens.", low=1)
+    fusion_layers: int = setting(3, "Progressive B-CAST (or full-width) cross-attention layers.", low=1)
+    dropout: float = setting(0.1, "Attention and classifier dropout.", low=0.0, high=1.0, high_open=True)
+    similarity_threshold: float = setting(
+        0.8, "Cosine similarity that adds a graph edge beyond the neighbourhood.", low=-1.0, high=1.0
+    )
+    spatial_radius: float = setting(1.5, "Grid distance of spatial neighbours (1.5: the 8 around a patch).", low=0.0)
+    temporal_window: int = setting(2, "Segments with |i - j| <= window are neighbours.", low=0)
+    late_hidden: int = setting(512, "Hidden width of the late-fusion MLP.", low=1)
+    task_dim: int = setting(256, "Width of the verb / noun token branches.", low=1)
+    # one token per branch would make cross-attention a plain linear map
+    task_queries: int = setting(4, "Tokens per verb / noun branch.", low=2)
+
+    def problems(self) -> list[str]:
+        return [
+            f"{name} {getattr(self, name)} is not divisible by heads {self.heads}"
+            for name in ("bottleneck_dim", "task_dim")
+            if getattr(self, name) % self.heads
+        ]

@@ -13,8 +13,7 @@ import numpy as np
 import torch
 
 from pipeline.cache.layout import FEATURES, num_shards, open_cache, shard_rows
-from pipeline.cache.writer import read_failures
-from pipeline.errors import UserError
+from pipeline.cache.reader import check_finite, usable_rows
 
 log = logging.getLogger(__name__)
 
@@ -41,39 +40,40 @@ class CacheSpec:
 
 
 class CacheData:
-    """The usable rows of a cache (done, not failed, labelled) as batches {"semantic", "motion", labels..., "row"}."""
+    """The usable rows of a cache (done, not failed, labelled) as batches {"semantic", "motion", labels..., "row"}.
 
-    def __init__(self, path: str | Path, ram_limit_gb: float = 8.0, require_labels: bool = True):
+    A cache with clips not extracted is refused unless `allow_partial`; `counts` says how many clips are used
+    and why the others are not, for every metrics file. Feature rows with NaN/Inf are refused when read."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        ram_limit_gb: float = 8.0,
+        require_labels: bool = True,
+        allow_partial: bool = False,
+    ):
         self.path = Path(path)
         self.group = open_cache(self.path)
         attrs = dict(self.group.attrs)
         fields = tuple(attrs.get("label_fields") or [f for f in ("label", "verb", "noun") if f in self.group])
         self.labels = {f: self.group[f][:].astype(np.int64) for f in fields}
+        self.clip_ids = self.group["clip_id"][:]
         names = attrs.get("label_names") or {}
-        sizes = {f: len(names.get(f) or []) or int(self.labels[f].max()) + 1 for f in fields}
         shapes = {name: tuple(self.group[name].shape[1:]) for name in FEATURES}
         self.spec = CacheSpec(
             str(self.path),
             shapes,
             fields,
-            sizes,
+            {f: self._label_size(f, names.get(f) or []) for f in fields},
             names,
             {
                 key: attrs.get(key)
                 for key in ("dataset", "split", "num_clips", "manifest_sha256", "created_with", "backbones")
             },
         )
-        usable = self.group["done"][:].copy()
-        failed = [r["row"] for r in read_failures(self.path) if r.get("row") is not None]
-        usable[failed] = False
-        if require_labels:
-            for values in self.labels.values():
-                usable &= values >= 0
-        self.rows = np.flatnonzero(usable)
-        if len(self.rows) == 0:
-            raise UserError(
-                f"cache {self.path} has no usable clips (done, not failed{', labelled' if require_labels else ''})"
-            )
+        self.rows, self.counts = usable_rows(self.path, self.group, self.labels, require_labels, allow_partial)
+        if self.counts.not_done:
+            log.warning("cache %s is incomplete: %s (--allow-partial)", self.path, self.counts.describe())
         self.shard_size = int(attrs["shard_size"])
         stats = attrs.get("stats") or {}
         self.norm = {
@@ -89,11 +89,30 @@ class CacheData:
     def __len__(self) -> int:
         return len(self.rows)
 
+    def _label_size(self, field: str, names: list[str]) -> int:
+        """Classes of a label field: its class names. Caches made before class lists were required may lack
+        them; then the highest label seen is all there is, and a split missing the top class would differ."""
+        if names:
+            return len(names)
+        if (self.labels[field] < 0).all():
+            return 0  # an unlabelled cache without a class list: the model's checkpoint says how many
+        size = int(self.labels[field].max()) + 1
+        log.warning(
+            "cache %s has no class names for '%s': taking %d classes from the highest label; re-extract it "
+            "with its class list (--classes) to be sure every split agrees",
+            self.path,
+            field,
+            size,
+        )
+        return size
+
     def _read_shard(self, shard: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Rows of the shard that are usable, and their features (one whole-shard read per array)."""
         lo, hi = shard_rows(shard, self.shard_size, len(self.labels[self.spec.label_fields[0]]))
         keep = self.rows[(self.rows >= lo) & (self.rows < hi)]
-        return keep, {name: self.group[name][lo:hi][keep - lo] for name in FEATURES}
+        features = {name: self.group[name][lo:hi][keep - lo] for name in FEATURES}
+        check_finite(self.path, self.clip_ids, keep, features)
+        return keep, features
 
     def _shards(self) -> list[int]:
         return list(range(num_shards(int(self.group.attrs["num_clips"]), self.shard_size)))

@@ -35,7 +35,7 @@ def run_demo(out: Path, clips: int, epochs: int) -> None:
     for split in ("train", "validation"):
         caches[split] = out / "cache" / f"ssv2-{split}"
         console.rule(f"2. extract {split} (DINOv3 ViT-B/16 + I3D-R50 res3, random init) -> {caches[split]}")
-        run_extract_command("ssv2", data, split, caches[split], cfg, (0, 1), None, progress=True)
+        run_extract_command("ssv2", data, split, caches[split], cfg, (0, 1), None, live=None)
         problems = verify_cache(caches[split])
         if problems:
             raise UserError(f"demo cache {caches[split]} has {len(problems)} problem clip(s): {problems[:3]}")

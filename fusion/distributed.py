@@ -47,8 +47,13 @@ class Distributed:
         dist.all_reduce(tensor)
         return float(tensor)
 
-    def any(self, flag: bool) -> bool:
-        return self.sum(float(flag)) > 0
+    def max(self, value: int) -> int:
+        """The largest of every process's `value` (e.g. a signal number, 0 when none arrived)."""
+        if not self.enabled:
+            return value
+        tensor = torch.tensor([value], dtype=torch.float64)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+        return int(tensor)
 
     def barrier(self) -> None:
         if self.enabled:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +13,11 @@ from fusion.config import FusionConfig
 from fusion.data import CacheData
 from fusion.metrics import metrics_for, top_actions
 from fusion.models import FusionModel, build_model
+from pipeline import strict_json
 from pipeline.config_loading import apply_overrides
 from pipeline.devices import autocast, resolve_device, resolve_precision
 from pipeline.errors import UserError
+from pipeline.paths import output_file
 
 
 @torch.inference_mode()
@@ -52,6 +53,8 @@ def predict(
 def model_from_checkpoint(state: dict[str, Any], data: CacheData) -> FusionModel:
     """Rebuild the checkpoint's model, refusing a cache whose dims or labels differ from what it was trained on."""
     spec, found = state["spec"], data.spec.summary()
+    # An unlabelled cache without class names (size 0) fits any class count: only predictions are asked of it.
+    found["label_sizes"] = {f: n or spec["label_sizes"].get(f) for f, n in found["label_sizes"].items()}
     for key in ("shapes", "label_fields", "label_sizes"):
         value = found[key]
         if spec[key] != value:
@@ -87,23 +90,43 @@ def write_predictions(
                 record[f"{name}_top5_scores"] = [round(float(s), 6) for s in scores[i]]
             if actions is not None:
                 record["action_top5"] = actions[i].tolist()
-            handle.write(json.dumps(record) + "\n")
+            handle.write(strict_json.dumps(record) + "\n")
 
 
 def evaluate_checkpoint(
-    checkpoint: Path, cache: Path, batch_size: int = 256, device: str = "auto", predictions: Path | None = None
+    checkpoint: Path,
+    cache: Path,
+    batch_size: int = 256,
+    device: str = "auto",
+    predictions: Path | None = None,
+    allow_partial: bool = False,
 ) -> dict[str, Any]:
+    """Metrics over the cache's labelled clips; predictions (if asked) for every usable clip, labelled or not.
+    The result says how many clips were evaluated and why any were left out."""
+    if predictions is not None:
+        output_file(predictions, "--predictions")
     state = load_checkpoint(checkpoint)
-    data = CacheData(cache)
+    data = CacheData(cache, require_labels=False, allow_partial=allow_partial)
     model = model_from_checkpoint(state, data)
     dev = resolve_device(device)
     outputs, targets, _ = predict(model.to(dev), data, batch_size, dev, resolve_precision("auto", dev))
     if predictions is not None:
         write_predictions(predictions, data, outputs, targets)
-    return {
+    labelled = torch.ones(len(targets["row"]), dtype=torch.bool)
+    for field in data.spec.label_fields:
+        labelled &= targets[field] >= 0
+    result: dict[str, Any] = {
         "checkpoint": str(checkpoint),
         "cache": str(cache),
         "model": state["model_name"],
-        "clips": len(data),
-        "metrics": metrics_for(outputs, targets),
+        "clips": int(labelled.sum()),
+        "data": {**data.counts.as_dict(), "unlabelled": int((~labelled).sum()), "evaluated": int(labelled.sum())},
     }
+    if labelled.any():
+        result["metrics"] = metrics_for(
+            {k: v[labelled] for k, v in outputs.items()}, {k: v[labelled] for k, v in targets.items()}
+        )
+    else:
+        result["metrics"] = {}
+        result["note"] = "no clip of this cache is labelled: nothing to score (see --predictions)"
+    return result

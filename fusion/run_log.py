@@ -10,12 +10,26 @@ from typing import Any
 class RunLog:
     """Written by one process only: the others of a distributed run get `enabled=False` and log nothing."""
 
-    def __init__(self, out: Path, enabled: bool = True):
+    def __init__(self, out: Path, enabled: bool = True, position: dict[str, Any] | None = None):
+        """`position` ({"epoch", "batches_done"}) is where a resumed run continues: rows logged after it (by a
+        run killed later on) are dropped, so the logs never hold a step or an epoch twice."""
         self.out, self.enabled = out, enabled
         if enabled:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.tensorboard = SummaryWriter(str(out / "tensorboard"))
+            epoch, steps = (position or {}).get("epoch", 0), (position or {}).get("batches_done", 0)
+            self._truncate_steps(epoch, steps)
+            self.tensorboard = SummaryWriter(str(out / "tensorboard"), purge_step=epoch + 1 if position else None)
+
+    def _truncate_steps(self, epoch: int, steps: int) -> None:
+        """Keep the steps.csv rows of finished epochs and of the first `steps` steps of epoch `epoch + 1`."""
+        path = self.out / "steps.csv"
+        if not path.exists():
+            return
+        header, *rows = path.read_text().splitlines(keepends=True)
+        kept = [row for row in rows if _before(row, epoch, steps)]
+        if len(kept) != len(rows):
+            path.write_text(header + "".join(kept))
 
     def step(self, epoch: int, step: int, loss: float) -> None:
         """Every optimizer step's loss (the global batch's mean), appended to steps.csv."""
@@ -72,3 +86,9 @@ class RunLog:
     def close(self) -> None:
         if self.enabled:
             self.tensorboard.close()
+
+
+def _before(row: str, epoch: int, steps: int) -> bool:
+    """Whether a steps.csv row (1-based epoch, step) comes before the position (epochs done, steps done)."""
+    row_epoch, row_step = (int(x) for x in row.split(",")[:2])
+    return row_epoch <= epoch or (row_epoch == epoch + 1 and row_step <= steps)

@@ -1,13 +1,12 @@
 """`cli fuse-train`: train one fusion model on a cache, evaluate each epoch on another, keep the best.
 
 Resumable exactly: checkpoints hold model, optimizer, scheduler, every RNG state and the position in the
-epoch; SIGTERM (pre-emption) writes one at the next step and stops.
+epoch; SIGTERM (pre-emption) or SIGINT writes one at the next step and stops.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import signal
@@ -20,13 +19,16 @@ import torch
 from torch import nn
 
 from fusion.checkpoint import load_checkpoint, save_checkpoint
-from fusion.data import CacheData, CacheSpec
+from fusion.data import CacheData
 from fusion.distributed import Distributed
 from fusion.evaluate import predict
 from fusion.metrics import headline, metrics_for
 from fusion.models import build_model, count_trainable
+from fusion.objective import check_same_task, make_scheduler, task_loss
 from fusion.run_log import RunLog
 from fusion.train_config import TrainConfig
+from pipeline import strict_json
+from pipeline.config_loading import leaf_differences, validate
 from pipeline.devices import autocast, resolve_device, resolve_precision
 from pipeline.errors import UserError
 from pipeline.provenance import created_with
@@ -35,46 +37,28 @@ log = logging.getLogger(__name__)
 
 
 class Preempted(Exception):
-    """SIGTERM arrived; a checkpoint to resume from was written."""
+    """SIGTERM (pre-emption) or SIGINT (Ctrl-C) arrived; a checkpoint to resume from was written."""
+
+    def __init__(self, checkpoint: Path, signum: int):
+        super().__init__(str(checkpoint))
+        self.checkpoint, self.signum = checkpoint, signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
 
 
-def check_same_task(a: CacheSpec, b: CacheSpec) -> None:
-    for key in ("shapes", "label_fields", "label_sizes"):
-        if getattr(a, key) != getattr(b, key):
-            raise UserError(f"caches {a.path} and {b.path} differ in {key}: {getattr(a, key)} vs {getattr(b, key)}")
-
-
-def task_loss(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], criterion: nn.Module) -> torch.Tensor:
-    if "logits" in outputs:
-        return criterion(outputs["logits"].float(), targets["label"])
-    return criterion(outputs["verb"].float(), targets["verb"]) + criterion(outputs["noun"].float(), targets["noun"])
-
-
-def make_scheduler(
-    cfg: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int
-) -> torch.optim.lr_scheduler.LRScheduler:
-    """Stepped once per batch."""
-    if cfg.optim.scheduler == "cosine_restarts":
-        return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
-            optimizer, T_0=cfg.optim.restart_epochs * steps_per_epoch
-        )
-    if cfg.optim.scheduler != "cosine":
-        raise UserError(f"optim.scheduler must be cosine or cosine_restarts, got '{cfg.optim.scheduler}'")
-    warmup, total = cfg.optim.warmup_epochs * steps_per_epoch, cfg.epochs * steps_per_epoch
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1.0, total - warmup))))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+class NonFiniteLoss(Exception):
+    """The loss became NaN or Inf; the run stopped before that step changed anything saved."""
 
 
 class Trainer:
-    def __init__(self, cache: Path, val_cache: Path, model_name: str, out: Path, cfg: TrainConfig):
-        self.out, self.cfg, self.model_name = Path(out), cfg, model_name
-        self.train_data = CacheData(cache, cfg.data.ram_limit_gb)
-        self.val_data = CacheData(val_cache, cfg.data.ram_limit_gb)
+    def __init__(
+        self, cache: Path, val_cache: Path, model_name: str, out: Path, cfg: TrainConfig, allow_partial: bool = False
+    ):
+        self.out, self.cfg, self.model_name = Path(out), validate(cfg), model_name
+        self.train_data = CacheData(cache, cfg.data.ram_limit_gb, allow_partial=allow_partial)
+        self.val_data = CacheData(val_cache, cfg.data.ram_limit_gb, allow_partial=allow_partial)
         check_same_task(self.train_data.spec, self.val_data.spec)
         self.dist = Distributed.from_env()
         self.device = self.dist.device(resolve_device(cfg.device))
@@ -104,7 +88,7 @@ class Trainer:
         self.position = {"epoch": 0, "batches_done": 0, "order_state": self.order.get_state(), "loss_sum": 0.0}
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] | None = None
-        self.stop_requested = False
+        self.stop_signal = 0
 
     # --- checkpoints -------------------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
@@ -127,21 +111,39 @@ class Trainer:
             "val_cache": self.val_data.spec.provenance,
             "created_with": created_with(),
             "trainable_parameters": self.parameters,
+            "data": self.data_counts(),
         }
 
+    def data_counts(self) -> dict[str, dict[str, int]]:
+        """Clips used and left out (not extracted, failed, unlabelled) of each cache: in every metrics file."""
+        return {"train": self.train_data.counts.as_dict(), "validation": self.val_data.counts.as_dict()}
+
     def resume(self) -> None:
-        state = load_checkpoint(self.out / "last.pt")
-        for key, mine in (
-            ("config", dataclasses.asdict(self.cfg)),
-            ("model_name", self.model_name),
-            ("cache", self.train_data.spec.provenance),
-            ("val_cache", self.val_data.spec.provenance),
-        ):
-            if state[key] != mine:
-                raise UserError(
-                    f"--resume: {self.out / 'last.pt'} was made with a different {key}; use the same "
-                    "options, or a new --out"
-                )
+        """Continue the run in `out` from last.pt. Every setting must match, except a larger --epochs, which
+        extends a finished (or unfinished) run."""
+        path = self.out / "last.pt"
+        if not path.is_file():
+            raise UserError(
+                f"--resume: {self.out} holds no run to resume (no last.pt); leave out --resume to start one"
+            )
+        state = load_checkpoint(path)
+        now = {
+            "config": dataclasses.asdict(self.cfg),
+            "model_name": self.model_name,
+            "cache": self.train_data.spec.provenance,
+            "val_cache": self.val_data.spec.provenance,
+        }
+        differences = [
+            d for d in leaf_differences({key: state[key] for key in now}, now) if not d.startswith("config.epochs:")
+        ]
+        if differences:
+            raise UserError(
+                f"--resume: {path} was made with other settings (checkpoint -> now: {'; '.join(differences)}); "
+                "use the same options, or a new --out"
+            )
+        trained = state["position"]["epoch"]
+        if self.cfg.epochs < trained:
+            raise UserError(f"--epochs {self.cfg.epochs}: the run in {self.out} has already trained {trained} epochs")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -167,14 +169,22 @@ class Trainer:
         mixed = {k: lam * x + (1 - lam) * x[perm.to(x.device)] for k, x in inputs.items()}
         return mixed, [(lam, targets), (1 - lam, {k: t[perm.to(t.device)] for k, t in targets.items()})]
 
-    def _train_step(self, batch: dict[str, torch.Tensor]) -> float:
-        """One optimizer step on this process's part of a global batch; returns the global batch's mean loss."""
+    def _train_step(self, batch: dict[str, torch.Tensor], epoch: int, step: int) -> float:
+        """One optimizer step on this process's part of a global batch; returns the global batch's mean loss.
+
+        A NaN/Inf loss stops the run before the step changes the weights (every process sees the global sum)."""
         targets = {f: batch[f].to(self.device, non_blocking=True) for f in self.train_data.spec.label_fields}
         inputs, parts = self._augment(self.train_data.model_inputs(batch, self.device), targets)
         with autocast(self.device, self.precision):
             outputs = self.forward(inputs)
             loss = sum(weight * task_loss(outputs, part, self.criterion) for weight, part in parts)
         share = len(batch["row"]) / batch.get("global_size", len(batch["row"]))
+        value = self.dist.sum(float(loss.detach()) * share)
+        if not math.isfinite(value):
+            raise NonFiniteLoss(
+                f"the training loss is {value} at epoch {epoch + 1}, step {step}: stopped; best.pt and last.pt keep "
+                "the last good state. Check the caches (`cli cache verify`), or lower --lr"
+            )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss * share * self.dist.world).backward()
         if self.cfg.optim.grad_clip > 0:
@@ -183,29 +193,37 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
-        return self.dist.sum(float(loss.detach()) * share)
+        return value
 
-    def _on_sigterm(self, signum: int, frame: Any) -> None:
-        self.stop_requested = True
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        """Checkpoint at the next step and stop; a second Ctrl-C interrupts at once."""
+        self.stop_signal = signum
+        if signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
 
-    def fit(self, on_progress: Callable[[int, int, float], None] | None = None) -> dict[str, Any]:
+    def fit(
+        self,
+        on_step: Callable[[int, int, float], None] | None = None,
+        on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Train to `cfg.epochs`. `on_step(epoch, steps_done, mean_loss)`, `on_epoch(history_row)` report."""
         self.out.mkdir(parents=True, exist_ok=True)
-        run_log = RunLog(self.out, enabled=self.dist.main)
-        previous = (
-            signal.signal(signal.SIGTERM, self._on_sigterm)
-            if threading.current_thread() is threading.main_thread()
-            else None
-        )
+        run_log = RunLog(self.out, enabled=self.dist.main, position=self.position)
+        main_thread = threading.current_thread() is threading.main_thread()
+        signals = (signal.SIGTERM, signal.SIGINT) if main_thread else ()
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in signals}
         try:
             self.model.train()
             while self.position["epoch"] < self.cfg.epochs:
-                self._epoch(on_progress if self.dist.main else None, run_log)
+                self._epoch(on_step if self.dist.main else None, run_log)
                 run_log.epoch(self.history)
+                if on_epoch and self.dist.main:
+                    on_epoch(self.history[-1])
             run_log.plot(self.history)
         finally:
             run_log.close()
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         summary = {
             "model": self.model_name,
             "trainable_parameters": self.parameters,
@@ -213,9 +231,10 @@ class Trainer:
             "last": self.history[-1],
             "out": str(self.out),
             "processes": self.dist.world,
+            "data": self.data_counts(),
         }
         if self.dist.main:
-            (self.out / "metrics.json").write_text(json.dumps(summary, indent=2))
+            (self.out / "metrics.json").write_text(strict_json.dumps(summary, indent=2))
         return summary
 
     def _save(self, name: str, extra: dict[str, Any] | None = None) -> None:
@@ -224,7 +243,7 @@ class Trainer:
             save_checkpoint(self.out / name, {**self._state(), **(extra or {})})
         self.dist.barrier()
 
-    def _epoch(self, on_progress: Callable[[int, int, float], None] | None, run_log: RunLog) -> None:
+    def _epoch(self, on_step: Callable[[int, int, float], None] | None, run_log: RunLog) -> None:
         epoch, skip = self.position["epoch"], self.position["batches_done"]
         self.order.set_state(self.position["order_state"])
         batches = self.train_data.batches(
@@ -233,15 +252,17 @@ class Trainer:
         for i, batch in enumerate(batches):
             if i < skip:
                 continue  # resuming mid-epoch: the same permutation, minus what was already trained on
-            loss = self._train_step(batch)
+            loss = self._train_step(batch, epoch, i + 1)
             self.position["loss_sum"] += loss * batch["global_size"]
             self.position["batches_done"] = i + 1
             run_log.step(epoch + 1, i + 1, loss)
-            if on_progress:
-                on_progress(epoch, i + 1, self.position["loss_sum"])
-            if self.dist.any(self.stop_requested):  # every process stops at the same step
+            if on_step:
+                seen = min((i + 1) * self.cfg.data.batch_size, len(self.train_data))
+                on_step(epoch, i + 1, self.position["loss_sum"] / seen)
+            stop = self.dist.max(self.stop_signal)  # every process stops at the same step
+            if stop:
                 self._save("last.pt")
-                raise Preempted(str(self.out / "last.pt"))
+                raise Preempted(self.out / "last.pt", stop)
         outputs, targets, val_loss = predict(
             self.model,
             self.val_data,
@@ -265,4 +286,3 @@ class Trainer:
             self._save("best.pt", {"metrics": metrics})
         self.position = {"epoch": epoch + 1, "batches_done": 0, "order_state": self.order.get_state(), "loss_sum": 0.0}
         self._save("last.pt")
-        log.info("epoch %d: %s", epoch + 1, {k: round(v, 4) for k, v in row.items() if isinstance(v, float)})

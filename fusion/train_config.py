@@ -7,26 +7,35 @@ from pathlib import Path
 from typing import Any
 
 from fusion.config import FusionConfig
-from pipeline.config_loading import apply_overrides, load_yaml_overrides
+from pipeline.config_loading import apply_overrides, load_yaml_overrides, setting, validate
 from pipeline.errors import UserError
+from pipeline.extract_config import PRECISIONS, device_name_problem
+
+SCHEDULERS = ("cosine", "cosine_restarts")
 
 
 @dataclass
 class OptimConfig:
-    lr: float = 3e-4
-    weight_decay: float = 0.05
-    scheduler: str = "cosine"  # "cosine" (per step, after warm-up) | "cosine_restarts" (CosineAnnealingWarmRestarts)
-    warmup_epochs: float = 1.0
-    restart_epochs: int = 10  # T_0 of cosine_restarts
-    grad_clip: float = 1.0  # max gradient norm; 0 disables
+    lr: float = setting(3e-4, "Peak learning rate (AdamW).", low=0.0, low_open=True)
+    weight_decay: float = setting(0.05, "AdamW weight decay.", low=0.0)
+    scheduler: str = setting(
+        "cosine",
+        "cosine: per step to 0 after warm-up; cosine_restarts: CosineAnnealingWarmRestarts.",
+        choices=SCHEDULERS,
+    )
+    warmup_epochs: float = setting(1.0, "Linear warm-up (cosine only).", low=0.0)
+    restart_epochs: int = setting(10, "T_0 of cosine_restarts.", low=1)
+    grad_clip: float = setting(1.0, "Max gradient norm; 0 disables.", low=0.0)
 
 
 @dataclass
 class DataConfig:
-    batch_size: int = 64
-    ram_limit_gb: float = 8.0  # caches larger than this are streamed shard by shard
-    token_dropout: float = 0.0  # probability of zeroing each input token while training
-    mixup_alpha: float = 0.0  # Beta(alpha, alpha) mixup of features and targets; 0 disables
+    batch_size: int = setting(64, "Clips per optimizer step (the global batch under torchrun).", low=1)
+    ram_limit_gb: float = setting(8.0, "Caches larger than this are streamed shard by shard.", low=0.0)
+    token_dropout: float = setting(
+        0.0, "Probability of zeroing each input token while training.", low=0.0, high=1.0, high_open=True
+    )
+    mixup_alpha: float = setting(0.0, "Beta(alpha, alpha) mixup of features and targets; 0 disables.", low=0.0)
 
 
 @dataclass
@@ -34,11 +43,13 @@ class TrainConfig:
     model: FusionConfig = field(default_factory=FusionConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    epochs: int = 30
-    label_smoothing: float = 0.1
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | fp32 | fp16 | bf16
+    epochs: int = setting(30, "Epochs (a larger value with --resume extends a finished run).", low=1)
+    label_smoothing: float = setting(0.1, "Label smoothing of the cross-entropy.", low=0.0, high=1.0, high_open=True)
+    seed: int = setting(0, "Seed of weights, data order and augmentation.", low=0)
+    device: str = setting("auto", "auto, cpu, cuda or cuda:N.", check=device_name_problem)
+    precision: str = setting(
+        "auto", "Autocast dtype (auto: fp32 on CPU; on GPU bf16 where native, else fp16).", choices=PRECISIONS
+    )
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -62,10 +73,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def training_config(preset: str, config_file: Path | None, overrides: dict[str, Any]) -> TrainConfig:
-    """Defaults, then the preset, then the YAML file, then command-line options."""
+    """Defaults, then the preset, then the YAML file, then `overrides` (nested, as in the YAML); checked."""
     if preset not in PRESETS:
         raise UserError(f"unknown preset '{preset}' (expected one of {', '.join(PRESETS)})")
     cfg = apply_overrides(TrainConfig(), PRESETS[preset], where=f"preset {preset}")
     if config_file is not None:
         cfg = apply_overrides(cfg, load_yaml_overrides(config_file), where=str(config_file))
-    return apply_overrides(cfg, overrides, where="command line")
+    return validate(apply_overrides(cfg, overrides, where="overrides"))

@@ -30,7 +30,10 @@ def _centre_frame(attrs: dict[str, Any], clip_id: str, data_root: Path | None) -
     if not root or "dataset" not in source:
         return None
     try:
-        clips = {c.clip_id: c for c in read_dataset(source["dataset"], root, source["split"]).clips}
+        clips = {
+            c.clip_id: c
+            for c in read_dataset(source["dataset"], root, source["split"], classes=source.get("classes")).clips
+        }
         clip = clips[clip_id]
         middle = count_frames(clip) // 2
         return read_positions(clip, np.array([middle]), 224)[middle]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -61,15 +62,18 @@ def _model_only(cfg: ExtractConfig, clips: int, size: int) -> float:
     return batches * cfg.run.batch_size / (time.perf_counter() - started)
 
 
-def bench_extract(
-    semantic: str, motion: str, batch_size: int, workers: int, clips: int, device: str, work_dir: Path | None
-) -> None:
+def bench_extract(cfg: ExtractConfig, clips: int, work_dir: Path | None) -> None:
+    """`cfg`: backbones (random init), batch size, workers and device to measure; shards of two batches."""
     from pipeline.synth.ssv2 import make_ssv2
 
-    cfg = ExtractConfig()
-    cfg.backbones.semantic, cfg.backbones.motion, cfg.backbones.random_init = semantic, motion, True
-    cfg.run.batch_size, cfg.run.workers, cfg.run.device = batch_size, workers, device
-    cfg.run.shard_size = batch_size * 2
+    cfg = replace(
+        cfg,
+        backbones=replace(cfg.backbones, random_init=True),
+        run=replace(cfg.run, shard_size=cfg.run.batch_size * 2),
+    )
+    semantic, motion, batch_size, workers = (
+        cfg.backbones.semantic, cfg.backbones.motion, cfg.run.batch_size, cfg.run.workers
+    )  # fmt: skip
     size = max(spec.input_size for spec in backbone_specs(cfg))
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(work_dir or tmp)

@@ -1,8 +1,10 @@
-"""What every command shares: one-line errors with exit status 2, the exit-status epilog, shape parsing."""
+"""What every command shares: one-line errors with exit status 2, Ctrl-C as exit 130, logging on stderr, the
+exit-status epilog, shape parsing."""
 
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -11,7 +13,66 @@ import click
 
 from pipeline.errors import UserError
 
-EPILOG = "Exit status: 0 success, 1 problems found (verify), 2 bad input."
+EPILOG = "Exit status: 0 success, 1 problems found or a run failed, 2 bad input, 130 interrupted (Ctrl-C)."
+
+
+class OneLineErrors(click.Group):
+    """Usage errors as one line (`error: ...`), like every other bad input; Ctrl-C exits 130."""
+
+    def main(
+        self,
+        args: Any = None,
+        prog_name: Any = None,
+        complete_var: Any = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.Abort:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        except click.ClickException as exc:
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            click.echo(f"error: {exc.format_message()}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a record arrives (test runners and wrappers swap it)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+def setup_logging(verbose: int) -> None:
+    """Every log line to stderr, never stdout (results go there). On a terminal, rich formatting; elsewhere
+    (SLURM, nohup, pipes) plain timestamped lines. Progress lines show at the default verbosity."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, "gasm_cast", False)]:
+        root.removeHandler(handler)
+    if sys.stderr.isatty():
+        from rich.console import Console
+        from rich.logging import RichHandler
+
+        handler: logging.Handler = RichHandler(console=Console(stderr=True), show_path=False, show_time=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = _CurrentStderr()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    handler.gasm_cast = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING - 10 * min(verbose, 2))
+    logging.getLogger("gasm.progress").setLevel(logging.INFO)
 
 
 def user_errors(command: Callable) -> Callable:

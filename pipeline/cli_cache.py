@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import click
 
+from pipeline import strict_json
 from pipeline.cli_base import EPILOG, user_errors
 
 
@@ -26,23 +26,40 @@ def cache_info(path: Path, as_json: bool) -> None:
     from pipeline.cli_support import print_info
 
     summary = info(path)
-    click.echo(json.dumps(summary, indent=2)) if as_json else print_info(summary)
+    click.echo(strict_json.dumps(summary, indent=2)) if as_json else print_info(summary)
 
 
 @cache.command("verify", epilog=EPILOG)
 @click.argument("path", type=click.Path(path_type=Path))
+@click.option("--deep", is_flag=True, help="Also read shards not marked done, and the clip-id and label arrays.")
 @user_errors
-def cache_verify(path: Path) -> None:
-    """Exit non-zero naming every missing, failed or non-finite clip."""
+def cache_verify(path: Path, deep: bool) -> None:
+    """Exit non-zero naming every missing, failed or non-finite clip and every unreadable shard file."""
     from pipeline.cache.inspect import verify_cache
 
-    problems = verify_cache(path)
+    problems = verify_cache(path, deep)
     for problem in problems:
         click.echo(f"{problem['problem']}\t{problem['clip_id']}\t{problem['detail']}")
     if problems:
-        click.echo(f"{path}: {len(problems)} problem clip(s)", err=True)
+        click.echo(f"{path}: {len(problems)} problem(s)", err=True)
         sys.exit(1)
     click.echo(f"{path}: ok")
+
+
+@cache.command("repair", epilog=EPILOG)
+@click.argument("path", type=click.Path(path_type=Path))
+@user_errors
+def cache_repair(path: Path) -> None:
+    """Mark shards whose files are damaged (truncated, bad checksum) as not done, removing those files: the
+    next `cli extract` with the same settings redoes exactly them. Reads every shard."""
+    from pipeline.cache.repair import repair_cache
+
+    shards = repair_cache(path)
+    if not shards:
+        click.echo(f"{path}: every shard is readable; nothing to repair")
+        return
+    click.echo(f"{path}: {len(shards)} damaged shard(s) marked for re-extraction: {', '.join(map(str, shards))}")
+    click.echo("re-run the `cli extract` command that made the cache to redo them", err=True)
 
 
 @cache.command("stats")

@@ -10,11 +10,38 @@ from typing import Any
 import click
 
 from pipeline.cli_base import EPILOG, user_errors
+from pipeline.cluster.array_config import ArraySettings
+from pipeline.config_loading import apply_overrides, load_yaml_overrides, validate
+from pipeline.config_options import ConfigOptions
 from pipeline.extract_config import ExtractConfig
 
 DEFAULTS = ExtractConfig()
 
-EXTRACT_OPTIONS = [
+# The one mapping of extraction options to config fields; their help, choices and defaults come from the fields.
+CONFIG_OPTIONS = ConfigOptions(
+    ExtractConfig,
+    {
+        "--shard-size": "run.shard_size",
+        "--batch-size": "run.batch_size",
+        "--workers": "run.workers",
+        "--device": "run.device",
+        "--precision": "run.precision",
+        "--semantic": "backbones.semantic",
+        "--motion": "backbones.motion",
+        "--semantic-weights": "backbones.semantic_weights",
+        "--motion-weights": "backbones.motion_weights",
+        "--motion-layer": "backbones.motion_layer",
+        "--random-init": "backbones.random_init",
+        "--seed": "backbones.seed",
+    },
+)
+ARRAY_OPTIONS = ConfigOptions(
+    ArraySettings,
+    {f"--{name.replace('_', '-')}": name for name in ArraySettings.__dataclass_fields__},
+    envvars={"--partition": "SLURM_PARTITION"},
+)
+
+DATASET_OPTIONS = [
     click.option(
         "--dataset", type=click.Choice(["ssv2", "epic100", "manifest"]), required=True, help="Dataset layout to read."
     ),
@@ -28,37 +55,34 @@ EXTRACT_OPTIONS = [
     click.option(
         "--config", "config_file", type=click.Path(path_type=Path), help="YAML file of overrides to the defaults."
     ),
-    click.option("--shard-size", type=int, help=f"Clips per Zarr shard.  [default: {DEFAULTS.run.shard_size}]"),
-    click.option("--batch-size", type=int, help=f"Clips per model batch.  [default: {DEFAULTS.run.batch_size}]"),
-    click.option("--workers", type=int, help=f"Decoder processes.  [default: {DEFAULTS.run.workers}]"),
-    click.option("--device", help=f"auto, cpu, cuda or cuda:N.  [default: {DEFAULTS.run.device}]"),
+    click.option("--limit", type=click.IntRange(min=1), help="Only the first N clips of the split."),
     click.option(
-        "--precision",
-        type=click.Choice(["auto", "fp32", "fp16", "bf16"]),
-        help="Autocast dtype (auto: bf16 on GPU, fp32 on CPU).  [default: auto]",
-    ),
-    click.option("--semantic", help=f"Semantic backbone variant.  [default: {DEFAULTS.backbones.semantic}]"),
-    click.option("--motion", help=f"Motion backbone variant.  [default: {DEFAULTS.backbones.motion}]"),
-    click.option("--semantic-weights", help="DINOv3 weights: local directory, or a hub id on an online machine."),
-    click.option("--motion-weights", help="I3D weights: local checkpoint file, or 'pretrained' to download."),
-    click.option(
-        "--motion-layer",
-        type=click.Choice(["res2", "res3", "res4", "res5"]),
-        help=f"I3D stage to tap.  [default: {DEFAULTS.backbones.motion_layer}]",
+        "--classes",
+        type=click.Path(path_type=Path),
+        help="Manifests: the class list (one name per line, line order = class id), shared by every split.",
     ),
     click.option(
-        "--random-init", is_flag=True, default=None, help="Seeded random weights, same architectures (no download)."
+        "--retry-failed",
+        is_flag=True,
+        help="Also redo finished shards that list failed clips (after the files were fixed); each is redone whole.",
     ),
-    click.option("--seed", type=int, help=f"Seed for --random-init.  [default: {DEFAULTS.backbones.seed}]"),
-    click.option("--limit", type=int, help="Only the first N clips of the split."),
 ]
 
 
 def extract_options(command: Callable) -> Callable:
     """The options `extract` and `submit extract` share."""
-    for option in reversed(EXTRACT_OPTIONS):
+    command = CONFIG_OPTIONS(command)
+    for option in reversed(DATASET_OPTIONS):
         command = option(command)
     return command
+
+
+def extraction_config(config_file: Path | None, options: dict[str, Any]) -> ExtractConfig:
+    """Defaults, then the YAML file's overrides, then the options given on the command line; checked."""
+    cfg = ExtractConfig()
+    if config_file is not None:
+        cfg = apply_overrides(cfg, load_yaml_overrides(config_file), where=str(config_file))
+    return validate(CONFIG_OPTIONS.apply(cfg, options))
 
 
 @click.command(epilog=EPILOG)
@@ -69,25 +93,32 @@ def extract_options(command: Callable) -> Callable:
     help="K/N: this job owns shards j with j mod N == K. "
     "[default: from SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT, else 0/1]",
 )
-@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar.  [default: on a terminal; else log lines]")
 @user_errors
 def extract(
     config_file: Path | None,
     shard: str | None,
     limit: int | None,
-    progress: bool,
+    retry_failed: bool,
+    classes: Path | None,
+    progress: bool | None,
     dataset: str,
     data_root: Path,
     split: str,
     cache: Path,
     **options: Any,
 ) -> None:
-    """Decode, sample, run both frozen backbones and write the cache. Resumable: re-run the same command."""
-    from pipeline.cli_support import extraction_config, run_extract_command
+    """Decode, sample, run both frozen backbones and write the cache. Resumable: re-run the same command.
+
+    Exits 130 on Ctrl-C: finished shards are kept, the shard in flight is redone by the next run.
+    """
+    from pipeline.cli_support import run_extract_command
     from pipeline.sharding import parse_shard
 
     cfg = extraction_config(config_file, options)
-    run_extract_command(dataset, data_root, split, cache, cfg, parse_shard(shard), limit, progress)
+    run_extract_command(
+        dataset, data_root, split, cache, cfg, parse_shard(shard), limit, progress, retry_failed, classes
+    )
 
 
 @click.group()
@@ -97,44 +128,28 @@ def submit() -> None:
 
 @submit.command("extract", epilog=EPILOG)
 @extract_options
-@click.option("--tasks", type=int, default=8, help="Array tasks; pending shards are bin-packed onto them by cost.")
-@click.option(
-    "--executor", type=click.Choice(["auto", "slurm", "local"]), default="auto", help="auto: SLURM where available."
-)
-@click.option("--partition", envvar="SLURM_PARTITION", help="SLURM partition.")
-@click.option("--gpus", type=int, default=1, help="GPUs per task.")
-@click.option("--cpus", type=int, default=10, help="CPUs per task (decoders need them).")
-@click.option("--mem-gb", type=float, help="Memory per task.")
-@click.option("--time-min", type=int, default=240, help="Time limit per task in minutes.")
-@click.option("--parallelism", type=int, default=64, help="Array tasks running at once.")
+@ARRAY_OPTIONS
 @click.option("--wait", is_flag=True, help="Wait for the tasks and report (always for --executor local).")
 @user_errors
 def submit_extract(
     config_file: Path | None,
     limit: int | None,
+    retry_failed: bool,
+    classes: Path | None,
     dataset: str,
     data_root: Path,
     split: str,
     cache: Path,
-    tasks: int,
-    executor: str,
-    partition: str | None,
-    gpus: int,
-    cpus: int,
-    mem_gb: float | None,
-    time_min: int,
-    parallelism: int,
     wait: bool,
     **options: Any,
 ) -> None:
     """Run `extract` as a job array; re-submit the same command to finish whatever is not done."""
-    from pipeline.cli_support import extraction_config
-    from pipeline.cluster.submit import ArraySettings, jobs_folder
+    from pipeline.cluster.submit import jobs_folder
     from pipeline.cluster.submit import submit_extract as submit_array
 
+    array = validate(ARRAY_OPTIONS.apply(ArraySettings(), options))
     cfg = extraction_config(config_file, options)
-    array = ArraySettings(tasks, executor, partition, gpus, cpus, mem_gb, time_min, parallelism)
-    jobs, plan = submit_array(dataset, data_root, split, cache, cfg, array, limit)
+    jobs, plan = submit_array(dataset, data_root, split, cache, cfg, array, limit, retry_failed, classes)
     if not jobs:
         click.echo(f"{cache}: all {plan['done_shards']} shards are done; nothing to submit")
         return
@@ -176,21 +191,27 @@ def synth(dataset: str, out: Path, train: int, validation: int, seed: int) -> No
     click.echo(f"wrote a synthetic {dataset} dataset to {out}")
 
 
+BENCHED = ("--semantic", "--motion", "--batch-size", "--workers", "--device")
+BENCH_OPTIONS = ConfigOptions(
+    ExtractConfig,
+    {
+        flag: CONFIG_OPTIONS.options[flag]
+        for flag in ("--semantic", "--motion", "--batch-size", "--workers", "--device")
+    },
+)
+
+
 @click.command("extract")
-@click.option("--semantic", default=DEFAULTS.backbones.semantic, help="Semantic backbone variant.")
-@click.option("--motion", default=DEFAULTS.backbones.motion, help="Motion backbone variant.")
-@click.option("--batch-size", type=int, default=DEFAULTS.run.batch_size, help="Clips per model batch.")
-@click.option("--workers", type=int, default=DEFAULTS.run.workers, help="Decoder processes.")
-@click.option("--clips", type=int, default=32, help="Synthetic SSv2 clips to extract.")
-@click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
+@BENCH_OPTIONS
+@click.option("--clips", type=click.IntRange(min=2), default=32, help="Synthetic SSv2 clips to extract.")
 @click.option(
     "--work-dir",
     type=click.Path(path_type=Path),
     help="Where to put the generated data and caches. [default: a temporary folder]",
 )
 @user_errors
-def bench_extract(**options: Any) -> None:
+def bench_extract(clips: int, work_dir: Path | None, **options: Any) -> None:
     """Decode-only, model-only and end-to-end clips/s: is a run bound by decoding or by compute?"""
     from pipeline.bench import bench_extract as run
 
-    run(**options)
+    run(validate(BENCH_OPTIONS.apply(ExtractConfig(), options)), clips, work_dir)

@@ -23,10 +23,20 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def resolve_precision(name: str, device: torch.device) -> str:
-    """'auto' is bf16 on a GPU and fp32 on a CPU (CPU autocast is rarely faster and changes numerics)."""
+def has_native_bf16(device: torch.device) -> bool:
+    """bf16 tensor cores (compute capability 8.0, Ampere, or newer); older GPUs emulate bf16 slowly."""
+    return torch.cuda.is_available() and torch.cuda.get_device_capability(device) >= (8, 0)
+
+
+def resolve_precision(name: str, device: torch.device, native_bf16: bool | None = None) -> str:
+    """'auto' is fp32 on a CPU (CPU autocast is rarely faster and changes numerics); on a GPU, bf16 where it is
+    native, else fp16 (with a gradient scaler when training). `native_bf16` overrides the local check, for
+    choices made on behalf of other machines."""
     if name == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
+        if device.type != "cuda":
+            return "fp32"
+        supported = has_native_bf16(device) if native_bf16 is None else native_bf16
+        return "bf16" if supported else "fp16"
     if name not in ("fp32", *DTYPES):
         raise UserError(f"precision must be auto, fp32, fp16 or bf16, got '{name}'")
     return name

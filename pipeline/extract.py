@@ -14,11 +14,14 @@ import numpy as np
 import torch
 
 from pipeline.backbones import BackboneSpec, build_backbone, get_spec
-from pipeline.cache.layout import num_shards, open_or_create
+from pipeline.cache.layout import num_shards, open_or_create, shard_rows
 from pipeline.cache.writer import ShardWriter
+from pipeline.config_loading import validate
 from pipeline.datasets import ClipList, read_dataset
 from pipeline.devices import autocast, resolve_device, resolve_precision
+from pipeline.errors import UserError
 from pipeline.extract_config import ExtractConfig
+from pipeline.paths import output_folder
 from pipeline.provenance import created_with, weights_identity
 from pipeline.sharding import owned_shards
 from pipeline.video.clip_dataset import ClipFrames
@@ -94,17 +97,54 @@ def plan_batches(writer: ShardWriter, shards: list[int], batch_size: int) -> lis
     return batches
 
 
-def prepare_cache(
-    dataset: str, data_root: str | Path, split: str, cache: str | Path, cfg: ExtractConfig, limit: int | None = None
-) -> tuple[ClipList, tuple[BackboneSpec, BackboneSpec], ShardWriter]:
-    """Read the split and create (or reopen and check) its cache; nothing is decoded or loaded yet."""
-    clips = read_dataset(dataset, data_root, split, limit)
-    specs = backbone_specs(cfg)
-    precision = resolve_precision(cfg.run.precision, resolve_device(cfg.run.device))
-    source = {"dataset": dataset, "data_root": str(data_root), "split": split, "limit": limit}
-    shapes = {spec.kind: (spec.tokens, spec.dim) for spec in specs}
-    group = open_or_create(cache, clips, cfg.run.shard_size, shapes, cache_attrs(clips, cfg, specs, precision, source))
-    return clips, specs, ShardWriter(cache, group)
+def weights_problem(cfg: ExtractConfig) -> str | None:
+    """A named local weights path that does not exist (hub ids and 'pretrained' are checked when loading)."""
+    if cfg.backbones.random_init:
+        return None
+    for option, weights in (
+        ("--semantic-weights", cfg.backbones.semantic_weights),
+        ("--motion-weights", cfg.backbones.motion_weights),
+    ):
+        if weights is None or weights == "pretrained" or Path(weights).exists():
+            continue
+        local = weights.startswith(("/", ".", "~")) or option == "--motion-weights"
+        if local:
+            return f"{option} {weights} does not exist"
+    return None
+
+
+class CacheTarget:
+    """A split read and described for its cache: the clip list, the backbone specs and the cache's attributes.
+    Nothing is created until `open(create=True)`."""
+
+    def __init__(
+        self,
+        dataset: str,
+        data_root: str | Path,
+        split: str,
+        cache: str | Path,
+        cfg: ExtractConfig,
+        precision: str,
+        limit: int | None = None,
+        classes: str | Path | None = None,
+    ):
+        validate(cfg)
+        problem = weights_problem(cfg)
+        if problem:
+            raise UserError(problem)
+        self.path, self.cfg = Path(output_folder(cache, "--cache")), cfg
+        self.clips = read_dataset(dataset, data_root, split, limit, classes)
+        self.specs = backbone_specs(cfg)
+        source = {"dataset": dataset, "data_root": str(data_root), "split": split, "limit": limit}
+        if classes is not None:
+            source["classes"] = str(Path(classes).resolve())
+        self.attrs = cache_attrs(self.clips, cfg, self.specs, precision, source)
+        self.shapes = {spec.kind: (spec.tokens, spec.dim) for spec in self.specs}
+
+    def open(self, create: bool) -> ShardWriter | None:
+        """The cache's writer, after checking it was made by this run; None when absent and not `create`."""
+        group = open_or_create(self.path, self.clips, self.cfg.run.shard_size, self.shapes, self.attrs, create)
+        return None if group is None else ShardWriter(self.path, group)
 
 
 def run_extraction(
@@ -117,28 +157,47 @@ def run_extraction(
     limit: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     shards: list[int] | None = None,
+    retry_failed: bool = False,
+    classes: str | Path | None = None,
 ) -> ExtractSummary:
     """Extract this job's shards of the split into `cache`: those with j mod N == K for `shard` = (K, N), or the
-    explicit list `shards`. `on_progress(clips_handled, clips_todo)` is called per batch."""
+    explicit list `shards` (`classes`: a manifest's class list). With `retry_failed`, also its finished shards
+    that list failed clips (redone whole, so they equal an uninterrupted run's). `on_progress(clips_handled,
+    clips_todo)` is called per batch.
+
+    Backbones are loaded before the cache is created, so bad weights leave nothing behind."""
     started = time.perf_counter()
-    clips, specs, writer = prepare_cache(dataset, data_root, split, cache, cfg, limit)
     device = resolve_device(cfg.run.device)
     precision = resolve_precision(cfg.run.precision, device)
-    mine = shards if shards is not None else owned_shards(num_shards(len(clips), cfg.run.shard_size), *shard)
-    finished = writer.done_shards()
-    todo = [j for j in mine if j not in finished]
-    owned = sum(hi - lo for lo, hi in map(writer.rows, mine))
-    skipped = sum(hi - lo for lo, hi in (writer.rows(j) for j in mine if j in finished))
+    target = CacheTarget(dataset, data_root, split, cache, cfg, precision, limit, classes)
+    clips = target.clips
+    writer = target.open(create=False)
+    total_shards = num_shards(len(clips), cfg.run.shard_size)
+    mine = shards if shards is not None else owned_shards(total_shards, *shard)
+    finished = writer.done_shards() if writer else set()
+    retry = (writer.failed_shards() & finished & set(mine)) if writer and retry_failed else set()
+    todo = [j for j in mine if j not in finished or j in retry]
+    rows = [shard_rows(j, cfg.run.shard_size, len(clips)) for j in mine]
+    owned = sum(hi - lo for lo, hi in rows)
+    skipped = sum(hi - lo for (lo, hi), j in zip(rows, mine) if j not in todo)
     log.info(
-        "%d clips in %d shards; this job owns %d shards, %d already done",
+        "%d clips in %d shards; this job owns %d shards, %d already done%s",
         len(clips),
-        num_shards(len(clips), cfg.run.shard_size),
+        total_shards,
         len(mine),
-        len(mine) - len(todo),
+        len(mine) - len(todo) + len(retry),
+        f", {len(retry)} with failed clips to retry" if retry else "",
     )
     summary = ExtractSummary(len(clips), owned, 0, 0, skipped, 0.0)
     if todo:
-        _extract_shards(clips, cfg, specs, device, precision, writer, todo, summary, on_progress, owned - skipped)
+        b = cfg.backbones
+        models = {
+            spec.kind: build_backbone(spec, getattr(b, f"{spec.kind}_weights"), b.random_init, b.seed).to(device)
+            for spec in target.specs
+        }
+        writer = writer or target.open(create=True)
+        writer.reopen(retry)
+        _extract_shards(clips, cfg, target.specs, models, device, precision, writer, todo, summary, on_progress)
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -147,19 +206,15 @@ def _extract_shards(
     clips: ClipList,
     cfg: ExtractConfig,
     specs: tuple[BackboneSpec, BackboneSpec],
+    models: dict[str, torch.nn.Module],
     device: torch.device,
     precision: str,
     writer: ShardWriter,
     todo: list[int],
     summary: ExtractSummary,
     on_progress: Callable[[int, int], None] | None,
-    total: int,
 ) -> None:
-    b = cfg.backbones
-    models = {
-        spec.kind: build_backbone(spec, getattr(b, f"{spec.kind}_weights"), b.random_init, b.seed).to(device)
-        for spec in specs
-    }
+    total = sum(hi - lo for lo, hi in map(writer.rows, todo))
     frames = ClipFrames(clips.clips, cfg.sampling, max(spec.input_size for spec in specs), cfg.run.decode_timeout)
     batches = plan_batches(writer, todo, cfg.run.batch_size)
     shard_of = {row: j for j in todo for row in range(*writer.rows(j))}

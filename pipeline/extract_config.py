@@ -1,36 +1,70 @@
-"""Every default of an extraction run, once. YAML configs and command-line options override these."""
+"""Every default of an extraction run, once, with its help and accepted values. YAML configs and command-line
+options override these and are checked against them before anything is created."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+
+from pipeline.config_loading import setting
+
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+REDUCES = ("mean", "center")
+
+
+def device_name_problem(name: str) -> str | None:
+    """Checked by form only: a login node without a GPU may still configure GPU tasks."""
+    return None if re.fullmatch(r"auto|cpu|cuda(:\d+)?", name) else "auto, cpu, cuda or cuda:N"
+
+
+def _backbones(kind: str):
+    def load() -> list[str]:
+        from pipeline.backbones import names
+
+        return names(kind)
+
+    return load
+
+
+def _motion_layers() -> list[str]:
+    from pipeline.backbones.i3d import LAYERS
+
+    return list(LAYERS)
 
 
 @dataclass
 class SamplingConfig:
-    motion_frames: int = 16  # uniformly over the clip; i3d_r50 halves time, so 16 frames give 8 segments
-    semantic_frames: int = 8  # frames given to the image backbone, reduced to one patch map per clip
-    semantic_reduce: str = "mean"  # "mean" over the semantic frames, or "center" (the middle one only)
+    # uniformly over the clip; i3d_r50 halves time, so 16 frames give 8 segments
+    motion_frames: int = setting(16, "Frames sampled uniformly for the motion backbone.", low=1)
+    semantic_frames: int = setting(8, "Frames given to the image backbone, reduced to one patch map.", low=1)
+    semantic_reduce: str = setting(
+        "mean", "How the semantic frames become one map: their mean, or the middle frame only.", choices=REDUCES
+    )
 
 
 @dataclass
 class BackboneConfig:
-    semantic: str = "dinov3_vitb16"
-    motion: str = "i3d_r50"
-    semantic_weights: str | None = None  # local directory / checkpoint file, or a hub id on an online machine
-    motion_weights: str | None = None  # local checkpoint file, or "pretrained" for pytorchvideo's download
-    motion_layer: str = "res3"  # res2 | res3 | res4 | res5
-    random_init: bool = False  # same architectures, seeded random weights (no download)
-    seed: int = 0
+    semantic: str = setting("dinov3_vitb16", "Semantic (image) backbone variant.", choices=_backbones("semantic"))
+    motion: str = setting("i3d_r50", "Motion (video) backbone variant.", choices=_backbones("motion"))
+    semantic_weights: str | None = setting(
+        None, "DINOv3 weights: a local directory (config.json + model.safetensors), or a hub id on an online machine."
+    )
+    motion_weights: str | None = setting(None, "I3D weights: a local checkpoint file, or 'pretrained' to download.")
+    motion_layer: str = setting("res3", "I3D stage to tap.", choices=_motion_layers)
+    random_init: bool = setting(False, "Seeded random weights, same architectures (no download).")
+    seed: int = setting(0, "Seed of --random-init weights.", low=0)
 
 
 @dataclass
 class RunConfig:
-    batch_size: int = 8
-    workers: int = 2
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | fp32 | fp16 | bf16
-    decode_timeout: float = 120.0  # seconds per clip before a decode counts as hung
-    shard_size: int = 64  # clips per Zarr shard
+    batch_size: int = setting(8, "Clips per model batch.", low=1)
+    workers: int = setting(2, "Decoder processes (0: decode in the main process, no crash isolation).", low=0)
+    device: str = setting("auto", "auto, cpu, cuda or cuda:N.", check=device_name_problem)
+    precision: str = setting(
+        "auto", "Autocast dtype (auto: fp32 on CPU; on GPU bf16 where native, else fp16).", choices=PRECISIONS
+    )
+    decode_timeout: float = setting(120.0, "Seconds per clip before a decode counts as hung (0: no limit).", low=0)
+    shard_size: int = setting(64, "Clips per Zarr shard.", low=1)
 
 
 @dataclass

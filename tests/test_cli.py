@@ -14,6 +14,7 @@ COMMANDS = [
     ["cache"],
     ["cache", "info"],
     ["cache", "verify"],
+    ["cache", "repair"],
     ["cache", "stats"],
     ["cache", "export"],
     ["cache", "import"],

@@ -1,4 +1,5 @@
 import json
+import re
 import shutil
 
 import pytest
@@ -65,13 +66,44 @@ def test_epic_missing_column(tmp_path, epic_root):
 
 def test_manifest(tmp_path):
     (tmp_path / "a.mp4").write_bytes(b"")
-    (tmp_path / "clips.csv").write_text("path,label\na.mp4,3\n/abs/b.mp4\n")
-    clips = read_dataset("manifest", tmp_path / "clips.csv", "ignored")
-    assert [c.labels["label"] for c in clips.clips] == [3, -1]
+    (tmp_path / "classes.txt").write_text("open\nclose\npush\npull\n")
+    (tmp_path / "clips.csv").write_text("path,label\na.mp4,3\n/abs/b.mp4\nc.mp4,close\nd.mp4,-1\n")
+    clips = read_dataset("manifest", tmp_path / "clips.csv", "ignored", classes=tmp_path / "classes.txt")
+    assert [c.labels["label"] for c in clips.clips] == [3, -1, 1, -1]
+    assert clips.label_names == {"label": ["open", "close", "push", "pull"]}
     assert clips.clips[0].source == str(tmp_path / "a.mp4") and clips.clips[1].source == "/abs/b.mp4"
-    (tmp_path / "bad.csv").write_text("a.mp4,three\n")
-    with pytest.raises(UserError, match="bad.csv: line 1: label 'three' is not an integer"):
-        read_dataset("manifest", tmp_path / "bad.csv", "x")
+    unlabelled = tmp_path / "unlabelled.csv"
+    unlabelled.write_text("a.mp4\nc.mp4,\n")
+    assert read_dataset("manifest", unlabelled, "x").label_names == {"label": []}
+
+
+@pytest.mark.parametrize(
+    ("rows", "classes", "words"),
+    [
+        ("a.mp4,3\n", False, "has labels but no class list: pass --classes FILE"),
+        ("a.mp4,three\n", True, "line 1: label 'three' is not a class name from --classes"),
+        ("a.mp4,three\n", False, "line 1: label 'three' is not an integer class id (or pass --classes FILE)"),
+        ("a.mp4,-3\n", True, "line 1: label -3 is out of range (expected -1 for unlabelled, or 0..1)"),
+        ("a.mp4,2\n", True, "line 1: label 2 is out of range"),
+    ],
+)
+def test_manifest_labels_need_a_class_list(tmp_path, rows, classes, words):
+    (tmp_path / "classes.txt").write_text("open\nclose\n")
+    (tmp_path / "bad.csv").write_text(rows)
+    with pytest.raises(UserError, match=re.escape(words)):
+        read_dataset("manifest", tmp_path / "bad.csv", "x", classes=tmp_path / "classes.txt" if classes else None)
+
+
+def test_epic_class_ids_must_be_in_the_class_lists(epic_root, tmp_path):
+    shutil.copytree(epic_root, tmp_path / "e")
+    path = next((tmp_path / "e").rglob("EPIC_100_validation.csv"))
+    header, first, *rest = path.read_text().splitlines()
+    columns = header.split(",")
+    values = first.split(",")
+    values[columns.index("noun_class")] = "-2"
+    path.write_text("\n".join([header, ",".join(values), *rest]) + "\n")
+    with pytest.raises(UserError, match="line 2: noun_class -2 is not a class id of EPIC_100_noun_classes.csv"):
+        read_dataset("epic100", tmp_path / "e", "validation")
 
 
 # --- real annotation files (skipped without REAL_FIXTURES) ---

@@ -15,7 +15,7 @@ import zarr
 from conftest import tiny_config
 
 from pipeline.cache.inspect import verify_cache
-from pipeline.cache.writer import read_failures
+from pipeline.cache.reader import read_failures
 from pipeline.errors import UserError
 from pipeline.extract import run_extraction
 
@@ -180,16 +180,16 @@ def test_verify_names_missing_and_non_finite_clips(ssv2_root, tmp_path, tiny):
 def test_other_runs_are_refused(ssv2_root, tmp_path, tiny):
     cache = tmp_path / "c"
     run_extraction("ssv2", ssv2_root, "validation", cache, tiny, limit=4)
-    with pytest.raises(UserError, match="'num_clips' is 4 there but 6 now"):
+    with pytest.raises(UserError, match="there -> now: num_clips: 4 -> 6; manifest_sha256: "):
         run_extraction("ssv2", ssv2_root, "validation", cache, tiny)
-    with pytest.raises(UserError, match="'split' is 'validation' there but 'train' now"):
+    with pytest.raises(UserError, match="split: 'validation' -> 'train'"):
         run_extraction("ssv2", ssv2_root, "train", cache, tiny, limit=4)
     other = tiny_config()
     other.backbones.motion_layer = "res4"
-    with pytest.raises(UserError, match="'backbones'"):
+    with pytest.raises(UserError, match=r"backbones.motion.dim: 64 -> 128; backbones.motion.layer: 'res3' -> 'res4'"):
         run_extraction("ssv2", ssv2_root, "validation", cache, other, limit=4)
     other = tiny_config(shard_size=4)
-    with pytest.raises(UserError, match="'shard_size' is 2 there but 4 now"):
+    with pytest.raises(UserError, match="shard_size: 2 -> 4"):
         run_extraction("ssv2", ssv2_root, "validation", cache, other, limit=4)
     # run settings that do not change the features are fine
     assert run_extraction("ssv2", ssv2_root, "validation", cache, tiny_config(batch_size=1), limit=4).skipped == 4

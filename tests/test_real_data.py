@@ -64,5 +64,7 @@ def test_odd_videos_through_a_manifest(real_fixtures, tmp_path, tiny):
     manifest.write_text(
         "path,label\n" + "".join(f"{v},{i}\n" for i, v in enumerate(videos)) + f"{tmp_path / 'gone.mp4'},0\n"
     )
-    summary = run_extraction("manifest", manifest, "clips", tmp_path / "M", tiny)
+    classes = tmp_path / "classes.txt"
+    classes.write_text("".join(f"class {i}\n" for i in range(len(videos))))
+    summary = run_extraction("manifest", manifest, "clips", tmp_path / "M", tiny, classes=classes)
     assert (summary.extracted, summary.failed) == (len(videos), 1)

@@ -45,7 +45,7 @@ def epic_caches(tmp_path_factory):
 
 def train(caches, model, out, epochs=5, **overrides):
     cfg = training_config("default", None, {"epochs": epochs, "data": {"batch_size": 32}, "device": "cpu", **overrides})
-    return run_training(caches[0], caches[1], model, out, cfg, resume=False, progress=False)
+    return run_training(caches[0], caches[1], model, out, cfg, resume=False, live=False)
 
 
 def test_gasm_cast_needs_and_uses_both_streams(ssv2_caches, tmp_path):
@@ -143,9 +143,12 @@ def test_sigkill_after_an_epoch_then_resume_equals_uninterrupted(ssv2_caches, un
         _train_command(ssv2_caches, tmp_path / "killed", "--resume"), check=True, timeout=600, capture_output=True
     )
     assert _final(tmp_path / "killed") == uninterrupted
+    steps = [tuple(row.split(",")[:2]) for row in (tmp_path / "killed" / "steps.csv").read_text().splitlines()[1:]]
+    assert len(steps) == len(set(steps)) == 4 * 23  # the killed epoch's steps are logged once, not twice
 
 
-def test_sigterm_mid_epoch_checkpoints_and_resumes_exactly(ssv2_caches, uninterrupted, tmp_path):
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_mid_epoch_checkpoints_and_resumes_exactly(ssv2_caches, uninterrupted, tmp_path, signum, code):
     job = subprocess.Popen(
         _train_command(ssv2_caches, tmp_path / "term"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
@@ -154,8 +157,8 @@ def test_sigterm_mid_epoch_checkpoints_and_resumes_exactly(ssv2_caches, uninterr
     while time.time() < deadline and not csv.exists():
         time.sleep(0.05)
     time.sleep(0.5)  # into epoch 2
-    job.send_signal(signal.SIGTERM)
-    assert job.wait(timeout=120) == 143
+    job.send_signal(signum)
+    assert job.wait(timeout=120) == code
     position = torch.load(tmp_path / "term" / "last.pt", weights_only=True)["position"]
     assert position["batches_done"] > 0
     subprocess.run(
@@ -185,7 +188,7 @@ def test_bad_inputs_exit_2(ssv2_caches, tmp_path):
         ],
         "already holds a run": ["fuse-train", "--cache", ssv2_caches[0], "--val-cache", ssv2_caches[1], "--out", run],
         "differ in shapes": ["fuse-train", "--cache", ssv2_caches[0], "--val-cache", other, "--out", tmp_path / "r2"],
-        "unknown model 'gasm'": [
+        "'gasm' is not one of 'gasm_cast'": [
             "fuse-train",
             "--cache",
             ssv2_caches[0],

@@ -1,6 +1,7 @@
 """`cli cache export --format hdf5` / `cli cache import`: one HDF5 dataset per feature, clip ids, labels and
 `done`, the cache's attrs and failure lists as JSON; streamed shard by shard, never the whole cache in memory.
 Export then import gives back the same cache, bit for bit."""
+
 from __future__ import annotations
 
 import json
@@ -9,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.cache.layout import FEATURES, build_skeleton, num_shards, open_cache, shard_rows
-from pipeline.cache.writer import read_failures, write_failures_by_row
+from pipeline.cache.reader import read_failures
+from pipeline.cache.writer import write_failures_by_row
 from pipeline.errors import UserError
 
 
@@ -22,8 +24,15 @@ def export_hdf5(cache: Path, out: Path) -> Path:
     with h5py.File(out, "w") as h5:
         for name in FEATURES:
             shape = group[name].shape
-            dataset = h5.create_dataset(name, shape=shape, dtype="float16", chunks=(1, *shape[1:]), compression="gzip",
-                                        compression_opts=4, shuffle=True)
+            dataset = h5.create_dataset(
+                name,
+                shape=shape,
+                dtype="float16",
+                chunks=(1, *shape[1:]),
+                compression="gzip",
+                compression_opts=4,
+                shuffle=True,
+            )
             for shard in range(num_shards(n, shard_size)):
                 lo, hi = shard_rows(shard, shard_size, n)
                 dataset[lo:hi] = group[name][lo:hi]

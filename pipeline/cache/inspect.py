@@ -1,13 +1,15 @@
 """`cli cache info` and `cli cache verify`: what a cache holds, and everything wrong with it."""
+
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import zarr
 
 from pipeline.cache.layout import FEATURES, done_shards, num_shards, open_cache, shard_rows
-from pipeline.cache.writer import read_failures
+from pipeline.cache.reader import read_failures
 
 
 def cache_info(path: str | Path) -> dict[str, Any]:
@@ -24,36 +26,109 @@ def cache_info(path: str | Path) -> dict[str, Any]:
         "failed": len(read_failures(path)),
         "shard_size": shard_size,
         "shards_done": f"{len(done_shards(done, shard_size))}/{num_shards(len(done), shard_size)}",
-        "arrays": {name: {"shape": list(group[name].shape), "dtype": str(group[name].dtype)} for name in sorted(group.array_keys())},
+        "arrays": {
+            name: {"shape": list(group[name].shape), "dtype": str(group[name].dtype)}
+            for name in sorted(group.array_keys())
+        },
         "backbones": attrs.get("backbones"),
         "created_with": attrs.get("created_with"),
     }
 
 
-def verify_cache(path: str | Path) -> list[dict[str, Any]]:
-    """Every problem, one record per clip: {clip_id, row, problem, detail}. Reads one shard at a time."""
+def read_done(group: zarr.Group, shard_size: int) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    """The `done` column read chunk by chunk (one chunk per shard): an unreadable chunk counts as not done and is
+    reported as (shard, error)."""
+    n = int(group.attrs["num_clips"])
+    done = np.zeros(n, dtype=bool)
+    damaged = []
+    for shard in range(num_shards(n, shard_size)):
+        lo, hi = shard_rows(shard, shard_size, n)
+        try:
+            done[lo:hi] = group["done"][lo:hi]
+        except Exception as exc:  # noqa: BLE001 - any decoding failure of stored bytes means the same: damaged
+            damaged.append((shard, f"done/{group['done'].metadata.encode_chunk_key((shard,))}: {exc}"))
+    return done, damaged
+
+
+def read_shard(group: zarr.Group, shard: int, lo: int, hi: int) -> tuple[dict[str, np.ndarray] | None, str | None]:
+    """The features of one shard, or None and what is wrong with the stored file (truncated, bad checksum...)."""
+    features = {}
+    for name in FEATURES:
+        try:
+            features[name] = group[name][lo:hi]
+        except Exception as exc:  # noqa: BLE001 - any decoding failure of stored bytes means the same: damaged
+            key = group[name].metadata.encode_chunk_key((shard, 0, 0))
+            return None, f"{name}/{key}: {type(exc).__name__}: {exc}"
+    return features, None
+
+
+def verify_cache(path: str | Path, deep: bool = False) -> list[dict[str, Any]]:
+    """Every problem, one record per clip (or per shard for damaged files): {clip_id, row, problem, detail}.
+
+    Reads the feature shards that hold finished clips, one at a time, to find NaN/Inf rows and damaged files;
+    `deep` reads every stored shard, finished or not, and the clip-id and label arrays too."""
+    path = Path(path)
     group = open_cache(path)
     shard_size = int(group.attrs["shard_size"])
-    clip_ids = group["clip_id"][:]
-    done = group["done"][:]
     problems: list[dict[str, Any]] = []
+    try:
+        clip_ids = group["clip_id"][:]
+        for field in group.attrs.get("label_fields", []) if deep else []:
+            group[field][:]
+    except Exception as exc:  # noqa: BLE001 - reported, never a traceback
+        return [{"clip_id": None, "row": None, "problem": "unreadable", "detail": f"clip ids or labels: {exc}"}]
+    done, damaged = read_done(group, shard_size)
+    for shard, detail in damaged:
+        problems.append(_shard_problem(shard, shard_size, detail))
     failed_ids = set()
     for record in read_failures(path):
         failed_ids.add(record["clip_id"])
-        problems.append({"clip_id": record["clip_id"], "row": record.get("row"), "problem": "failed",
-                         "detail": f"{record['stage']}: {record['error']}"})
+        problems.append(
+            {
+                "clip_id": record["clip_id"],
+                "row": record.get("row"),
+                "problem": "failed",
+                "detail": f"{record['stage']}: {record['error']}",
+            }
+        )
     for row in np.flatnonzero(~done):
-        problems.append({"clip_id": str(clip_ids[row]), "row": int(row), "problem": "missing", "detail": "not extracted yet"})
+        problems.append(
+            {"clip_id": str(clip_ids[row]), "row": int(row), "problem": "missing", "detail": "not extracted yet"}
+        )
     for shard in range(num_shards(len(done), shard_size)):
         lo, hi = shard_rows(shard, shard_size, len(done))
-        if not done[lo:hi].any():
+        if not (done[lo:hi].any() or (deep and _stored(path, group, shard))):
+            continue
+        features, error = read_shard(group, shard, lo, hi)
+        if error:
+            problems.append(_shard_problem(shard, shard_size, error))
             continue
         finite = np.ones(hi - lo, dtype=bool)
-        for name in FEATURES:
-            finite &= np.isfinite(group[name][lo:hi]).reshape(hi - lo, -1).all(axis=1)
+        for block in features.values():
+            finite &= np.isfinite(block).reshape(hi - lo, -1).all(axis=1)
         for offset in np.flatnonzero(~finite):
             row = lo + int(offset)
             if done[row] and str(clip_ids[row]) not in failed_ids:
-                problems.append({"clip_id": str(clip_ids[row]), "row": row, "problem": "non-finite",
-                                 "detail": "NaN or Inf in its features"})
+                problems.append(
+                    {
+                        "clip_id": str(clip_ids[row]),
+                        "row": row,
+                        "problem": "non-finite",
+                        "detail": "NaN or Inf in its features",
+                    }
+                )
     return problems
+
+
+def _stored(path: Path, group: zarr.Group, shard: int) -> bool:
+    return any((path / name / group[name].metadata.encode_chunk_key((shard, 0, 0))).exists() for name in FEATURES)
+
+
+def _shard_problem(shard: int, shard_size: int, detail: str) -> dict[str, Any]:
+    return {
+        "clip_id": f"shard-{shard:06d}",
+        "row": shard * shard_size,
+        "shard": shard,
+        "problem": "unreadable",
+        "detail": f"{detail}; `cli cache repair` marks it for the next extract to redo",
+    }

@@ -3,9 +3,11 @@
 Creation is atomic: the skeleton (arrays, clip ids, labels, attrs) is built in a temporary sibling directory
 and renamed into place, so concurrent array jobs agree on one cache and a loser simply opens the winner's.
 """
+
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import uuid
@@ -16,8 +18,11 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
 
+from pipeline.config_loading import leaf_differences
 from pipeline.datasets.base import ClipList
 from pipeline.errors import UserError
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 FEATURES = ("semantic", "motion")
@@ -42,22 +47,37 @@ def shard_rows(shard: int, shard_size: int, num_clips: int) -> tuple[int, int]:
 
 def done_shards(done: np.ndarray, shard_size: int) -> list[int]:
     """Shards whose every row is done, given the whole `done` column."""
-    return [j for j in range(num_shards(len(done), shard_size)) if done[slice(*shard_rows(j, shard_size, len(done)))].all()]
+    return [
+        j for j in range(num_shards(len(done), shard_size)) if done[slice(*shard_rows(j, shard_size, len(done)))].all()
+    ]
 
 
 def _compressor() -> BloscCodec:
     return BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
 
 
-def build_skeleton(path: Path, clip_ids: np.ndarray, labels: dict[str, np.ndarray], shard_size: int,
-                   shapes: dict[str, tuple[int, int]], attrs: dict[str, Any]) -> zarr.Group:
+def build_skeleton(
+    path: Path,
+    clip_ids: np.ndarray,
+    labels: dict[str, np.ndarray],
+    shard_size: int,
+    shapes: dict[str, tuple[int, int]],
+    attrs: dict[str, Any],
+) -> zarr.Group:
     """Every array of an empty cache at `path` (features unwritten, `done` all false), with its attrs."""
     n = len(clip_ids)
     root = zarr.open_group(str(path), mode="w", zarr_format=3)
     for name, (tokens, dim) in shapes.items():
         # Failed clips keep NaN rows: a consumer that ignores the failure list fails loudly, not silently.
-        root.create_array(name, shape=(n, tokens, dim), chunks=(1, tokens, dim), shards=(shard_size, tokens, dim),
-                          dtype="float16", fill_value=np.nan, compressors=_compressor())
+        root.create_array(
+            name,
+            shape=(n, tokens, dim),
+            chunks=(1, tokens, dim),
+            shards=(shard_size, tokens, dim),
+            dtype="float16",
+            fill_value=np.nan,
+            compressors=_compressor(),
+        )
     root.create_array("clip_id", shape=(n,), dtype=str)[:] = np.asarray(clip_ids, dtype=str)
     for field, values in labels.items():
         root.create_array(field, shape=(n,), dtype="int32", fill_value=-1)[:] = np.asarray(values, dtype=np.int32)
@@ -67,49 +87,93 @@ def build_skeleton(path: Path, clip_ids: np.ndarray, labels: dict[str, np.ndarra
     return root
 
 
-def open_or_create(path: str | Path, clips: ClipList, shard_size: int, shapes: dict[str, tuple[int, int]],
-                   attrs: dict[str, Any]) -> zarr.Group:
-    """The cache group at `path`, created from `clips` if absent; refused if it was made by a different run."""
+def open_or_create(
+    path: str | Path,
+    clips: ClipList,
+    shard_size: int,
+    shapes: dict[str, tuple[int, int]],
+    attrs: dict[str, Any],
+    create: bool = True,
+) -> zarr.Group | None:
+    """The cache group at `path`, created from `clips` if absent (None if absent and not `create`); refused if
+    a different run made it, unless that run wrote nothing (no shard done, no failure): then it is taken over."""
     path = Path(path)
-    attrs = {"schema_version": SCHEMA_VERSION, "num_clips": len(clips), "shard_size": shard_size,
-             "manifest_sha256": manifest_sha256(clips), **attrs}
+    attrs = {
+        "schema_version": SCHEMA_VERSION,
+        "num_clips": len(clips),
+        "shard_size": shard_size,
+        "manifest_sha256": manifest_sha256(clips),
+        **attrs,
+    }
     if not (path / "zarr.json").exists():
-        if path.exists() and any(path.iterdir()):
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise UserError(f"cache {path} exists and is not empty, but is not a gasm-cast cache (no zarr.json)")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-        labels = {f: [c.labels.get(f, -1) for c in clips.clips] for f in clips.label_fields}
-        build_skeleton(staging, np.array([c.clip_id for c in clips.clips], dtype=str), labels, shard_size, shapes, attrs)
-        try:
-            if path.exists():
-                path.rmdir()
-            os.rename(staging, path)
-        except OSError:
-            shutil.rmtree(staging, ignore_errors=True)  # another job created it first: use theirs
-    group = zarr.open_group(str(path), mode="r+", zarr_format=3)
-    check_identity(path, dict(group.attrs), attrs)
+        if not create:
+            return None
+        _build_in_place(path, clips, shard_size, shapes, attrs)
+    group = _open_group(path, "r+")
+    differences = identity_differences(dict(group.attrs), attrs)
+    if differences and not _written(group, path):
+        log.warning("cache %s was created by a run that wrote nothing (%s): taking it over", path, differences[0])
+        _build_in_place(path, clips, shard_size, shapes, attrs, replace=True)
+        group = _open_group(path, "r+")
+        differences = identity_differences(dict(group.attrs), attrs)
+    if differences:
+        raise UserError(
+            f"cache {path} was made by a different run (there -> now: {'; '.join(differences)}). "
+            "Use a new --cache path, or re-run with the settings that made it."
+        )
     return group
 
 
-def check_identity(path: Path, found: dict[str, Any], wanted: dict[str, Any]) -> None:
-    for key in IDENTITY_KEYS:
-        if found.get(key) != wanted.get(key):
-            raise UserError(
-                f"cache {path} was made by a different run: '{key}' is {_short(found.get(key))} there but "
-                f"{_short(wanted.get(key))} now. Use a new --cache path, or re-run with the settings that made it."
-            )
+def _build_in_place(
+    path: Path,
+    clips: ClipList,
+    shard_size: int,
+    shapes: dict[str, tuple[int, int]],
+    attrs: dict[str, Any],
+    replace: bool = False,
+) -> None:
+    """Build the skeleton beside `path` and rename it into place, so concurrent jobs agree on one cache."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+    labels = {f: [c.labels.get(f, -1) for c in clips.clips] for f in clips.label_fields}
+    build_skeleton(staging, np.array([c.clip_id for c in clips.clips], dtype=str), labels, shard_size, shapes, attrs)
+    try:
+        if replace:
+            retired = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
+            os.rename(path, retired)
+            shutil.rmtree(retired, ignore_errors=True)
+        elif path.exists():
+            path.rmdir()
+        os.rename(staging, path)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)  # another job created it first: use theirs
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) < 200 else text[:200] + "..."
+def _written(group: zarr.Group, path: Path) -> bool:
+    """Whether any shard of the cache was finished or any failure recorded (then it is never replaced)."""
+    return bool(group["done"][:].any()) or any((path / "failures").glob("shard-*.jsonl"))
+
+
+def identity_differences(found: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """Every leaf of the identity attributes that differs, as 'key: there -> now'."""
+    return leaf_differences({k: found.get(k) for k in IDENTITY_KEYS}, {k: wanted.get(k) for k in IDENTITY_KEYS})
+
+
+def _open_group(path: Path, mode: str) -> zarr.Group:
+    try:
+        return zarr.open_group(str(path), mode=mode, zarr_format=3)
+    except (ValueError, KeyError, TypeError, OSError) as exc:
+        raise UserError(f"cache {path}: zarr.json is unreadable or corrupt ({type(exc).__name__}: {exc})") from None
 
 
 def open_cache(path: str | Path, mode: str = "r") -> zarr.Group:
     path = Path(path)
     if not (path / "zarr.json").is_file():
         raise UserError(f"{path} is not a gasm-cast cache (no zarr.json); make one with `cli extract`")
-    group = zarr.open_group(str(path), mode=mode, zarr_format=3)
+    group = _open_group(path, mode)
     if group.attrs.get("schema_version") != SCHEMA_VERSION:
-        raise UserError(f"cache {path} has schema_version {group.attrs.get('schema_version')!r}, expected {SCHEMA_VERSION}")
+        version = group.attrs.get("schema_version")
+        raise UserError(f"cache {path} has schema_version {version!r}, expected {SCHEMA_VERSION}")
     return group

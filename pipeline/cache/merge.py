@@ -1,5 +1,6 @@
 """`cli cache merge`: several caches made with the same backbones (e.g. train and validation, or parts of one
 split) into one, rows in the order given, written shard by shard."""
+
 from __future__ import annotations
 
 import hashlib
@@ -9,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.cache.layout import FEATURES, build_skeleton, num_shards, open_cache, shard_rows
-from pipeline.cache.writer import read_failures, write_failures_by_row
+from pipeline.cache.reader import read_failures
+from pipeline.cache.writer import write_failures_by_row
 from pipeline.errors import UserError
 
 SAME = ("schema_version", "dataset", "backbones", "label_fields")
@@ -34,11 +36,18 @@ def merge_caches(sources: list[Path], out: Path, shard_size: int | None = None) 
     offsets = np.concatenate([[0], np.cumsum(sizes)])
     shard_size = shard_size or int(first["shard_size"])
     labels = {f: np.concatenate([g[f][:] for g in groups]) for f in first.get("label_fields", [])}
-    parts = [{"path": str(p), "split": g.attrs["split"], "num_clips": n, "manifest_sha256": g.attrs["manifest_sha256"]}
-             for p, g, n in zip(sources, groups, sizes)]
-    attrs = {**first, "split": "+".join(str(p["split"]) for p in parts), "num_clips": int(offsets[-1]),
-             "shard_size": shard_size, "merged_from": parts, "manifest_sha256": hashlib.sha256(
-                 json.dumps([p["manifest_sha256"] for p in parts]).encode()).hexdigest()}
+    parts = [
+        {"path": str(p), "split": g.attrs["split"], "num_clips": n, "manifest_sha256": g.attrs["manifest_sha256"]}
+        for p, g, n in zip(sources, groups, sizes)
+    ]
+    attrs = {
+        **first,
+        "split": "+".join(str(p["split"]) for p in parts),
+        "num_clips": int(offsets[-1]),
+        "shard_size": shard_size,
+        "merged_from": parts,
+        "manifest_sha256": hashlib.sha256(json.dumps([p["manifest_sha256"] for p in parts]).encode()).hexdigest(),
+    }
     attrs.pop("stats", None)  # statistics of the parts are not those of the whole
     shapes = {name: tuple(groups[0][name].shape[1:]) for name in FEATURES}
     target = build_skeleton(Path(out), clip_ids, labels, shard_size, shapes, attrs)
@@ -46,11 +55,18 @@ def merge_caches(sources: list[Path], out: Path, shard_size: int | None = None) 
     for shard in range(num_shards(len(clip_ids), shard_size)):
         lo, hi = shard_rows(shard, shard_size, len(clip_ids))
         for name in FEATURES:
-            target[name][lo:hi] = np.concatenate([
-                g[name][max(lo - start, 0) : min(hi - start, n)]
-                for g, start, n in zip(groups, offsets[:-1], sizes) if start < hi and start + n > lo])
-    failures = [{**record, "row": int(record["row"]) + int(start)}
-                for path, start in zip(sources, offsets[:-1]) for record in read_failures(path)]
+            target[name][lo:hi] = np.concatenate(
+                [
+                    g[name][max(lo - start, 0) : min(hi - start, n)]
+                    for g, start, n in zip(groups, offsets[:-1], sizes)
+                    if start < hi and start + n > lo
+                ]
+            )
+    failures = [
+        {**record, "row": int(record["row"]) + int(start)}
+        for path, start in zip(sources, offsets[:-1])
+        for record in read_failures(path)
+    ]
     write_failures_by_row(Path(out), failures, shard_size)
     target["done"][:] = done
     return Path(out)

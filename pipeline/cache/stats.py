@@ -1,5 +1,6 @@
 """`cli cache stats`: per-channel mean/std, token norms and NaN counts of each feature, out of core with dask
 (one task per shard, each returning small partial sums), stored in the cache's attrs for normalisation."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,8 +20,13 @@ def shard_sums(path: str, name: str, lo: int, hi: int) -> dict[str, Any]:
     good = block[finite].astype(np.float64)  # the one float64 copy: squared in place below
     total = good.sum(axis=(0, 1))
     np.square(good, out=good)
-    return {"tokens": good.shape[0] * good.shape[1], "sum": total, "sumsq": good.sum(axis=(0, 1)),
-            "norms": float(np.sqrt(good.sum(axis=2)).sum()), "non_finite": int((~finite).sum())}
+    return {
+        "tokens": good.shape[0] * good.shape[1],
+        "sum": total,
+        "sumsq": good.sum(axis=(0, 1)),
+        "norms": float(np.sqrt(good.sum(axis=2)).sum()),
+        "non_finite": int((~finite).sum()),
+    }
 
 
 def combine(parts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -29,8 +35,12 @@ def combine(parts: list[dict[str, Any]]) -> dict[str, Any]:
         raise UserError("the cache holds no finite clips to compute statistics from")
     mean = sum(p["sum"] for p in parts) / tokens
     var = np.maximum(sum(p["sumsq"] for p in parts) / tokens - mean**2, 0.0)
-    return {"mean": mean.tolist(), "std": np.sqrt(var).tolist(), "mean_token_norm": sum(p["norms"] for p in parts) / tokens,
-            "non_finite_clips": sum(p["non_finite"] for p in parts)}
+    return {
+        "mean": mean.tolist(),
+        "std": np.sqrt(var).tolist(),
+        "mean_token_norm": sum(p["norms"] for p in parts) / tokens,
+        "non_finite_clips": sum(p["non_finite"] for p in parts),
+    }
 
 
 def compute_stats(path: str | Path, scheduler: str | None = None) -> dict[str, Any]:
@@ -39,8 +49,13 @@ def compute_stats(path: str | Path, scheduler: str | None = None) -> dict[str, A
 
     group = open_cache(path, mode="r+")
     n, shard_size = int(group.attrs["num_clips"]), int(group.attrs["shard_size"])
-    tasks = {name: [dask.delayed(shard_sums)(str(path), name, *shard_rows(j, shard_size, n))
-                    for j in range(num_shards(n, shard_size))] for name in FEATURES}
+    tasks = {
+        name: [
+            dask.delayed(shard_sums)(str(path), name, *shard_rows(j, shard_size, n))
+            for j in range(num_shards(n, shard_size))
+        ]
+        for name in FEATURES
+    }
     if scheduler:
         try:
             from dask.distributed import Client

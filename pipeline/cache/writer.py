@@ -3,6 +3,7 @@
 A job only ever writes whole shards it owns, so no two writers touch one Zarr shard file, and a job killed
 mid-shard leaves `done` false there: the restart redoes that shard whole.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,7 +14,8 @@ from typing import Any
 import numpy as np
 import zarr
 
-from pipeline.cache.layout import FEATURES, done_shards, shard_rows
+from pipeline.cache.layout import FEATURES, IDENTITY_KEYS, done_shards, shard_rows
+from pipeline.errors import UserError
 
 
 def failures_file(cache: Path, shard: int) -> Path:
@@ -26,6 +28,7 @@ class ShardWriter:
         self.group = group
         self.shard_size = int(group.attrs["shard_size"])
         self.num_clips = int(group.attrs["num_clips"])
+        self.identity = {key: group.attrs.get(key) for key in IDENTITY_KEYS}
 
     def rows(self, shard: int) -> tuple[int, int]:
         return shard_rows(shard, self.shard_size, self.num_clips)
@@ -33,12 +36,27 @@ class ShardWriter:
     def done_shards(self) -> set[int]:
         return set(done_shards(self.group["done"][:], self.shard_size))
 
+    def failed_shards(self) -> set[int]:
+        """Shards with at least one clip in their failure list."""
+        return {int(file.stem.split("-")[1]) for file in (self.path / "failures").glob("shard-*.jsonl")}
+
+    def reopen(self, shards: set[int]) -> None:
+        """Mark `shards` not done before they are rewritten, so a job killed meanwhile leaves them to redo."""
+        for shard in sorted(shards):
+            lo, hi = self.rows(shard)
+            self.group["done"][lo:hi] = False
+
     def write(self, shard: int, features: dict[str, np.ndarray], failures: list[dict[str, Any]]) -> None:
         """features: name -> [rows of the shard, tokens, dim] (NaN rows for failed clips)."""
         lo, hi = self.rows(shard)
         for name in FEATURES:
             if features[name].shape[0] != hi - lo:
                 raise ValueError(f"shard {shard}: {name} has {features[name].shape[0]} rows, expected {hi - lo}")
+        # A cache nobody had finished a shard of may be taken over by another run meanwhile: never mix the two.
+        now = dict(zarr.open_group(str(self.path), mode="r", zarr_format=3).attrs)
+        if {key: now.get(key) for key in IDENTITY_KEYS} != self.identity:
+            raise UserError(f"cache {self.path} was replaced by a different run while this job ran; nothing written")
+        for name in FEATURES:
             self.group[name][lo:hi] = features[name].astype(np.float16, copy=False)
         write_failures(self.path, shard, failures)
         self.group["done"][lo:hi] = True
@@ -62,10 +80,3 @@ def write_failures_by_row(cache: Path, records: list[dict[str, Any]], shard_size
         by_shard.setdefault(int(record["row"]) // shard_size, []).append(record)
     for shard, shard_records in by_shard.items():
         write_failures(cache, shard, shard_records)
-
-
-def read_failures(cache: str | Path) -> list[dict[str, Any]]:
-    records = []
-    for file in sorted((Path(cache) / "failures").glob("shard-*.jsonl")):
-        records.extend(json.loads(line) for line in file.read_text().splitlines() if line.strip())
-    return records

@@ -10,38 +10,55 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from pipeline.cache.layout import num_shards
+from pipeline.cluster.array_config import ArraySettings
 from pipeline.cluster.plan import clip_cost, pack
+from pipeline.devices import resolve_precision
 from pipeline.errors import UserError
-from pipeline.extract import prepare_cache, run_extraction
+from pipeline.extract import CacheTarget, run_extraction
 from pipeline.extract_config import ExtractConfig
 
 log = logging.getLogger(__name__)
 
 
-@dataclasses.dataclass
-class ArraySettings:
-    tasks: int = 8
-    executor: str = "auto"  # auto (SLURM when available) | slurm | local
-    partition: str | None = None
-    gpus: int = 1
-    cpus: int = 10
-    mem_gb: float | None = None
-    time_min: int = 240
-    parallelism: int = 64  # tasks running at once
-
-
 def run_task(
-    dataset: str, data_root: str, split: str, cache: str, cfg: ExtractConfig, shards: list[int], limit: int | None
+    dataset: str,
+    data_root: str,
+    split: str,
+    cache: str,
+    cfg: ExtractConfig,
+    shards: list[int],
+    limit: int | None,
+    retry_failed: bool = False,
+    classes: str | None = None,
 ) -> dict[str, Any]:
     """One array task: extract its shards (the same code path as `cli extract`)."""
     logging.basicConfig(level=logging.INFO)
-    return dataclasses.asdict(run_extraction(dataset, data_root, split, cache, cfg, limit=limit, shards=shards))
+    summary = run_extraction(
+        dataset, data_root, split, cache, cfg, limit=limit, shards=shards, retry_failed=retry_failed, classes=classes
+    )
+    return dataclasses.asdict(summary)
 
 
 def jobs_folder(cache: Path) -> Path:
     """Beside the cache, not in it: submitit's scripts, pickles and logs, and each submission's plan."""
     return cache.parent / f"{cache.name}-jobs"
+
+
+def task_config(cfg: ExtractConfig, array: ArraySettings) -> ExtractConfig:
+    """The config the TASKS run with: device and precision resolved for the nodes they get (GPUs requested or
+    not), never for the machine that submits, which is often a login node without a GPU."""
+    device = cfg.run.device
+    if device == "auto":
+        device = "cuda" if array.gpus > 0 else "cpu"
+    elif device.startswith("cuda") and array.gpus == 0:
+        raise UserError(f"--device {device} asks for a GPU but --gpus is 0")
+    # Which GPU a task lands on is not known here: 'auto' means bf16 (Ampere or newer, as A100/H100 partitions);
+    # on V100/T4 partitions pass --precision fp16.
+    precision = resolve_precision(cfg.run.precision, torch.device(device), native_bf16=True)
+    return dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, device=device, precision=precision))
 
 
 def submit_extract(
@@ -52,46 +69,48 @@ def submit_extract(
     cfg: ExtractConfig,
     array: ArraySettings,
     limit: int | None = None,
+    retry_failed: bool = False,
+    classes: Path | None = None,
 ) -> tuple[list[Any], dict[str, Any]]:
     """Create the cache, plan the pending shards and submit them. Returns (submitit jobs, plan)."""
     import submitit
 
-    clips, _, writer = prepare_cache(dataset, data_root, split, cache, cfg, limit)
+    cfg = task_config(cfg, array)
+    target = CacheTarget(dataset, data_root, split, cache, cfg, cfg.run.precision, limit, classes)
+    cluster = None if array.executor == "auto" else array.executor
+    folder = jobs_folder(Path(cache))
+    try:
+        executor = submitit.AutoExecutor(folder=folder / "%j", cluster=cluster)
+    except (RuntimeError, ValueError) as exc:
+        raise UserError(f"--executor {array.executor}: {exc}") from None
+    clips, writer = target.clips, target.open(create=True)
     done = writer.done_shards()
-    pending = [j for j in range(num_shards(len(clips), cfg.run.shard_size)) if j not in done]
-    plan: dict[str, Any] = {"cache": str(cache), "pending_shards": len(pending), "done_shards": len(done), "tasks": []}
+    retry = writer.failed_shards() & done if retry_failed else set()
+    pending = [j for j in range(num_shards(len(clips), cfg.run.shard_size)) if j not in done or j in retry]
+    plan: dict[str, Any] = {
+        "cache": str(cache),
+        "pending_shards": len(pending),
+        "done_shards": len(done) - len(retry),
+        "tasks": [],
+        "device": cfg.run.device,
+        "precision": cfg.run.precision,
+    }
     if not pending:
         return [], plan
     costs = {j: sum(clip_cost(c) for c in clips.clips[slice(*writer.rows(j))]) for j in pending}
     bins = pack(costs, max(1, min(array.tasks, len(pending))))
     plan["tasks"] = [{"task": i, "shards": b, "cost": sum(costs[j] for j in b)} for i, b in enumerate(bins)]
-    folder = jobs_folder(Path(cache))
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"plan-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(plan, indent=1))
-    cluster = None if array.executor == "auto" else array.executor
-    if cluster not in (None, "slurm", "local"):
-        raise UserError(f"--executor must be auto, slurm or local, got '{array.executor}'")
-    executor = submitit.AutoExecutor(folder=folder / "%j", cluster=cluster)
-    gpus = array.gpus
-    if executor.cluster == "local":
-        import torch
-
-        gpus = min(gpus, torch.cuda.device_count())
-    params: dict[str, Any] = {
-        "name": f"gasm-extract-{Path(cache).name}",
-        "timeout_min": array.time_min,
-        "cpus_per_task": array.cpus,
-        "gpus_per_node": gpus,
-        "slurm_array_parallelism": array.parallelism,
-    }
-    if array.partition:
-        params["slurm_partition"] = array.partition
-    if array.mem_gb:
-        params["mem_gb"] = array.mem_gb
-    executor.update_parameters(**params)
+    executor.update_parameters(**executor_parameters(executor.cluster, array, Path(cache).name))
     n = len(bins)
     jobs = executor.map_array(
-        run_task, [dataset] * n, [str(data_root)] * n, [split] * n, [str(cache)] * n, [cfg] * n, bins, [limit] * n
+        run_task,
+        *([value] * n for value in (dataset, str(data_root), split, str(cache), cfg)),
+        bins,
+        [limit] * n,
+        [retry_failed] * n,
+        [None if classes is None else str(Path(classes).resolve())] * n,
     )
     log.info(
         "submitted %d tasks (%s) for %d pending shards; scripts and logs in %s",
@@ -101,3 +120,20 @@ def submit_extract(
         folder,
     )
     return jobs, plan
+
+
+def executor_parameters(cluster: str, array: ArraySettings, name: str) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "name": f"gasm-extract-{name}",
+        "timeout_min": array.time_min,
+        "cpus_per_task": array.cpus,
+        "gpus_per_node": array.gpus,
+        "slurm_array_parallelism": array.parallelism,
+    }
+    if cluster == "local":
+        params["gpus_per_node"] = min(array.gpus, torch.cuda.device_count())
+    if array.partition:
+        params["slurm_partition"] = array.partition
+    if array.mem_gb:
+        params["mem_gb"] = array.mem_gb
+    return params

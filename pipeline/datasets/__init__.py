@@ -18,10 +18,15 @@ READERS: dict[str, Callable[[str | Path, str], ClipList]] = {
 }
 
 
-def read_dataset(name: str, root: str | Path, split: str, limit: int | None = None) -> ClipList:
+def read_dataset(
+    name: str, root: str | Path, split: str, limit: int | None = None, classes: str | Path | None = None
+) -> ClipList:
+    """`classes`: the class list of a manifest (the other datasets ship theirs)."""
     if name not in READERS:
         raise UserError(f"unknown dataset '{name}' (expected one of {', '.join(READERS)})")
-    clips = READERS[name](root, split)
+    if classes is not None and name != "manifest":
+        raise UserError(f"--classes is for --dataset manifest; {name} reads its own class list")
+    clips = read_manifest(root, split, classes) if name == "manifest" else READERS[name](root, split)
     if limit is not None:
         clips.clips = clips.clips[:limit]
     return clips

@@ -79,6 +79,7 @@ def read_epic100(root: str | Path, split: str) -> ClipList:
     labelled = split != "test"
     path = _find(root, SPLIT_FILES[split])
     rows = _read_csv(path, REQUIRED + (("verb_class", "noun_class") if labelled else ()))
+    names = {"verb": read_class_names(root, "verb"), "noun": read_class_names(root, "noun")}
 
     @cache
     def frames_dir(participant: str, video: str) -> Path | None:
@@ -114,6 +115,11 @@ def read_epic100(root: str | Path, split: str) -> ClipList:
                 )
         except ValueError as exc:
             raise UserError(f"{path}: line {line}: {exc}") from None
+        for field, value in labels.items():
+            if labelled and not 0 <= value < len(names[field]):
+                raise UserError(
+                    f"{path}: line {line}: {field}_class {value} is not a class id of EPIC_100_{field}_classes.csv "
+                    f"(0..{len(names[field]) - 1})"
+                )
         clips.append(clip)
-    names = {"verb": read_class_names(root, "verb"), "noun": read_class_names(root, "noun")}
     return ClipList("epic100", split, clips, ("verb", "noun"), names)

@@ -1,0 +1,90 @@
+"""Reading a cache the way every consumer must: failure lists, which rows are usable and why the others are
+not, and feature rows checked to be finite. A number computed on fewer clips than the cache holds says so."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from pipeline.errors import UserError
+
+
+def read_failures(cache: str | Path) -> list[dict[str, Any]]:
+    records = []
+    for file in sorted((Path(cache) / "failures").glob("shard-*.jsonl")):
+        records.extend(json.loads(line) for line in file.read_text().splitlines() if line.strip())
+    return records
+
+
+@dataclass(frozen=True)
+class RowCounts:
+    """How many of a cache's clips a consumer uses, and why the others are left out."""
+
+    clips: int  # rows of the cache
+    not_done: int  # not extracted yet (a job that has not run or did not finish)
+    failed: int  # listed in failures/ (missing, corrupt, undecodable videos)
+    unlabelled: int  # done and not failed, but label -1 (left out where labels are needed)
+    usable: int
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    def describe(self) -> str:
+        parts = [f"{self.usable} of {self.clips} clips used"]
+        parts += [
+            f"{n} {what}"
+            for n, what in ((self.not_done, "not extracted"), (self.failed, "failed"), (self.unlabelled, "unlabelled"))
+            if n
+        ]
+        return ", ".join(parts)
+
+
+def usable_rows(
+    path: Path, group: zarr.Group, labels: dict[str, np.ndarray], require_labels: bool, allow_partial: bool
+) -> tuple[np.ndarray, RowCounts]:
+    """Rows that are done, not failed and (if required) labelled in every field. A cache with clips not done
+    is refused unless `allow_partial`: a metric on part of a split must never pass for one on all of it."""
+    done = group["done"][:]
+    failed = np.zeros(len(done), dtype=bool)
+    failed[[int(r["row"]) for r in read_failures(path) if r.get("row") is not None]] = True
+    failed &= done
+    labelled = np.ones(len(done), dtype=bool)
+    for values in labels.values():
+        labelled &= values >= 0
+    usable = done & ~failed & (labelled if require_labels else True)
+    counts = RowCounts(
+        clips=len(done),
+        not_done=int((~done).sum()),
+        failed=int(failed.sum()),
+        unlabelled=int((done & ~failed & ~labelled).sum()) if require_labels else 0,
+        usable=int(usable.sum()),
+    )
+    if counts.not_done and not allow_partial:
+        raise UserError(
+            f"cache {path}: {counts.not_done} of {counts.clips} clips are not extracted yet; finish the extraction "
+            f"(`cli cache verify {path}` lists them) or pass --allow-partial to use the {counts.usable} that are"
+        )
+    if counts.usable == 0:
+        raise UserError(f"cache {path} has no usable clips ({counts.describe()})")
+    return np.flatnonzero(usable), counts
+
+
+def check_finite(path: Path, clip_ids: Any, rows: np.ndarray, features: dict[str, np.ndarray]) -> None:
+    """Refuse NaN/Inf feature rows (of clips not listed as failed), naming them: they would poison training."""
+    if len(rows) == 0:
+        return
+    finite = np.ones(len(rows), dtype=bool)
+    for block in features.values():
+        finite &= np.isfinite(block).reshape(len(rows), -1).all(axis=1)
+    if not finite.all():
+        bad = rows[~finite]
+        names = ", ".join(f"{clip_ids[int(r)]} (row {int(r)})" for r in bad[:5])
+        raise UserError(
+            f"cache {path}: {len(bad)} clip(s) hold NaN or Inf features: {names}{' ...' if len(bad) > 5 else ''}; "
+            f"`cli cache verify {path}` lists them all"
+        )

@@ -1,0 +1,146 @@
+"""Extraction refuses bad input before writing anything, and repairs instead of rebuilding."""
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import zarr
+from click.testing import CliRunner
+from conftest import tiny_config
+from test_extract import ROOT, assert_same_cache
+
+from cli import main
+from pipeline.cache.inspect import verify_cache
+from pipeline.extract import CacheTarget, run_extraction
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def one_line_error(result, words: str, code: int = 2) -> None:
+    assert result.exit_code == code, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], result.output
+
+
+def extract_args(root: Path, cache: Path, *extra) -> list:
+    tiny = ROOT / "configs" / "extract_tiny.yaml"
+    return ["extract", "--dataset", "ssv2", "--data-root", root, "--split", "validation", "--cache", cache,
+            "--config", tiny, "--workers", 0, "--shard-size", 2, "--no-progress", *extra]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("extra", "yaml", "words"),
+    [
+        (["--batch-size", 0], "", "--batch-size: expected >= 1, got 0"),
+        (["--shard-size", 0], "", "--shard-size: expected >= 1, got 0"),
+        (["--workers", -1], "", "--workers: expected >= 0, got -1"),
+        (["--limit", -3], "", "'--limit': -3 is not in the range x>=1"),
+        (["--limit", 0], "", "'--limit': 0 is not in the range x>=1"),
+        (["--device", "gpu"], "", "--device: expected auto, cpu, cuda or cuda:N, got 'gpu'"),
+        (["--precision", "fp8"], "", "'--precision': 'fp8' is not one of"),
+        ([], "sampling:\n  semantic_reduce: centre\n", "semantic_reduce: expected one of mean, center, got 'centre'"),
+        ([], "run:\n  decode_timeout: -1\n", "run.decode_timeout: expected >= 0, got -1.0"),
+        ([], "sampling:\n  motion_frames: 0\n", "sampling.motion_frames: expected >= 1, got 0"),
+    ],
+)
+def test_bad_settings_are_refused_before_anything_is_written(ssv2_root, tmp_path, extra, yaml, words):
+    cache = tmp_path / "c"
+    if yaml:
+        (tmp_path / "bad.yaml").write_text(yaml)
+        extra = [*extra, "--config", tmp_path / "bad.yaml"]
+    one_line_error(run(*extract_args(ssv2_root, cache), *extra), words)
+    assert list(tmp_path.iterdir()) == ([tmp_path / "bad.yaml"] if yaml else [])
+
+
+def test_weights_that_do_not_load_leave_no_cache_and_random_init_then_works(ssv2_root, tmp_path):
+    cache, empty = tmp_path / "c", tmp_path / "no-weights"
+    empty.mkdir()
+    base = ["extract", "--dataset", "ssv2", "--data-root", ssv2_root, "--split", "validation", "--cache", cache,
+            "--semantic", "dinov3_tiny", "--motion", "i3d_tiny", "--workers", 0, "--shard-size", 2]  # fmt: skip
+    one_line_error(run(*base, "--motion-weights", tmp_path / "missing.pyth"), "--motion-weights")
+    one_line_error(run(*base, "--semantic-weights", tmp_path / "nowhere"), "--semantic-weights")
+    result = run(*base, "--semantic-weights", empty, "--motion-weights", "pretrained")
+    one_line_error(result, "could not load DINOv3 weights")
+    assert not cache.exists()
+    assert run(*base, "--random-init").exit_code == 0
+
+
+def test_a_cache_nobody_finished_a_shard_of_is_taken_over(ssv2_root, tmp_path):
+    cache = tmp_path / "c"
+    first = tiny_config()
+    first.backbones.motion_layer = "res4"
+    CacheTarget("ssv2", ssv2_root, "validation", cache, first, "fp32").open(create=True)  # then the run died
+    summary = run_extraction("ssv2", ssv2_root, "validation", cache, tiny_config())
+    assert summary.extracted == 6 and verify_cache(cache) == []
+    assert zarr.open_group(str(cache), mode="r").attrs["backbones"]["motion"]["layer"] == "res3"
+    with pytest.raises(Exception, match="backbones.motion.layer: 'res3' -> 'res4'"):
+        run_extraction("ssv2", ssv2_root, "validation", cache, first)  # now it holds finished shards
+
+
+def test_paths_that_cannot_be_written_are_named(ssv2_root, tmp_path):
+    (tmp_path / "file").write_text("x")
+    one_line_error(run(*extract_args(ssv2_root, tmp_path / "file")), "--cache")
+    one_line_error(run(*extract_args(ssv2_root, tmp_path / "file" / "c")), "is a file, expected a folder")
+    cache = tmp_path / "c"
+    assert run(*extract_args(ssv2_root, cache)).exit_code == 0
+    (cache / "zarr.json").write_text("{not json")
+    one_line_error(run("cache", "info", cache), "zarr.json is unreadable or corrupt")
+    one_line_error(run("cache", "verify", cache), "zarr.json is unreadable or corrupt")
+
+
+def test_restored_video_and_retry_failed_equal_a_clean_run(ssv2_root, tmp_path):
+    data, cache = tmp_path / "data", tmp_path / "c"
+    shutil.copytree(ssv2_root, data)
+    video = data / "videos" / f"{json.loads((data / 'validation.json').read_text())[2]['id']}.webm"
+    kept = video.read_bytes()
+    video.unlink()
+    assert run(*extract_args(data, cache)).exit_code == 0
+    assert [p["problem"] for p in verify_cache(cache)] == ["failed"]
+    video.write_bytes(kept)
+    assert run(*extract_args(data, cache)).exit_code == 0  # without --retry-failed a done shard stays as it is
+    assert [p["problem"] for p in verify_cache(cache)] == ["failed"]
+    result = run(*extract_args(data, cache, "--retry-failed"))
+    assert result.exit_code == 0, result.output
+    assert run("cache", "verify", cache).exit_code == 0
+    assert run(*extract_args(data, tmp_path / "clean")).exit_code == 0
+    assert_same_cache(cache, tmp_path / "clean")
+
+
+def test_truncated_shard_is_named_repaired_and_redone_bit_for_bit(ssv2_root, tmp_path):
+    cache = tmp_path / "c"
+    assert run(*extract_args(ssv2_root, cache)).exit_code == 0
+    shutil.copytree(cache, tmp_path / "clean")
+    shard = cache / "semantic" / "c" / "1" / "0" / "0"
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    for args in (["cache", "verify", cache], ["cache", "verify", "--deep", cache]):
+        result = run(*args)
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        assert "unreadable\tshard-000001\tsemantic/c/1/0/0: " in result.output
+    repaired = run("cache", "repair", cache)
+    assert repaired.exit_code == 0 and "1 damaged shard(s) marked for re-extraction: 1" in repaired.output
+    assert zarr.open_group(str(cache), mode="r")["done"][:].tolist() == [True, True, False, False, True, True]
+    assert run(*extract_args(ssv2_root, cache)).exit_code == 0
+    assert run("cache", "verify", "--deep", cache).exit_code == 0
+    assert_same_cache(cache, tmp_path / "clean")
+    assert "nothing to repair" in run("cache", "repair", cache).output
+
+
+def test_ctrl_c_stops_extraction_with_exit_130(ssv2_root, tmp_path):
+    cache = tmp_path / "c"
+    command = [sys.executable, str(ROOT / "cli.py"), *map(str, extract_args(ssv2_root, cache))]
+    command[command.index("validation")] = "train"
+    job = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (cache / "done" / "c" / "0").exists():
+        time.sleep(0.02)
+    job.send_signal(signal.SIGINT)
+    assert job.wait(timeout=60) == 130
+    assert "interrupted" in job.stderr.read()
+    assert 0 < zarr.open_group(str(cache), mode="r")["done"][:].sum() < 12
