@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
 
-.PHONY: install lint test demo bench clean
+.PHONY: install lint test test-gpu demo bench clean
 
 install: $(VENV)/.installed
 
@@ -23,6 +23,11 @@ lint: install
 
 test: lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The GPU paths only (bf16 extraction of real clips, training, NCCL torchrun, benchmarks, host syncs); on a
+# machine with CUDA, with REAL_FIXTURES set for the real-clip test. Skipped (not failed) without a GPU.
+test-gpu: install
+	$(BIN)/python -m pytest -q -m gpu -rs $(PYTEST_ARGS)
 
 demo: install
 	$(BIN)/cli demo

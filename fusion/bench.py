@@ -11,17 +11,21 @@ import torch
 from rich.console import Console
 from rich.table import Table
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 from fusion.layers import BottleneckCrossAttention, FullWidthCrossAttention
 from fusion.models import build_model
+from pipeline.devices import autocast, resolve_device, resolve_precision
 
 
-def _step(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> Callable[[], None]:
-    """One training step's forward and backward (a scalar of every output, so all paths get gradient)."""
+def _step(module: nn.Module, inputs: tuple[torch.Tensor, ...], precision: str) -> Callable[[], None]:
+    """One training step's forward (under the training's autocast) and backward (a scalar of every output, so
+    all paths get gradient)."""
+    device = inputs[0].device
 
     def run() -> None:
-        out = module(*inputs)
+        with autocast(device, precision):
+            out = module(*inputs)
         tensors = out.values() if isinstance(out, dict) else out
         sum(t.float().mean() for t in tensors).backward()
         module.zero_grad(set_to_none=True)
@@ -29,8 +33,23 @@ def _step(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> Callable[[], N
     return run
 
 
+def _cpu_sdpa(query, key, value, *args, out_shape=None, **kwargs) -> int:  # noqa: ANN001 - shapes
+    return sdpa_flop_count(query, key, value)
+
+
+def _cpu_sdpa_backward(grad, query, key, value, *args, out_shape=None, **kwargs) -> int:  # noqa: ANN001 - shapes
+    return sdpa_backward_flop_count(grad, query, key, value)
+
+
+# torch counts the GPU attention kernels only; on a CPU, SDPA runs as these ops and would count as free.
+CPU_SDPA = {
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa,
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_sdpa_backward,
+}
+
+
 def _flops(step: Callable[[], None]) -> int:
-    with FlopCounterMode(display=False) as counter:
+    with FlopCounterMode(display=False, custom_mapping=CPU_SDPA) as counter:
         step()
     return counter.get_total_flops()
 
@@ -70,11 +89,11 @@ def _seconds(step: Callable[[], None], device: torch.device, repeats: int) -> fl
 
 
 def measure(
-    module: nn.Module, inputs: tuple[torch.Tensor, ...], device: torch.device, repeats: int
+    module: nn.Module, inputs: tuple[torch.Tensor, ...], device: torch.device, repeats: int, precision: str = "fp32"
 ) -> dict[str, float]:
     module = module.to(device).train()
     inputs = tuple(x.to(device).requires_grad_(False) for x in inputs)
-    step = _step(module, inputs)
+    step = _step(module, inputs, precision)
     return {
         "gflops": _flops(step) / 1e9,
         "memory": _memory_mb(module, step, device),
@@ -83,15 +102,21 @@ def measure(
 
 
 def bench_fusion(
-    semantic: tuple[int, int], motion: tuple[int, int], batch_sizes: list[int], device: str, repeats: int
+    semantic: tuple[int, int],
+    motion: tuple[int, int],
+    batch_sizes: list[int],
+    device: str,
+    repeats: int,
+    precision: str = "auto",
 ) -> Table:
-    dev = torch.device(
-        "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
-    )
+    """`precision` as training resolves it (auto: fp32 on CPU, bf16 or fp16 on GPU)."""
+    dev = resolve_device(device)
+    precision = resolve_precision(precision, dev)
     (ns, ds), (nm, dm) = semantic, motion
     memory_label = "peak MB" if dev.type == "cuda" else "saved+weights MB"
     table = Table(
-        title=f"bench fusion: semantic {ns}x{ds}, motion {nm}x{dm}, training step (forward + backward) on {dev}"
+        title=f"bench fusion: semantic {ns}x{ds}, motion {nm}x{dm}, training step (forward + backward) on {dev}, "
+        f"{precision}"
     )
     for column in ("batch", "compared", "GFLOPs", "x", memory_label, "x", "ms", "x"):
         table.add_column(column, justify="right")
@@ -106,7 +131,7 @@ def bench_fusion(
             ),
         }
         for level, (ours, baseline) in pairs.items():
-            a, b = measure(ours, inputs, dev, repeats), measure(baseline, inputs, dev, repeats)
+            a, b = measure(ours, inputs, dev, repeats, precision), measure(baseline, inputs, dev, repeats, precision)
             names = (
                 ("B-CAST layer", "full-width layer") if level == "layer" else ("gasm_cast", "vanilla_cross_attention")
             )

@@ -14,6 +14,7 @@ from pipeline import strict_json
 from pipeline.cli_base import EPILOG, parse_shape, user_errors
 from pipeline.config_loading import validate
 from pipeline.config_options import ConfigOptions, LazyChoice
+from pipeline.extract_config import PRECISIONS
 
 
 @click.command("fusion")
@@ -21,9 +22,17 @@ from pipeline.config_options import ConfigOptions, LazyChoice
 @click.option("--motion-shape", default="8x512", help="Motion tokens x width.")
 @click.option("--batch-sizes", default="1,8,64,256", help="Comma-separated batch sizes.")
 @click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
-@click.option("--repeats", type=int, default=3, help="Timed steps per measurement (median).")
+@click.option("--repeats", type=click.IntRange(min=1), default=3, help="Timed steps per measurement (median).")
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default="auto",
+    help="Autocast dtype, as training resolves it (auto: fp32 on CPU; on GPU bf16 where native, else fp16).",
+)
 @user_errors
-def bench_fusion(semantic_shape: str, motion_shape: str, batch_sizes: str, device: str, repeats: int) -> None:
+def bench_fusion(
+    semantic_shape: str, motion_shape: str, batch_sizes: str, device: str, repeats: int, precision: str
+) -> None:
     """FLOPs, training-step memory and time: B-CAST vs full-width cross-attention, GASM-CAST vs vanilla."""
     from fusion.bench import bench_fusion as run
 
@@ -33,6 +42,7 @@ def bench_fusion(semantic_shape: str, motion_shape: str, batch_sizes: str, devic
         [int(b) for b in batch_sizes.split(",")],
         device,
         repeats,
+        precision,
     )
 
 

@@ -51,7 +51,10 @@ class CacheData:
         ram_limit_gb: float = 8.0,
         require_labels: bool = True,
         allow_partial: bool = False,
+        part: tuple[int, int] = (0, 1),
     ):
+        """`part` = (k, n): keep only the k-th of n contiguous parts of the usable rows (a process's share of
+        a validation set); `counts` still describe the whole cache."""
         self.path = Path(path)
         self.group = open_cache(self.path)
         attrs = dict(self.group.attrs)
@@ -72,6 +75,7 @@ class CacheData:
             },
         )
         self.rows, self.counts = usable_rows(self.path, self.group, self.labels, require_labels, allow_partial)
+        self.rows = np.array_split(self.rows, part[1])[part[0]]
         if self.counts.not_done:
             log.warning("cache %s is incomplete: %s (--allow-partial)", self.path, self.counts.describe())
         self.shard_size = int(attrs["shard_size"])
@@ -162,13 +166,15 @@ class CacheData:
         """Yield batches in cache order, or shuffled (across all rows in RAM; across windows of shards when streaming).
 
         With `world` > 1 every process draws the same global batches and keeps its contiguous part `rank` of each
-        (a distributed sampler that keeps the global order of a single process); "global_size" tells the whole.
+        (a distributed sampler that keeps the global order of a single process); "global_size" tells the whole
+        and "share" this part's weight in the global mean.
         """
         for rows, features in self._windows(shuffle, generator, shuffle_shards):
             order = torch.randperm(len(rows), generator=generator).numpy() if shuffle else np.arange(len(rows))
             for start in range(0, len(order), batch_size):
-                idx, size = _part(order[start : start + batch_size], rank, world)
-                yield {**self._batch(rows[idx], {name: features[name][idx] for name in FEATURES}), "global_size": size}
+                idx, size, share = _part(order[start : start + batch_size], rank, world)
+                batch = self._batch(rows[idx], {name: features[name][idx] for name in FEATURES})
+                yield {**batch, "global_size": size, "share": share}
 
     def _windows(
         self, shuffle: bool, generator: torch.Generator | None, shuffle_shards: int
@@ -184,6 +190,14 @@ class CacheData:
             yield self._window(shards[window : window + shuffle_shards])
 
 
-def _part(idx: np.ndarray, rank: int, world: int) -> tuple[np.ndarray, int]:
-    """This process's contiguous part of a global batch, and the global batch's size."""
-    return (np.array_split(idx, world)[rank] if world > 1 else idx), len(idx)
+def _part(idx: np.ndarray, rank: int, world: int) -> tuple[np.ndarray, int, float]:
+    """This process's contiguous part of a global batch, the global batch's size, and the part's weight.
+
+    A last global batch with fewer rows than processes leaves some parts empty: those take the batch's last row
+    with weight 0, so every process runs the same steps (DDP needs every backward) and no loss is NaN."""
+    if world == 1:
+        return idx, len(idx), 1.0
+    part = np.array_split(idx, world)[rank]
+    if len(part) == 0:
+        return idx[-1:], len(idx), 0.0
+    return part, len(idx), len(part) / len(idx)

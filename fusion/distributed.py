@@ -1,12 +1,22 @@
-"""torch.distributed set-up from the variables torchrun exports; a single process when they are absent."""
+"""torch.distributed set-up from the variables torchrun exports; a single process when they are absent.
+
+NCCL serves CUDA tensors only. The training's scalar collectives (loss sums, stop flags) and object
+collectives (RNG states, validation outputs) run on CPU, so a GPU run's process group pairs NCCL for CUDA
+with gloo for CPU; the backend follows the device the run was asked to use, not what the node has.
+"""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
+
+
+def backend_for(device: torch.device) -> str:
+    return "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo"
 
 
 @dataclass(frozen=True)
@@ -24,14 +34,17 @@ class Distributed:
         return self.rank == 0
 
     @classmethod
-    def from_env(cls) -> Distributed:
-        """Join the process group when launched by torchrun (NCCL on GPUs, gloo on CPUs)."""
+    def from_env(cls, device: torch.device) -> Distributed:
+        """Join the process group when launched by torchrun, with the backends `device` needs."""
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world == 1:
             return cls()
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         if not dist.is_initialized():
-            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-        return cls(dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0")))
+            if device.type == "cuda":
+                torch.cuda.set_device(local_rank)  # before NCCL starts, so each process owns one GPU
+            dist.init_process_group(backend_for(device))
+        return cls(dist.get_rank(), world, local_rank)
 
     def device(self, requested: torch.device) -> torch.device:
         """One GPU per process: cuda:LOCAL_RANK."""
@@ -54,6 +67,42 @@ class Distributed:
         tensor = torch.tensor([value], dtype=torch.float64)
         dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
         return int(tensor)
+
+    def gather(self, obj: Any) -> list[Any]:
+        """Every process's `obj`, in rank order, on every process."""
+        if not self.enabled:
+            return [obj]
+        objects: list[Any] = [None] * self.world
+        dist.all_gather_object(objects, obj)
+        return objects
+
+    def from_main(self, obj: Any) -> Any:
+        """Process 0's `obj` on every process: one decision, never one per process."""
+        if not self.enabled:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def rng_states(self, device: torch.device) -> list[dict[str, Any]]:
+        """Every process's CPU RNG state and that of its own GPU (not every visible one), in rank order."""
+        mine = {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        }
+        return self.gather(mine)
+
+    def restore_rng(self, saved: dict[str, Any], device: torch.device) -> bool:
+        """Restore this process's RNG states from a checkpoint's; False when the run had another process count
+        (then dropout draws differ from an uninterrupted run, while data order and weights still match)."""
+        ranks = saved.get("ranks") or [{"torch": saved["torch"], "cuda": None}]  # checkpoints of one process
+        if len(ranks) != self.world:
+            return False
+        state = ranks[self.rank]
+        torch.set_rng_state(state["torch"])
+        if state["cuda"] is not None and device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda"], device)
+        return True
 
     def barrier(self) -> None:
         if self.enabled:

@@ -27,9 +27,13 @@ def generate_temporal_positions(num_segments: int = 8) -> torch.Tensor:
 
 
 def _similar(features: torch.Tensor, threshold: float) -> torch.Tensor:
-    """features: [B, N, D] -> [B, N, N] cosine similarity above `threshold` (no gradient: structure only)."""
-    unit = F.normalize(features.detach().float(), dim=-1)
-    return unit @ unit.transpose(1, 2) > threshold
+    """features: [B, N, D] -> [B, N, N] cosine similarity above `threshold` (no gradient: structure only).
+
+    In fp32 even under autocast (which would run the matmul in bf16/fp16): edges near the threshold must not
+    depend on the device or precision a model is trained or evaluated with."""
+    with torch.autocast(features.device.type, enabled=False):
+        unit = F.normalize(features.detach().float(), dim=-1)
+        return unit @ unit.transpose(1, 2) > threshold
 
 
 def _with_self_loops(adj: torch.Tensor) -> torch.Tensor:

@@ -57,17 +57,22 @@ class Trainer:
         self, cache: Path, val_cache: Path, model_name: str, out: Path, cfg: TrainConfig, allow_partial: bool = False
     ):
         self.out, self.cfg, self.model_name = Path(out), validate(cfg), model_name
+        requested = resolve_device(cfg.device)
+        self.dist = Distributed.from_env(requested)
         self.train_data = CacheData(cache, cfg.data.ram_limit_gb, allow_partial=allow_partial)
-        self.val_data = CacheData(val_cache, cfg.data.ram_limit_gb, allow_partial=allow_partial)
+        # Each process validates its share of the clips; every process then gathers the whole.
+        share = (self.dist.rank, self.dist.world)
+        self.val_data = CacheData(val_cache, cfg.data.ram_limit_gb, allow_partial=allow_partial, part=share)
         check_same_task(self.train_data.spec, self.val_data.spec)
-        self.dist = Distributed.from_env()
-        self.device = self.dist.device(resolve_device(cfg.device))
+        self.device = self.dist.device(requested)
         self.precision = resolve_precision(cfg.precision, self.device)
         spec = self.train_data.spec
         torch.manual_seed(cfg.seed)  # the same initial weights in every process
         self.model = build_model(
             model_name, spec.shapes["semantic"][1], spec.shapes["motion"][1], spec.label_sizes, cfg.model
         ).to(self.device)
+        if self.dist.rank:  # dropout and mixup draw their own masks in each process (data order stays global)
+            torch.manual_seed(cfg.seed + 1_000_003 * self.dist.rank)
         # DDP averages gradients over processes; each process's loss is weighted so the average is the global mean.
         self.forward = (
             nn.parallel.DistributedDataParallel(
@@ -91,17 +96,14 @@ class Trainer:
         self.stop_signal = 0
 
     # --- checkpoints -------------------------------------------------------------------------------------
-    def _state(self) -> dict[str, Any]:
+    def _state(self, rng: list[dict[str, Any]]) -> dict[str, Any]:
         return {
             "model_name": self.model_name,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            },
+            "rng": {"ranks": rng},
             "position": dict(self.position),
             "history": self.history,
             "best": self.best,
@@ -148,9 +150,10 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if state["rng"]["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        if not self.dist.restore_rng(state["rng"], self.device):
+            log.warning("%s was written by a run of %d process(es), this one has %d: weights, optimizer and data "
+                        "order continue exactly, dropout draws do not", path, len(state["rng"].get("ranks") or [1]),
+                        self.dist.world)  # fmt: skip
         self.position, self.history, self.best = dict(state["position"]), state["history"], state["best"]
         log.info("resumed from epoch %d, batch %d", self.position["epoch"], self.position["batches_done"])
 
@@ -178,7 +181,7 @@ class Trainer:
         with autocast(self.device, self.precision):
             outputs = self.forward(inputs)
             loss = sum(weight * task_loss(outputs, part, self.criterion) for weight, part in parts)
-        share = len(batch["row"]) / batch.get("global_size", len(batch["row"]))
+        share = batch["share"]
         value = self.dist.sum(float(loss.detach()) * share)
         if not math.isfinite(value):
             raise NonFiniteLoss(
@@ -238,9 +241,10 @@ class Trainer:
         return summary
 
     def _save(self, name: str, extra: dict[str, Any] | None = None) -> None:
-        """Process 0 writes; the others wait, so nobody reads a checkpoint half written."""
+        """Process 0 writes (with every process's RNG states); the others wait, so nobody reads it half written."""
+        rng = self.dist.rng_states(self.device)
         if self.dist.main:
-            save_checkpoint(self.out / name, {**self._state(), **(extra or {})})
+            save_checkpoint(self.out / name, {**self._state(rng), **(extra or {})})
         self.dist.barrier()
 
     def _epoch(self, on_step: Callable[[int, int, float], None] | None, run_log: RunLog) -> None:
@@ -263,15 +267,7 @@ class Trainer:
             if stop:
                 self._save("last.pt")
                 raise Preempted(self.out / "last.pt", stop)
-        outputs, targets, val_loss = predict(
-            self.model,
-            self.val_data,
-            self.cfg.data.batch_size,
-            self.device,
-            self.precision,
-            lambda out, target: task_loss(out, target, self.criterion),
-        )
-        metrics = metrics_for(outputs, targets)
+        metrics, val_loss = self._validate()
         row = {
             "epoch": epoch + 1,
             "lr": self.optimizer.param_groups[0]["lr"],
@@ -281,8 +277,23 @@ class Trainer:
         }
         self.history.append(row)
         name, value = headline(metrics)
-        if self.best is None or value > self.best["value"]:
+        if self.dist.from_main(self.best is None or value > self.best["value"]):  # one decision for every process
             self.best = {"epoch": epoch + 1, "metric": name, "value": value, **row}
             self._save("best.pt", {"metrics": metrics})
         self.position = {"epoch": epoch + 1, "batches_done": 0, "order_state": self.order.get_state(), "loss_sum": 0.0}
         self._save("last.pt")
+
+    def _validate(self) -> tuple[dict[str, float], float]:
+        """Metrics and mean loss over the validation clips; each process predicts its share, all get the whole."""
+        outputs, targets, loss = predict(
+            self.model,
+            self.val_data,
+            self.cfg.data.batch_size,
+            self.device,
+            self.precision,
+            lambda out, target: task_loss(out, target, self.criterion),
+        )
+        parts = self.dist.gather((outputs, targets, loss * len(self.val_data), len(self.val_data)))
+        outputs = {k: torch.cat([p[0][k] for p in parts]) for k in outputs}
+        targets = {k: torch.cat([p[1][k] for p in parts]) for k in targets}
+        return metrics_for(outputs, targets), sum(p[2] for p in parts) / sum(p[3] for p in parts)

@@ -38,3 +38,16 @@ def test_temporal_graph_window():
     i, j = torch.meshgrid(torch.arange(8), torch.arange(8), indexing="ij")
     assert torch.equal(adj[0], (i - j).abs() <= 2)
     assert adj[:, torch.arange(8), torch.arange(8)].all()
+
+
+def test_similarity_edges_do_not_depend_on_autocast():
+    """Patches with cosine similarity near the 0.8 threshold: a bf16 matmul would flip some of their edges."""
+    torch.manual_seed(0)
+    base = torch.randn(4, 1, 768)
+    features = base + 0.5 * torch.randn(4, 196, 768)  # pairwise cosine around 0.8
+    positions = generate_spatial_positions(196)
+    exact = build_spatial_graph(positions, features, similarity_threshold=0.8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under_autocast = build_spatial_graph(positions, features, similarity_threshold=0.8)
+    assert 0.05 < exact.float().mean() < 0.95  # the threshold really splits these pairs
+    assert torch.equal(exact, under_autocast)

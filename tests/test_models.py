@@ -103,3 +103,23 @@ def test_action_scores_are_the_outer_product():
     assert scores.shape == (2, 12) and torch.allclose(scores.sum(-1), torch.ones(2))
     expected = verb.softmax(-1)[0, 2] * noun.softmax(-1)[0, 1]
     assert torch.isclose(scores[0, 2 * 4 + 1], expected)
+
+
+def test_flop_count_includes_fused_attention_on_cpu():
+    """The fused (SDPA) path counts as many FLOPs as the explicit matmuls it replaces, not zero."""
+    from fusion.bench import _flops, _step
+    from fusion.layers.attention import CrossAttention
+
+    class Explicit(torch.nn.Module):
+        def __init__(self, layer):
+            super().__init__()
+            self.layer = layer
+
+        def forward(self, queries, context):
+            return self.layer(queries, context, return_attention=True)[0]
+
+    torch.manual_seed(0)
+    layer = CrossAttention(64, 4)
+    inputs = (torch.randn(2, 196, 64), torch.randn(2, 8, 64))
+    fused, explicit = _flops(_step(layer, inputs, "fp32")), _flops(_step(Explicit(layer), inputs, "fp32"))
+    assert fused == pytest.approx(explicit, rel=0.05)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -104,14 +105,16 @@ def submit_extract(
     (folder / f"plan-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(plan, indent=1))
     executor.update_parameters(**executor_parameters(executor.cluster, array, Path(cache).name))
     n = len(bins)
-    jobs = executor.map_array(
-        run_task,
-        *([value] * n for value in (dataset, str(data_root), split, str(cache), cfg)),
-        bins,
-        [limit] * n,
-        [retry_failed] * n,
-        [None if classes is None else str(Path(classes).resolve())] * n,
-    )
+    common = (dataset, str(data_root), split, str(cache), cfg)
+    extra = (limit, retry_failed, None if classes is None else str(Path(classes).resolve()))
+    gpu_sets = local_gpu_sets(n, array.gpus) if executor.cluster == "local" else []
+    if gpu_sets:  # local processes: each its own GPUs (one array would pin every task to the same ones)
+        jobs = []
+        for shards, gpus in zip(bins, gpu_sets):
+            executor.update_parameters(visible_gpus=gpus, gpus_per_node=len(gpus))
+            jobs.append(executor.submit(run_task, *common, shards, *extra))
+    else:
+        jobs = executor.map_array(run_task, *([value] * n for value in common), bins, *([value] * n for value in extra))
     log.info(
         "submitted %d tasks (%s) for %d pending shards; scripts and logs in %s",
         n,
@@ -120,6 +123,20 @@ def submit_extract(
         folder,
     )
     return jobs, plan
+
+
+def local_gpu_sets(tasks: int, per_task: int) -> list[list[int]]:
+    """GPUs for each of `tasks` local processes, round robin over the visible ones (CUDA_VISIBLE_DEVICES, else
+    every device); [] when no GPU is asked for or none is visible."""
+    visible_env = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    if visible_env.strip() and all(part.strip().isdigit() for part in visible_env.split(",")):
+        visible = [int(part) for part in visible_env.split(",")]
+    else:
+        visible = list(range(torch.cuda.device_count()))
+    if per_task == 0 or not visible:
+        return []
+    per_task = min(per_task, len(visible))
+    return [[visible[(task * per_task + k) % len(visible)] for k in range(per_task)] for task in range(tasks)]
 
 
 def executor_parameters(cluster: str, array: ArraySettings, name: str) -> dict[str, Any]:
