@@ -22,6 +22,8 @@ class FusionConfig:
     task_dim: int = setting(256, "Width of the verb / noun token branches.", low=1)
     # one token per branch would make cross-attention a plain linear map
     task_queries: int = setting(4, "Tokens per verb / noun branch.", low=2)
+    # without positions no trunk can tell a clip from its time-reversal (the temporal graph is symmetric)
+    positions: bool = setting(True, "Position embeddings on patch (2-D grid) and segment (1-D time) tokens.")
 
     def problems(self) -> list[str]:
         return [

@@ -62,11 +62,17 @@ def model_from_checkpoint(state: dict[str, Any], data: CacheData) -> FusionModel
                 f"cache {data.path} does not fit this model: {key} is {value} in the cache but "
                 f"{spec[key]} in the checkpoint"
             )
-    cfg = apply_overrides(FusionConfig(), state["config"]["model"], where="checkpoint config.model")
+    # Checkpoints from before position embeddings existed hold models without them: rebuild them so.
+    trained = {"positions": False, **state["config"]["model"]}
+    cfg = apply_overrides(FusionConfig(), trained, where="checkpoint config.model")
     model = build_model(
         state["model_name"], spec["shapes"]["semantic"][1], spec["shapes"]["motion"][1], spec["label_sizes"], cfg
     )
-    model.load_state_dict(state["model"])
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:  # a checkpoint of another code version: say which weights do not fit
+        raise UserError(f"the checkpoint's weights do not fit model {state['model_name']} of this version: "
+                        f"{' '.join(str(exc).split())}") from None  # fmt: skip
     return model
 
 

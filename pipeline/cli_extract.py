@@ -9,10 +9,10 @@ from typing import Any
 
 import click
 
-from pipeline.cli_base import EPILOG, user_errors
+from pipeline.cli_base import EPILOG, parse_shape, user_errors
 from pipeline.cluster.array_config import ArraySettings
 from pipeline.config_loading import apply_overrides, load_yaml_overrides, validate
-from pipeline.config_options import ConfigOptions
+from pipeline.config_options import ConfigOptions, LazyChoice
 from pipeline.extract_config import ExtractConfig
 
 DEFAULTS = ExtractConfig()
@@ -171,15 +171,53 @@ def submit_extract(
             sys.exit(1)
 
 
+def _synth_codes() -> tuple[str, ...]:
+    from pipeline.synth.features import CODES
+
+    return CODES
+
+
 @click.command(epilog=EPILOG)
-@click.option("--dataset", type=click.Choice(["ssv2", "epic100"]), required=True, help="Which on-disk layout to write.")
+@click.option("--dataset", type=click.Choice(["ssv2", "epic100"]), required=True, help="Which layout to write.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder to write the dataset into.")
-@click.option("--train", type=int, default=96, help="Training clips.")
-@click.option("--validation", type=int, default=48, help="Validation clips.")
-@click.option("--seed", type=int, default=0, help="Random seed.")
+@click.option("--train", type=click.IntRange(min=1), default=96, help="Training clips.")
+@click.option("--validation", type=click.IntRange(min=1), default=48, help="Validation clips.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, help="Random seed.")
+@click.option(
+    "--features",
+    is_flag=True,
+    help="Write feature caches (OUT/train, OUT/validation) instead of videos: for fusion experiments in seconds.",
+)
+@click.option(
+    "--code",
+    type=LazyChoice(_synth_codes),
+    default="content",
+    help="--features: motion classes stated by every segment (content), or only by the segments' order.",
+)
+@click.option("--semantic-shape", default="196x768", help="--features: semantic tokens x width.")
+@click.option("--motion-shape", default="8x512", help="--features: motion tokens x width.")
 @user_errors
-def synth(dataset: str, out: Path, train: int, validation: int, seed: int) -> None:
-    """Write a small synthetic dataset whose labels need both appearance and motion."""
+def synth(
+    dataset: str,
+    out: Path,
+    train: int,
+    validation: int,
+    seed: int,
+    features: bool,
+    code: str,
+    semantic_shape: str,
+    motion_shape: str,
+) -> None:
+    """Write a small synthetic dataset whose labels need both appearance and motion: videos in the dataset's
+    real on-disk layout, or (--features) ready feature caches."""
+    if features:
+        from pipeline.synth.features import make_feature_cache
+
+        shapes = {"semantic": parse_shape(semantic_shape), "motion": parse_shape(motion_shape)}
+        for split, clips in (("train", train), ("validation", validation)):
+            make_feature_cache(out / split, clips, dataset, **shapes, seed=seed, split=split, code=code)
+        click.echo(f"wrote synthetic {dataset} feature caches ({code}-coded motion) to {out}/train, {out}/validation")
+        return
     if dataset == "ssv2":
         from pipeline.synth.ssv2 import make_ssv2
 

@@ -1,10 +1,12 @@
-"""Attention layers: dense graph attention, cross-attention, B-CAST, full-width cross-attention, cross-task."""
+"""Attention layers: dense graph attention, cross-attention, B-CAST, full-width cross-attention, cross-task;
+position embeddings."""
 
 from fusion.layers.attention import CrossAttention
 from fusion.layers.bottleneck import BottleneckCrossAttention
 from fusion.layers.cross_task import CrossTaskAttention
 from fusion.layers.full_width import FullWidthCrossAttention
 from fusion.layers.graph_attention import DenseGraphAttention, MotionGraphAttention, SemanticGraphAttention
+from fusion.layers.positions import PositionEmbedding
 
 __all__ = [
     "CrossAttention",
@@ -14,4 +16,5 @@ __all__ = [
     "DenseGraphAttention",
     "MotionGraphAttention",
     "SemanticGraphAttention",
+    "PositionEmbedding",
 ]

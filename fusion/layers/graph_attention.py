@@ -55,9 +55,11 @@ class _GraphBlock(nn.Module):
     def graph(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def forward(self, x: torch.Tensor, return_attention: bool = False):
-        """x: [B, N, D] -> [B, N, D] (and attention [B, H, N, N] when asked)."""
-        out, attention = self.attention(self.norm(x), self.graph(x))
+    def forward(self, x: torch.Tensor, return_attention: bool = False, edges_from: torch.Tensor | None = None):
+        """x: [B, N, D] -> [B, N, D] (and attention [B, H, N, N] when asked). The graph is built from
+        `edges_from` when given (the features before position embeddings were added: positions must not make
+        or break similarity edges), else from x."""
+        out, attention = self.attention(self.norm(x), self.graph(x if edges_from is None else edges_from))
         return (x + out, attention) if return_attention else x + out
 
 

@@ -15,6 +15,7 @@ from fusion.layers import (
     BottleneckCrossAttention,
     FullWidthCrossAttention,
     MotionGraphAttention,
+    PositionEmbedding,
     SemanticGraphAttention,
 )
 
@@ -30,9 +31,24 @@ def _graphs(sem_dim: int, mot_dim: int, cfg: FusionConfig) -> tuple[SemanticGrap
     )
 
 
-def _run(layer: nn.Module, attention: dict[str, Any], name: str, return_attention: bool, *inputs: torch.Tensor):
+def _positions(sem_dim: int, mot_dim: int, cfg: FusionConfig) -> nn.ModuleDict | None:
+    """Patch positions on the 2-D grid, segment positions in time; None when switched off (the ablation)."""
+    if not cfg.positions:
+        return None
+    return nn.ModuleDict(
+        {"semantic": PositionEmbedding(sem_dim, grid=True), "motion": PositionEmbedding(mot_dim, grid=False)}
+    )
+
+
+def _place(positions: nn.ModuleDict | None, kind: str, x: torch.Tensor) -> torch.Tensor:
+    return x if positions is None else positions[kind](x)
+
+
+def _run(
+    layer: nn.Module, attention: dict[str, Any], name: str, return_attention: bool, *inputs: torch.Tensor, **kwargs: Any
+):
     """Call `layer`, filing its attention weights under `name` when they were asked for."""
-    out = layer(*inputs, return_attention=return_attention)
+    out = layer(*inputs, return_attention=return_attention, **kwargs)
     if not return_attention:
         return out
     attention[name] = out[-1]
@@ -49,6 +65,7 @@ class CrossStreamTrunk(nn.Module):
     def __init__(self, sem_dim: int, mot_dim: int, cfg: FusionConfig, bottleneck: bool, graph: bool):
         super().__init__()
         self.pooled_dim, self.token_dims = sem_dim + mot_dim, {"semantic": sem_dim, "motion": mot_dim}
+        self.positions = _positions(sem_dim, mot_dim, cfg)
         self.graphs = nn.ModuleList(_graphs(sem_dim, mot_dim, cfg)) if graph else None
         make = (
             (lambda: BottleneckCrossAttention(sem_dim, mot_dim, cfg.bottleneck_dim, cfg.heads, cfg.dropout))
@@ -60,9 +77,17 @@ class CrossStreamTrunk(nn.Module):
     def forward(self, semantic: torch.Tensor, motion: torch.Tensor, return_attention: bool = False) -> dict[str, Any]:
         """semantic: [B, Ns, Ds], motion: [B, Nm, Dm] -> tokens of the same shapes, pooled [B, Ds + Dm]."""
         attention: dict[str, Any] = {}
+        placed = {
+            "semantic": _place(self.positions, "semantic", semantic),
+            "motion": _place(self.positions, "motion", motion),
+        }
         if self.graphs is not None:
-            semantic = _run(self.graphs[0], attention, "semantic_graph", return_attention, semantic)
-            motion = _run(self.graphs[1], attention, "motion_graph", return_attention, motion)
+            semantic = _run(self.graphs[0], attention, "semantic_graph", return_attention, placed["semantic"],
+                            edges_from=semantic)  # fmt: skip
+            motion = _run(self.graphs[1], attention, "motion_graph", return_attention, placed["motion"],
+                          edges_from=motion)  # fmt: skip
+        else:
+            semantic, motion = placed["semantic"], placed["motion"]
         for i, layer in enumerate(self.layers, start=1):
             semantic, motion = _run(layer, attention, f"fusion_{i}", return_attention, semantic, motion)
         pooled = torch.cat([semantic.mean(dim=1), motion.mean(dim=1)], dim=-1)
@@ -70,7 +95,7 @@ class CrossStreamTrunk(nn.Module):
 
 
 class LateFusionTrunk(nn.Module):
-    """Pool each stream, concatenate, MLP: no token interaction at all."""
+    """Pool each stream, concatenate, MLP: no token interaction at all (and so no positions: order-blind)."""
 
     def __init__(self, sem_dim: int, mot_dim: int, cfg: FusionConfig):
         super().__init__()
@@ -99,17 +124,15 @@ class SingleStreamTrunk(nn.Module):
         self.stream = stream
         semantic_graph, motion_graph = _graphs(sem_dim, mot_dim, cfg)
         self.graph = semantic_graph if stream == "semantic" else motion_graph
+        positions = _positions(sem_dim, mot_dim, cfg)
+        self.position = None if positions is None else positions[stream]
         self.pooled_dim = sem_dim if stream == "semantic" else mot_dim
         self.token_dims = {stream: self.pooled_dim}
 
     def forward(self, semantic: torch.Tensor, motion: torch.Tensor, return_attention: bool = False) -> dict[str, Any]:
         """-> the chosen stream's tokens [B, N, D], pooled [B, D]."""
         attention: dict[str, Any] = {}
-        tokens = _run(
-            self.graph,
-            attention,
-            f"{self.stream}_graph",
-            return_attention,
-            semantic if self.stream == "semantic" else motion,
-        )
+        x = semantic if self.stream == "semantic" else motion
+        placed = x if self.position is None else self.position(x)
+        tokens = _run(self.graph, attention, f"{self.stream}_graph", return_attention, placed, edges_from=x)
         return {"tokens": {self.stream: tokens}, "pooled": tokens.mean(dim=1), "attention": attention}

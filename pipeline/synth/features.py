@@ -1,9 +1,13 @@
 """A synthetic feature cache in the real cache layout, whose labels need both streams.
 
-Semantic tokens carry an object prototype in a few random patches (the appearance class); motion tokens
-carry a direction that ramps across the segments (the motion class). SSv2-style: label = appearance *
-motions + motion, so either stream alone caps accuracy at 1/motions or 1/appearances. EPIC-style: verb =
-motion, noun = appearance.
+Semantic tokens carry an object prototype in a few random patches (the appearance class). Motion tokens
+carry the motion class, coded two ways:
+- "content": a direction that ramps across the segments, so every segment states the class;
+- "order": the same sequence of segment vectors for every class, in a class's own order (class 0 forward,
+  class 1 reversed, others permuted): only a model that knows which segment comes when can tell them apart,
+  as SSv2's "pushing left to right" from "right to left".
+SSv2-style: label = appearance * motions + motion, so either stream alone caps accuracy at 1/motions or
+1/appearances. EPIC-style: verb = motion, noun = appearance.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import numpy as np
 from pipeline.cache.layout import open_or_create
 from pipeline.cache.writer import ShardWriter
 from pipeline.datasets.base import Clip, ClipList
+
+CODES = ("content", "order")
 
 
 def make_feature_cache(
@@ -30,11 +36,18 @@ def make_feature_cache(
     shard_size: int = 64,
     signal: float = 1.5,
     failed_rows: tuple[int, ...] = (),
+    code: str = "content",
 ) -> Path:
     """Caches made with one `seed` share their classes; `split` draws different clips of them."""
+    if code not in CODES:
+        raise ValueError(f"code must be one of {', '.join(CODES)}, got {code!r}")
     classes = np.random.default_rng(seed)
     prototypes = classes.standard_normal((appearances, semantic[1])) * signal
     directions = classes.standard_normal((motions, motion[1])) * signal
+    sequence = classes.standard_normal((motion[0], motion[1])) * signal
+    orders = [np.arange(motion[0]), np.arange(motion[0])[::-1]] + [
+        classes.permutation(motion[0]) for _ in range(2, motions)
+    ]
     rng = np.random.default_rng([seed, sum(split.encode())])
     appearance = rng.integers(0, appearances, clips)
     movement = rng.integers(0, motions, clips)
@@ -59,7 +72,7 @@ def make_feature_cache(
         "backbones": backbones,
         "label_fields": list(fields),
         "label_names": names,
-        "config": {"synthetic": {"seed": seed, "signal": signal}},
+        "config": {"synthetic": {"seed": seed, "signal": signal, "code": code}},
         "created_with": {"package": "gasm-cast", "generator": "pipeline.synth.features"},
     }
     group = open_or_create(path, clip_list, shard_size, {"semantic": semantic, "motion": motion}, attrs)
@@ -73,7 +86,10 @@ def make_feature_cache(
         for offset, row in enumerate(range(lo, hi)):
             patches = rng.choice(semantic[0], size=max(1, semantic[0] // 16), replace=False)
             sem[offset, patches] += prototypes[appearance[row]]
-            mot[offset] += ramp * directions[movement[row]]
+            if code == "order":
+                mot[offset] += sequence[orders[movement[row]]]
+            else:
+                mot[offset] += ramp * directions[movement[row]]
             if row in failed_rows:
                 sem[offset], mot[offset] = np.nan, np.nan
                 failures.append(
