@@ -183,6 +183,13 @@ def fuse_train(
         click.echo(strict_json.dumps(summary["best"], indent=2))
 
 
+SLS = {
+    "pt": "pretraining (0 none, 1 public images, 2 public images and video, 3 self-supervised public, ...)",
+    "tl": "training labels (3: full temporal supervision, start/stop frames)",
+    "td": "training data (3: the training set, 4: train + validation)",
+}
+
+
 @click.command("fuse-eval", epilog=EPILOG)
 @click.option("--checkpoint", type=click.Path(path_type=Path), required=True, help="A run's best.pt or last.pt.")
 @click.option("--cache", type=click.Path(path_type=Path), required=True, help="Cache to evaluate on.")
@@ -191,17 +198,48 @@ def fuse_train(
     type=click.Path(path_type=Path),
     help="Write each clip's top-5 predictions and labels (JSON lines), unlabelled clips included.",
 )
+@click.option(
+    "--submission",
+    type=click.Path(path_type=Path),
+    help="EPIC-KITCHENS-100: write the action-recognition challenge file (zipped as test.json if it ends in .zip).",
+)
+@click.option("--sls-pt", type=click.IntRange(0, 5), default=2, help=f"Submission supervision level: {SLS['pt']}.")
+@click.option("--sls-tl", type=click.IntRange(0, 5), default=3, help=f"Submission supervision level: {SLS['tl']}.")
+@click.option("--sls-td", type=click.IntRange(0, 5), default=4, help=f"Submission supervision level: {SLS['td']}.")
+@click.option(
+    "--answers",
+    type=click.Path(path_type=Path),
+    help="SSv2 test split: score against the public test-answers.csv (id;template per line).",
+)
+@click.option(
+    "--analysis",
+    type=click.Path(path_type=Path),
+    help="Folder for per-class accuracy CSVs (and, single-label, a plot of the most confused class pairs).",
+)
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, help="Clips per forward pass.")
 @click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
 @ALLOW_PARTIAL
 @user_errors
 def fuse_eval(
-    checkpoint: Path, cache: Path, predictions: Path | None, batch_size: int, device: str, allow_partial: bool
+    checkpoint: Path,
+    cache: Path,
+    batch_size: int,
+    device: str,
+    allow_partial: bool,
+    sls_pt: int,
+    sls_tl: int,
+    sls_td: int,
+    **files: Path | None,
 ) -> None:
-    """Metrics of a trained model on a cache, as JSON on stdout (logs go to stderr)."""
-    from fusion.evaluate import evaluate_checkpoint
+    """Metrics of a trained model on a cache, as JSON on stdout (logs go to stderr).
 
-    result = evaluate_checkpoint(checkpoint, cache, batch_size, device, predictions, allow_partial)
+    EPIC-KITCHENS-100 caches: verb, noun and action top-1/top-5 as the official scorer computes them, with
+    unseen-participant and tail-class top-1 when the cache holds participants and the official lists.
+    """
+    from fusion.evaluate import EvalOptions, evaluate_checkpoint
+
+    options = EvalOptions(**files, sls={"pt": sls_pt, "tl": sls_tl, "td": sls_td})
+    result = evaluate_checkpoint(checkpoint, cache, batch_size, device, options, allow_partial)
     click.echo(strict_json.dumps(result, indent=2))
 
 

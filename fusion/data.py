@@ -61,6 +61,9 @@ class CacheData:
         fields = tuple(attrs.get("label_fields") or [f for f in ("label", "verb", "noun") if f in self.group])
         self.labels = {f: self.group[f][:].astype(np.int64) for f in fields}
         self.clip_ids = self.group["clip_id"][:]
+        # Per-clip strings (EPIC: participant_id, video_id) and the benchmark's official lists, where recorded.
+        self.meta = {f: self.group[f][:] for f in attrs.get("meta_fields") or [] if f in self.group}
+        self.official_lists = attrs.get("official_lists") or {}
         names = attrs.get("label_names") or {}
         shapes = {name: tuple(self.group[name].shape[1:]) for name in FEATURES}
         self.spec = CacheSpec(

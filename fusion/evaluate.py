@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from fusion.analysis import write_analysis
+from fusion.benchmark_files import epic_submission, ssv2_answers, write_submission
 from fusion.checkpoint import load_checkpoint
 from fusion.config import FusionConfig
 from fusion.data import CacheData
-from fusion.metrics import metrics_for, top_actions
+from fusion.metrics import epic_breakdowns, metrics_for, top_actions
 from fusion.models import FusionModel, build_model
 from pipeline import strict_json
 from pipeline.config_loading import apply_overrides
 from pipeline.devices import autocast, resolve_device, resolve_precision
 from pipeline.errors import UserError
-from pipeline.paths import output_file
+from pipeline.paths import output_file, output_folder
 
 
 @torch.inference_mode()
@@ -79,14 +82,15 @@ def model_from_checkpoint(state: dict[str, Any], data: CacheData) -> FusionModel
 def write_predictions(
     path: Path, data: CacheData, outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]
 ) -> None:
-    """One JSON line per clip: clip_id, its labels, and the top-5 class ids with their scores."""
+    """One JSON line per clip: clip_id, its labels, and the top-5 class ids with their softmax scores (verb/noun
+    caches: and the top-5 action ids, verb * 1000 + noun)."""
     clip_ids = data.group["clip_id"][:]
     columns: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     for key in ("logits", "verb", "noun"):
         if key in outputs:
             top = outputs[key].softmax(-1).topk(min(5, outputs[key].shape[1]), dim=1)
             columns["label" if key == "logits" else key] = (top.indices, top.values)
-    actions = top_actions(outputs["verb"], outputs["noun"], 5) if "verb" in outputs else None
+    actions = top_actions(outputs["verb"], outputs["noun"], 5)[0] if "verb" in outputs else None
     with path.open("w") as handle:
         for i, row in enumerate(targets["row"].tolist()):
             record: dict[str, Any] = {"clip_id": str(clip_ids[row]), "row": row}
@@ -99,40 +103,74 @@ def write_predictions(
             handle.write(strict_json.dumps(record) + "\n")
 
 
+@dataclass
+class EvalOptions:
+    """What `cli fuse-eval` writes or uses beside the metrics."""
+
+    predictions: Path | None = None
+    submission: Path | None = None  # EPIC-KITCHENS-100 challenge JSON (zipped when it ends in .zip)
+    sls: dict[str, int] = field(default_factory=lambda: {"pt": 2, "tl": 3, "td": 4})
+    answers: Path | None = None  # SSv2 test-answers.csv: labels for an unlabelled (test) cache
+    analysis: Path | None = None  # per-class CSVs and the confusion plot
+
+
 def evaluate_checkpoint(
     checkpoint: Path,
     cache: Path,
     batch_size: int = 256,
     device: str = "auto",
-    predictions: Path | None = None,
+    options: EvalOptions | None = None,
     allow_partial: bool = False,
 ) -> dict[str, Any]:
-    """Metrics over the cache's labelled clips; predictions (if asked) for every usable clip, labelled or not.
-    The result says how many clips were evaluated and why any were left out."""
-    if predictions is not None:
-        output_file(predictions, "--predictions")
+    """Metrics over the cache's labelled clips (or the --answers' labels); predictions and a submission (if
+    asked) for every usable clip. The result says how many clips were evaluated and why any were left out."""
+    options = options or EvalOptions()
+    for path, what in ((options.predictions, "--predictions"), (options.submission, "--submission")):
+        if path is not None:
+            output_file(path, what)
+    if options.analysis is not None:
+        output_folder(options.analysis, "--analysis")
     state = load_checkpoint(checkpoint)
     data = CacheData(cache, require_labels=False, allow_partial=allow_partial)
+    if options.answers is not None and data.spec.label_fields != ("label",):
+        raise UserError("--answers holds SSv2 test answers: it needs a single-label (SSv2) cache")
+    if options.submission is not None and "verb" not in data.spec.label_fields:
+        raise UserError("--submission writes the EPIC-KITCHENS-100 challenge file: it needs a verb/noun cache")
     model = model_from_checkpoint(state, data)
     dev = resolve_device(device)
     outputs, targets, _ = predict(model.to(dev), data, batch_size, dev, resolve_precision("auto", dev))
-    if predictions is not None:
-        write_predictions(predictions, data, outputs, targets)
+    if options.answers is not None:
+        clip_ids = data.clip_ids[targets["row"].numpy()]
+        targets["label"] = torch.from_numpy(
+            ssv2_answers(options.answers, clip_ids, data.spec.label_names.get("label") or [])
+        )
+    if options.predictions is not None:
+        write_predictions(options.predictions, data, outputs, targets)
+    if options.submission is not None:
+        ids = [str(c) for c in data.clip_ids[targets["row"].numpy()]]
+        write_submission(epic_submission(outputs["verb"], outputs["noun"], ids, options.sls), options.submission)
     labelled = torch.ones(len(targets["row"]), dtype=torch.bool)
-    for field in data.spec.label_fields:
-        labelled &= targets[field] >= 0
+    for name in data.spec.label_fields:
+        labelled &= targets[name] >= 0
     result: dict[str, Any] = {
         "checkpoint": str(checkpoint),
         "cache": str(cache),
         "model": state["model_name"],
         "clips": int(labelled.sum()),
         "data": {**data.counts.as_dict(), "unlabelled": int((~labelled).sum()), "evaluated": int(labelled.sum())},
+        "metrics": {},
     }
-    if labelled.any():
-        result["metrics"] = metrics_for(
-            {k: v[labelled] for k, v in outputs.items()}, {k: v[labelled] for k, v in targets.items()}
-        )
-    else:
-        result["metrics"] = {}
-        result["note"] = "no clip of this cache is labelled: nothing to score (see --predictions)"
+    if not labelled.any():
+        result["notes"] = ["no clip of this cache is labelled: nothing to score (see --predictions, --answers)"]
+        return result
+    scored = {k: v[labelled] for k, v in outputs.items()}, {k: v[labelled] for k, v in targets.items()}
+    result["metrics"] = metrics_for(*scored)
+    if "verb" in scored[0]:
+        participants = data.meta["participant_id"][scored[1]["row"].numpy()] if "participant_id" in data.meta else None
+        breakdowns, notes = epic_breakdowns(*scored, participants, data.official_lists)
+        result["metrics"].update(breakdowns)
+        if notes:
+            result["notes"] = notes
+    if options.analysis is not None:
+        result["analysis"] = [str(p) for p in write_analysis(options.analysis, *scored, data.spec.label_names)]
     return result

@@ -85,6 +85,8 @@ def cache_attrs(
         "backbones": backbones,
         "label_fields": list(clips.label_fields),
         "label_names": clips.label_names,
+        "meta_fields": list(clips.meta_fields),
+        **clips.attrs,
     }
 
 

@@ -20,13 +20,23 @@ def test_action_top1_is_the_rate_of_both_correct():
     verb_logits[torch.arange(250), verb[:250]] += 3  # make half the verbs right
     noun_logits[torch.arange(100, 400), noun[100:400]] += 3
     m = verb_noun_metrics(verb_logits, noun_logits, verb, noun)
-    both = ((verb_logits.argmax(1) == verb) & (noun_logits.argmax(1) == noun)).float().mean()
+    both = ((verb_logits.argmax(1) == verb) & (noun_logits.argmax(1) == noun)).double().mean()
     assert abs(m["action_top1"] - float(both)) < 1e-9
     assert m["action_top1"] <= min(m["verb_top1"], m["noun_top1"]) and m["action_top5"] >= m["action_top1"]
 
 
-def test_top_actions_match_the_full_outer_product():
+def test_top_actions_match_the_full_outer_product_with_official_ids():
     g = torch.Generator().manual_seed(1)
     verb_logits, noun_logits = torch.randn(50, 6, generator=g), torch.randn(50, 9, generator=g)
-    full = action_scores(verb_logits, noun_logits).topk(5, dim=1).indices
-    assert torch.equal(top_actions(verb_logits, noun_logits, 5), full)
+    full = action_scores(verb_logits, noun_logits).topk(5, dim=1).indices  # index verb * 9 + noun
+    ids, _ = top_actions(verb_logits, noun_logits, 5)
+    assert torch.equal(ids, (full // 9) * 1000 + full % 9)
+
+
+def test_confident_models_rank_actions_without_underflow():
+    """Products of probabilities underflow to 0 for confident models and every action ties; log-sums do not."""
+    verb_logits = torch.tensor([[0.0, -200.0, -400.0]])
+    noun_logits = torch.tensor([[-300.0, 0.0, -150.0, -500.0]])
+    assert (action_scores(verb_logits, noun_logits)[0, 4:] == 0).all()  # the product cannot rank these
+    ids, scores = top_actions(verb_logits, noun_logits, 5)
+    assert ids[0].tolist() == [1, 2, 1001, 0, 1002] and torch.isfinite(scores).all()

@@ -36,7 +36,8 @@ def export_hdf5(cache: Path, out: Path) -> Path:
             for shard in range(num_shards(n, shard_size)):
                 lo, hi = shard_rows(shard, shard_size, n)
                 dataset[lo:hi] = group[name][lo:hi]
-        h5.create_dataset("clip_id", data=np.asarray(group["clip_id"][:], dtype=object), dtype=h5py.string_dtype())
+        for field in ("clip_id", *attrs.get("meta_fields", [])):
+            h5.create_dataset(field, data=np.asarray(group[field][:], dtype=object), dtype=h5py.string_dtype())
         h5.create_dataset("done", data=group["done"][:])
         for field in attrs.get("label_fields", []):
             h5.create_dataset(field, data=group[field][:])
@@ -61,8 +62,12 @@ def import_hdf5(source: Path, cache: Path) -> Path:
         shard_size, n = int(attrs["shard_size"]), int(attrs["num_clips"])
         labels = {field: h5[field][:] for field in attrs.get("label_fields", [])}
         shapes = {name: tuple(h5[name].shape[1:]) for name in FEATURES}
-        clip_ids = np.array([c.decode() if isinstance(c, bytes) else c for c in h5["clip_id"][:]], dtype=str)
-        group = build_skeleton(Path(cache), clip_ids, labels, shard_size, shapes, attrs)
+        strings = {
+            field: np.array([c.decode() if isinstance(c, bytes) else c for c in h5[field][:]], dtype=str)
+            for field in ("clip_id", *attrs.get("meta_fields", []))
+        }
+        clip_ids = strings.pop("clip_id")
+        group = build_skeleton(Path(cache), clip_ids, labels, shard_size, shapes, attrs, strings)
         for shard in range(num_shards(n, shard_size)):
             lo, hi = shard_rows(shard, shard_size, n)
             for name in FEATURES:

@@ -63,8 +63,10 @@ def build_skeleton(
     shard_size: int,
     shapes: dict[str, tuple[int, int]],
     attrs: dict[str, Any],
+    meta: dict[str, np.ndarray] | None = None,
 ) -> zarr.Group:
-    """Every array of an empty cache at `path` (features unwritten, `done` all false), with its attrs."""
+    """Every array of an empty cache at `path` (features unwritten, `done` all false), with its attrs. `meta`:
+    per-clip string arrays (attrs["meta_fields"] names them)."""
     n = len(clip_ids)
     root = zarr.open_group(str(path), mode="w", zarr_format=3)
     for name, (tokens, dim) in shapes.items():
@@ -79,6 +81,8 @@ def build_skeleton(
             compressors=_compressor(),
         )
     root.create_array("clip_id", shape=(n,), dtype=str)[:] = np.asarray(clip_ids, dtype=str)
+    for field, values in (meta or {}).items():
+        root.create_array(field, shape=(n,), dtype=str)[:] = np.asarray(values, dtype=str)
     for field, values in labels.items():
         root.create_array(field, shape=(n,), dtype="int32", fill_value=-1)[:] = np.asarray(values, dtype=np.int32)
     root.create_array("done", shape=(n,), chunks=(shard_size,), dtype="bool", fill_value=False)
@@ -138,7 +142,9 @@ def _build_in_place(
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
     labels = {f: [c.labels.get(f, -1) for c in clips.clips] for f in clips.label_fields}
-    build_skeleton(staging, np.array([c.clip_id for c in clips.clips], dtype=str), labels, shard_size, shapes, attrs)
+    meta = {f: np.array([c.meta.get(f, "") for c in clips.clips], dtype=str) for f in clips.meta_fields}
+    clip_ids = np.array([c.clip_id for c in clips.clips], dtype=str)
+    build_skeleton(staging, clip_ids, labels, shard_size, shapes, attrs, meta)
     try:
         if replace:
             retired = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"

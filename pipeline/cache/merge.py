@@ -14,7 +14,7 @@ from pipeline.cache.reader import read_failures
 from pipeline.cache.writer import write_failures_by_row
 from pipeline.errors import UserError
 
-SAME = ("schema_version", "dataset", "backbones", "label_fields")
+SAME = ("schema_version", "dataset", "backbones", "label_fields", "meta_fields")
 
 
 def merge_caches(sources: list[Path], out: Path, shard_size: int | None = None) -> Path:
@@ -36,6 +36,7 @@ def merge_caches(sources: list[Path], out: Path, shard_size: int | None = None) 
     offsets = np.concatenate([[0], np.cumsum(sizes)])
     shard_size = shard_size or int(first["shard_size"])
     labels = {f: np.concatenate([g[f][:] for g in groups]) for f in first.get("label_fields", [])}
+    meta = {f: np.array([str(v) for g in groups for v in g[f][:]], dtype=str) for f in first.get("meta_fields", [])}
     parts = [
         {"path": str(p), "split": g.attrs["split"], "num_clips": n, "manifest_sha256": g.attrs["manifest_sha256"]}
         for p, g, n in zip(sources, groups, sizes)
@@ -50,7 +51,7 @@ def merge_caches(sources: list[Path], out: Path, shard_size: int | None = None) 
     }
     attrs.pop("stats", None)  # statistics of the parts are not those of the whole
     shapes = {name: tuple(groups[0][name].shape[1:]) for name in FEATURES}
-    target = build_skeleton(Path(out), clip_ids, labels, shard_size, shapes, attrs)
+    target = build_skeleton(Path(out), clip_ids, labels, shard_size, shapes, attrs, meta)
     done = np.concatenate([g["done"][:] for g in groups])
     for shard in range(num_shards(len(clip_ids), shard_size)):
         lo, hi = shard_rows(shard, shard_size, len(clip_ids))

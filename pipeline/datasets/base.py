@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pipeline.errors import UserError
 
@@ -23,6 +24,7 @@ class Clip:
     start: float | None = None
     stop: float | None = None
     frame_template: str | None = None
+    meta: dict[str, str] = field(default_factory=dict)  # per-clip strings kept in the cache (EPIC: participant, video)
 
     @property
     def is_frames(self) -> bool:
@@ -38,6 +40,8 @@ class ClipList:
     clips: list[Clip]
     label_fields: tuple[str, ...]  # ("label",) or ("verb", "noun")
     label_names: dict[str, list[str]]  # field -> class names, index = class id (may be empty)
+    meta_fields: tuple[str, ...] = ()  # keys of Clip.meta, each stored as a string array of the cache
+    attrs: dict[str, Any] = field(default_factory=dict)  # dataset facts for the cache attrs (EPIC's official lists)
 
     def __len__(self) -> int:
         return len(self.clips)

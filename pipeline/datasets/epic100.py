@@ -103,6 +103,7 @@ def read_epic100(root: str | Path, split: str) -> ClipList:
                     int(row["start_frame"]),
                     int(row["stop_frame"]),
                     FRAME_TEMPLATE,
+                    meta={"participant_id": row["participant_id"], "video_id": row["video_id"]},
                 )
             else:
                 video = root / row["participant_id"] / "videos" / f"{row['video_id']}.MP4"
@@ -112,6 +113,7 @@ def read_epic100(root: str | Path, split: str) -> ClipList:
                     labels,
                     parse_timestamp(row["start_timestamp"]),
                     parse_timestamp(row["stop_timestamp"]),
+                    meta={"participant_id": row["participant_id"], "video_id": row["video_id"]},
                 )
         except ValueError as exc:
             raise UserError(f"{path}: line {line}: {exc}") from None
@@ -122,4 +124,27 @@ def read_epic100(root: str | Path, split: str) -> ClipList:
                     f"(0..{len(names[field]) - 1})"
                 )
         clips.append(clip)
-    return ClipList("epic100", split, clips, ("verb", "noun"), names)
+    return ClipList(
+        "epic100", split, clips, ("verb", "noun"), names, ("participant_id", "video_id"), official_lists(root, split)
+    )
+
+
+def official_lists(root: Path, split: str) -> dict[str, dict[str, list]]:
+    """The official tail classes and unseen participants, as the challenge scorer reads them, when the
+    annotation files are present: {"official_lists": {"tail_verbs", "tail_nouns", "unseen_participants"}}."""
+    lists: dict[str, list] = {}
+    sources = {
+        "tail_verbs": ("EPIC_100_tail_verbs.csv", "verb", int),
+        "tail_nouns": ("EPIC_100_tail_nouns.csv", "noun", int),
+        "unseen_participants": (f"EPIC_100_unseen_participant_ids_{split}.csv", "participant_id", str),
+    }
+    for key, (name, column, kind) in sources.items():
+        try:
+            path = _find(root, name)
+        except UserError:
+            continue  # not shipped with every copy of the annotations: the breakdown then says "unavailable"
+        try:
+            lists[key] = sorted(kind(row[column]) for row in _read_csv(path, (column,)))
+        except ValueError:
+            raise UserError(f"{path}: a {column} value is not a {kind.__name__}") from None
+    return {"official_lists": lists} if lists else {}
