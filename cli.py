@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from fusion.cli_fusion import bench_fusion, bench_loader, fuse_eval, fuse_train, models, visualize
+from fusion.cli_predict import export, predict
 from pipeline.cli_base import OneLineErrors, setup_logging, user_errors
 from pipeline.cli_cache import cache
 from pipeline.cli_extract import bench_extract, extract, submit, synth
@@ -24,7 +25,7 @@ def bench() -> None:
     """Benchmarks that print a table (never part of the test suite's pass/fail)."""
 
 
-for command in (extract, submit, cache, synth, models, fuse_train, fuse_eval, visualize):
+for command in (extract, submit, cache, synth, models, fuse_train, fuse_eval, visualize, predict, export):
     main.add_command(command)
 for name, command in (("extract", bench_extract), ("fusion", bench_fusion), ("loader", bench_loader)):
     bench.add_command(command, name)

@@ -140,6 +140,18 @@ class CacheData:
         batch["row"] = torch.from_numpy(rows)
         return batch
 
+    def normalisation(self) -> dict[str, dict[str, list[float]]]:
+        """The per-channel statistics features are standardised with, as plain lists (for checkpoints)."""
+        return {name: {"mean": mean.tolist(), "std": std.tolist()} for name, (mean, std) in self.norm.items()}
+
+    def use_normalisation(self, stats: dict[str, dict[str, list[float]]]) -> None:
+        """Standardise with a model's training statistics, not this cache's own: a model must see every cache
+        the way it saw its training cache."""
+        self.norm = {
+            name: (torch.tensor(values["mean"]), torch.tensor(values["std"]).clamp_min(1e-6))
+            for name, values in stats.items()
+        }
+
     def normalise(self, name: str, x: torch.Tensor) -> torch.Tensor:
         """x: [B, N, D] float -> per-channel standardised with the cache's stats (if `cli cache stats` ran)."""
         if name not in self.norm:

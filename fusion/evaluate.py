@@ -54,7 +54,9 @@ def predict(
 
 
 def model_from_checkpoint(state: dict[str, Any], data: CacheData) -> FusionModel:
-    """Rebuild the checkpoint's model, refusing a cache whose dims or labels differ from what it was trained on."""
+    """Rebuild the checkpoint's model, refusing a cache whose dims or labels differ from what it was trained on;
+    `data` is then standardised with the training cache's statistics (checkpoints from before they were stored
+    keep the cache's own)."""
     spec, found = state["spec"], data.spec.summary()
     # An unlabelled cache without class names (size 0) fits any class count: only predictions are asked of it.
     found["label_sizes"] = {f: n or spec["label_sizes"].get(f) for f, n in found["label_sizes"].items()}
@@ -65,6 +67,8 @@ def model_from_checkpoint(state: dict[str, Any], data: CacheData) -> FusionModel
                 f"cache {data.path} does not fit this model: {key} is {value} in the cache but "
                 f"{spec[key]} in the checkpoint"
             )
+    if "normalisation" in state:
+        data.use_normalisation(state["normalisation"])
     # Checkpoints from before position embeddings existed hold models without them: rebuild them so.
     trained = {"positions": False, **state["config"]["model"]}
     cfg = apply_overrides(FusionConfig(), trained, where="checkpoint config.model")

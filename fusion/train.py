@@ -64,6 +64,7 @@ class Trainer:
         share = (self.dist.rank, self.dist.world)
         self.val_data = CacheData(val_cache, cfg.data.ram_limit_gb, allow_partial=allow_partial, part=share)
         check_same_task(self.train_data.spec, self.val_data.spec)
+        self.val_data.use_normalisation(self.train_data.normalisation())
         self.device = self.dist.device(requested)
         self.precision = resolve_precision(cfg.precision, self.device)
         spec = self.train_data.spec
@@ -114,6 +115,7 @@ class Trainer:
             "created_with": created_with(),
             "trainable_parameters": self.parameters,
             "data": self.data_counts(),
+            "normalisation": self.train_data.normalisation(),
         }
 
     def data_counts(self) -> dict[str, dict[str, int]]:

@@ -5,13 +5,13 @@ layer's patch -> segment attention."""
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from fusion.attention_plots import draw_attention
 from fusion.checkpoint import load_checkpoint
 from fusion.data import CacheData
 from fusion.evaluate import model_from_checkpoint
@@ -45,11 +45,6 @@ def _centre_frame(attrs: dict[str, Any], clip_id: str, data_root: Path | None) -
 def visualize_clip(
     checkpoint: Path, cache: Path, out: Path, clip: str | None = None, data_root: Path | None = None
 ) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     state = load_checkpoint(checkpoint)
     data = CacheData(cache, require_labels=False)
     model = model_from_checkpoint(state, data).eval()
@@ -62,58 +57,25 @@ def visualize_clip(
         for name in ("semantic", "motion")
     }
     with torch.inference_mode():
-        attention = model(batch, return_attention=True)["attention"]
-    out.mkdir(parents=True, exist_ok=True)
-    clip_id, written = str(clip_ids[row]), []
-    if "semantic_graph" in attention:
-        received = attention["semantic_graph"][0].mean(dim=0).mean(dim=0)  # attention each patch receives
-        side = math.isqrt(received.numel())
-        fig, ax = plt.subplots(figsize=(5, 5))
-        frame = _centre_frame(dict(data.group.attrs), clip_id, data_root)
-        if frame is not None:
-            ax.imshow(frame)
-            ax.imshow(
-                received.reshape(side, side).numpy(),
-                cmap="inferno",
-                alpha=0.55,
-                extent=(0, 224, 224, 0),
-                interpolation="nearest",
-            )
-        else:
-            ax.imshow(received.reshape(side, side).numpy(), cmap="inferno")
-        ax.set(title=f"{clip_id}: semantic graph attention received", xticks=[], yticks=[])
-        written.append(_save(fig, out / "semantic_graph.png"))
-    if "motion_graph" in attention:
-        fig, ax = plt.subplots(figsize=(4, 4))
-        ax.imshow(attention["motion_graph"][0].mean(dim=0).numpy(), cmap="viridis")
-        ax.set(title=f"{clip_id}: motion graph", xlabel="attended segment", ylabel="segment")
-        written.append(_save(fig, out / "motion_graph.png"))
-    layers = [k for k in attention if k.startswith("fusion_")]
-    if layers:
-        segments = attention[layers[0]]["sem_to_mot"].shape[-1]
-        side = math.isqrt(attention[layers[0]]["sem_to_mot"].shape[-2])
-        fig, axes = plt.subplots(len(layers), segments, figsize=(1.6 * segments, 1.8 * len(layers)), squeeze=False)
-        for i, layer in enumerate(layers):
-            weights = attention[layer]["sem_to_mot"][0].mean(dim=0)  # [patches, segments]
-            for t in range(segments):
-                axes[i, t].imshow(
-                    weights[:, t].reshape(side, side).numpy(), cmap="magma", vmin=0, vmax=float(weights.max())
-                )
-                axes[i, t].set(
-                    xticks=[],
-                    yticks=[],
-                    title=f"segment {t}" if i == 0 else "",
-                    ylabel=f"layer {i + 1}" if t == 0 else "",
-                )
-        fig.suptitle(f"{clip_id}: patch -> segment attention per fusion layer")
-        written.append(_save(fig, out / "fusion_layers.png"))
-    return written
+        outputs = model(batch, return_attention=True)
+    clip_id = str(clip_ids[row])
+    title = f"{clip_id}: {_verdict(outputs, {f: int(data.labels[f][row]) for f in data.labels}, data.spec.label_names)}"
+    frame = _centre_frame(dict(data.group.attrs), clip_id, data_root)
+    return draw_attention(outputs["attention"], frame, title, out)
 
 
-def _save(fig: Any, path: Path) -> Path:
-    import matplotlib.pyplot as plt
+def _verdict(outputs: dict[str, Any], labels: dict[str, int], names: dict[str, list[str]]) -> str:
+    """'predicted X (true: Y)' with class names."""
 
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    def name(field: str, index: int) -> str:
+        values = names.get(field) or []
+        return values[index] if 0 <= index < len(values) else str(index)
+
+    if "logits" in outputs:
+        predicted, true = name("label", int(outputs["logits"][0].argmax())), labels.get("label", -1)
+        return f"predicted {predicted}" + (f" (true: {name('label', true)})" if true >= 0 else "")
+    verb, noun = int(outputs["verb"][0].argmax()), int(outputs["noun"][0].argmax())
+    text = f"predicted {name('verb', verb)} {name('noun', noun)}"
+    if labels.get("verb", -1) >= 0:
+        text += f" (true: {name('verb', labels['verb'])} {name('noun', labels['noun'])})"
+    return text

@@ -28,6 +28,8 @@ COMMANDS = [
     ["fuse-train"],
     ["fuse-eval"],
     ["visualize"],
+    ["predict"],
+    ["export"],
     ["demo"],
 ]
 

@@ -186,3 +186,21 @@ def test_models_table_never_cuts_a_name_and_has_json():
         assert name in narrow.output
     listed = strict(CliRunner().invoke(main, ["models", "--json", "--semantic-shape", "16x32"]).stdout)
     assert [m["model"] for m in listed["models"]] == list(MODELS) and all(m["under_budget"] for m in listed["models"])
+
+
+def test_every_cache_is_standardised_with_the_training_caches_statistics(caches, tmp_path):
+    from pipeline.cache.stats import compute_stats
+
+    train, val = copy_of(caches[0], tmp_path), copy_of(caches[1], tmp_path)
+    compute_stats(train)
+    compute_stats(val)  # other clips, other statistics: a model must not see them through its eyes
+    result = CliRunner().invoke(main, train_args((train, val), tmp_path / "r", "--epochs", 1))
+    assert result.exit_code == 0, result.output
+    scores = []
+    for cache in (val, caches[1]):  # with and without statistics of their own
+        report = CliRunner().invoke(main, ["fuse-eval", "--checkpoint", str(tmp_path / "r" / "best.pt"), "--cache",
+                                           str(cache)])  # fmt: skip
+        scores.append(strict(report.stdout)["metrics"])
+    assert scores[0] == scores[1]
+    best = strict((tmp_path / "r" / "metrics.json").read_text())["best"]
+    assert best["val_top1"] == scores[0]["top1"]  # validation during training used the same standardisation

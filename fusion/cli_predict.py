@@ -1,0 +1,131 @@
+"""Commands that use a trained model outside its run: `cli predict` on videos, `cli export` to one file."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pipeline.cli_base import EPILOG, user_errors
+from pipeline.extract_config import ExtractConfig
+
+DEFAULTS = ExtractConfig()
+
+
+@click.command(epilog="Exit status: 0 every clip predicted, 1 some clips failed, 2 bad input.")
+@click.argument("inputs", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--checkpoint", type=click.Path(path_type=Path), help="A run's best.pt or last.pt.")
+@click.option("--model", "model_file", type=click.Path(path_type=Path), help="A model file from `cli export`.")
+@click.option("--dataset", type=click.Choice(["ssv2", "epic100", "manifest"]), help="Predict a dataset split instead.")
+@click.option("--data-root", type=click.Path(path_type=Path), help="--dataset: its root (or the manifest CSV).")
+@click.option("--split", default="validation", help="--dataset: the split.")
+@click.option("--limit", type=click.IntRange(min=1), help="Only the first N clips.")
+@click.option("--out", type=click.Path(path_type=Path), help="Write the records: .jsonl (JSON lines) or .csv.")
+@click.option("--attention", type=click.Path(path_type=Path), help="Folder for each clip's attention maps (PNG).")
+@click.option("--semantic-weights", help="DINOv3 weights the training cache was made with (checked by sha256).")
+@click.option("--motion-weights", help="I3D weights the training cache was made with (checked by sha256).")
+@click.option("--allow-other-weights", is_flag=True, help="Use weights whose sha256 differs from the recorded one.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULTS.run.batch_size, help="Clips per batch.")
+@click.option("--workers", type=click.IntRange(min=0), default=DEFAULTS.run.workers, help="Decoder processes.")
+@click.option("--device", default=DEFAULTS.run.device, help="auto, cpu, cuda or cuda:N.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar.  [default: on a terminal; else log lines]")
+@user_errors
+def predict(
+    inputs: tuple[Path, ...],
+    checkpoint: Path | None,
+    model_file: Path | None,
+    dataset: str | None,
+    data_root: Path | None,
+    split: str,
+    limit: int | None,
+    out: Path | None,
+    attention: Path | None,
+    semantic_weights: str | None,
+    motion_weights: str | None,
+    allow_other_weights: bool,
+    batch_size: int,
+    workers: int,
+    device: str,
+    progress: bool | None,
+) -> None:
+    """Class names and probabilities for raw videos: files, folders of videos, CSV manifests, or a dataset split
+    (--dataset/--data-root/--split), through the frozen backbones the model's training cache was made with.
+
+    Prints a table (top-5 with probabilities; the truth and a summary accuracy when the clips are labelled);
+    --out writes one record per clip. A clip that cannot be decoded is reported on its own row.
+    """
+    from rich.console import Console
+
+    from fusion.predict import Inputs, build_model, clip_list, load_package, predict_clips
+    from fusion.predict_output import print_table, summary_line, write_records
+    from pipeline.extract_config import device_name_problem
+    from pipeline.paths import output_file, output_folder
+    from pipeline.progress import Reporter
+
+    if device_name_problem(device):
+        raise click.BadParameter(f"expected {device_name_problem(device)}, got {device!r}", param_hint="--device")
+    if out is not None:
+        output_file(out, "--out")
+        if out.suffix.lower() not in (".jsonl", ".json", ".csv"):
+            raise click.BadParameter(f"expected a .jsonl or .csv file name, got {out.name}", param_hint="--out")
+    if attention is not None:
+        output_folder(attention, "--attention")
+    package = load_package(checkpoint, model_file)
+    clips = clip_list(Inputs(list(inputs), dataset, data_root, split, limit), package["spec"]["label_fields"])
+    model = build_model(package, device, {"semantic": semantic_weights, "motion": motion_weights}, allow_other_weights)
+    with Reporter("predict", "clips", live=progress) as reporter:
+
+        def on_batch(done: int, total: int, batch: dict[str, Any], outputs: dict[str, Any]) -> None:
+            reporter.update(done, total)
+            if attention is not None and batch["rows"]:
+                _draw(attention, clips, batch, outputs, package)
+
+        records = predict_clips(model, clips, batch_size, workers, on_batch, return_attention=attention is not None)
+    print_table(records, Console())
+    if out is not None:
+        write_records(records, out)
+    click.echo(summary_line(records) + (f"; records in {out}" if out else ""), err=True)
+    if any(r["status"] != "ok" for r in records):
+        sys.exit(1)
+
+
+def _draw(folder: Path, clips: Any, batch: dict[str, Any], outputs: dict[str, Any], package: dict[str, Any]) -> None:
+    from fusion.attention_plots import draw_attention
+    from fusion.predict import clip_record
+
+    names = package["spec"]["label_names"]
+    middle = batch["semantic"].shape[1] // 2
+    for i, row in enumerate(batch["rows"]):
+        clip = clips.clips[row]
+        record = clip_record(clip, outputs, i, names)
+        best = (record.get("top5") or record["action_top5"])[0]["name"]
+        known = record.get("label_name") or record.get("action_name")
+        title = f"{Path(clip.clip_id).name}: predicted {best}" + (f" (true: {known})" if known else "")
+        single = {key: _slice(value, i) for key, value in outputs["attention"].items()}
+        draw_attention(single, batch["semantic"][i, middle].numpy(), title, folder / _safe(clip.clip_id))
+
+
+def _slice(value: Any, i: int) -> Any:
+    if isinstance(value, dict):
+        return {key: _slice(v, i) for key, v in value.items()}
+    return value[i : i + 1]
+
+
+def _safe(clip_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(clip_id).name if "/" in clip_id else clip_id).strip("_") or "clip"
+
+
+@click.command(epilog=EPILOG)
+@click.option("--checkpoint", type=click.Path(path_type=Path), required=True, help="A run's best.pt or last.pt.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="The model file to write (e.g. model.pt).")
+@user_errors
+def export(checkpoint: Path, out: Path) -> None:
+    """One self-contained model file for `cli predict --model`: fusion weights, backbone identities and sampling,
+    class names, code version and training metrics (`torch.load(..., weights_only=True)` reads it)."""
+    from fusion.predict import export_model
+    from pipeline.paths import output_file
+
+    click.echo(f"wrote {export_model(checkpoint, output_file(out, '--out'))}")
