@@ -28,6 +28,7 @@ from pipeline.errors import UserError
 from pipeline.extract import backbone_specs
 from pipeline.extract_config import ExtractConfig
 from pipeline.provenance import created_with, sha256_of
+from pipeline.video.frames import FRAME_RESIZE
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,13 @@ def _registered(kind: str) -> list[str]:
 def extraction_config(backbones: dict[str, Any]) -> ExtractConfig:
     """The extraction settings that made the training cache, from its recorded backbones."""
     semantic, motion = backbones["semantic"], backbones["motion"]
+    if semantic.get("frame_resize") != FRAME_RESIZE:
+        log.warning(
+            "the training cache converted frames as %r, this version as %r: predictions on videos can differ "
+            "slightly from the model's validated numbers",
+            semantic.get("frame_resize"),
+            FRAME_RESIZE,
+        )
     cfg = ExtractConfig()
     overrides = {
         "sampling": {"motion_frames": motion["frames"], "semantic_reduce": semantic["reduce"]},

@@ -7,6 +7,7 @@ verb, noun and action top-5), the true label(s) when known, or the reason a clip
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from pipeline.datasets import Clip, ClipList, read_dataset
 from pipeline.datasets.manifest import read_manifest
 from pipeline.devices import resolve_device
 from pipeline.errors import UserError
+from pipeline.extract_config import decoder_threads
 from pipeline.video.clip_dataset import ClipFrames
 from pipeline.video.loader import decoded_batches
 
@@ -140,7 +142,10 @@ def predict_clips(
 ) -> list[dict[str, Any]]:
     """Records in clip order; `on_batch(done, total, batch, outputs)` after each batch (progress, attention)."""
     names = model.package["spec"]["label_names"]
-    frames = ClipFrames(clips.clips, model.extraction.sampling, model.input_size, model.extraction.run.decode_timeout)
+    run = dataclasses.replace(model.extraction.run, workers=workers)
+    frames = ClipFrames(
+        clips.clips, model.extraction.sampling, model.input_size, run.decode_timeout, decoder_threads(run)
+    )
     order = list(range(len(clips)))
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     device = next(model.parameters()).device

@@ -1,4 +1,5 @@
-"""`cli bench extract`: decode-only, model-only and end-to-end clips/s on generated SSv2-layout clips.
+"""`cli bench extract`: decode-only, model-only and end-to-end clips/s, on generated SSv2-layout clips or on
+a real dataset split (its clips repeated until the timing is stable).
 
 End-to-end at >= 0.8 x model-only means decoding is hidden behind compute; far below means the run is
 decode-bound (add workers) or starved by the CPU the workers share with the model.
@@ -6,9 +7,10 @@ decode-bound (add workers) or starved by the CPU the workers share with the mode
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -16,10 +18,10 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.backbones import build_backbone
-from pipeline.datasets import read_dataset
+from pipeline.datasets import Clip, read_dataset
 from pipeline.devices import autocast, resolve_device, resolve_precision
 from pipeline.extract import backbone_specs, run_extraction
-from pipeline.extract_config import ExtractConfig
+from pipeline.extract_config import ExtractConfig, decoder_threads
 from pipeline.video.clip_dataset import ClipFrames
 from pipeline.video.loader import decoded_batches
 
@@ -29,16 +31,33 @@ def _rss_mb() -> float:
         return int(handle.read().split()[1]) * 4096 / 2**20
 
 
-def _decode_only(cfg: ExtractConfig, data: Path, size: int) -> float:
-    clips = read_dataset("ssv2", data, "train").clips
-    frames = ClipFrames(clips, cfg.sampling, size, cfg.run.decode_timeout)
-    batches = [
-        list(range(i, min(i + cfg.run.batch_size, len(clips)))) for i in range(0, len(clips), cfg.run.batch_size)
-    ]
-    started, count = time.perf_counter(), 0
-    for batch in decoded_batches(frames, batches, cfg.run.workers, pin=False):
-        count += len(batch["rows"])
-    return count / (time.perf_counter() - started)
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _timed_batches(cfg: ExtractConfig, clips: list[Clip], size: int, models: dict | None = None) -> tuple[float, list]:
+    """Clips/s from the first batch's arrival on (worker start-up excluded), decoding and, given `models`,
+    running them as extraction does; and (time, clips done, RSS MB) marks."""
+    frames = ClipFrames(clips, cfg.sampling, size, cfg.run.decode_timeout, decoder_threads(cfg.run))
+    step = cfg.run.batch_size
+    batches = [list(range(i, min(i + step, len(clips)))) for i in range(0, len(clips), step)]
+    device = resolve_device(cfg.run.device)
+    precision = resolve_precision(cfg.run.precision, device)
+    marks, done = [], 0
+    for batch in decoded_batches(frames, batches, cfg.run.workers, pin=device.type == "cuda"):
+        if models and batch["rows"]:
+            with autocast(device, precision):
+                for kind, model in models.items():
+                    model(batch[kind].to(device, non_blocking=True)).float().cpu()
+        done += len(batch["rows"]) + len(batch["failures"])
+        marks.append((time.perf_counter(), done, _rss_mb()))
+    return _rate(marks), marks
+
+
+def _rate(marks: list[tuple[float, int, float]]) -> float:
+    """Clips/s between the first and the last mark: from the first batch's arrival on, so worker start-up,
+    model building and warm-up are left out."""
+    return (marks[-1][1] - marks[0][1]) / (marks[-1][0] - marks[0][0]) if len(marks) > 1 else float("nan")
 
 
 def _model_only(cfg: ExtractConfig, clips: int, size: int) -> float:
@@ -62,8 +81,18 @@ def _model_only(cfg: ExtractConfig, clips: int, size: int) -> float:
     return batches * cfg.run.batch_size / (time.perf_counter() - started)
 
 
-def bench_extract(cfg: ExtractConfig, clips: int, work_dir: Path | None) -> None:
-    """`cfg`: backbones (random init), batch size, workers and device to measure; shards of two batches."""
+@dataclass
+class BenchData:
+    """Real clips to measure on (a dataset split), instead of generated ones."""
+
+    dataset: str
+    data_root: Path
+    split: str = "train"
+
+
+def bench_extract(cfg: ExtractConfig, clips: int, work_dir: Path | None, real: BenchData | None = None) -> None:
+    """`cfg`: backbones (random init), batch size, workers and device to measure; shards of two batches.
+    `real`: measure on a dataset split's clips, repeated until there are `clips` of them."""
     from pipeline.synth.ssv2 import make_ssv2
 
     cfg = replace(
@@ -71,37 +100,46 @@ def bench_extract(cfg: ExtractConfig, clips: int, work_dir: Path | None) -> None
         backbones=replace(cfg.backbones, random_init=True),
         run=replace(cfg.run, shard_size=cfg.run.batch_size * 2),
     )
-    semantic, motion, batch_size, workers = (
-        cfg.backbones.semantic, cfg.backbones.motion, cfg.run.batch_size, cfg.run.workers
-    )  # fmt: skip
+    b, run = cfg.backbones, cfg.run
     size = max(spec.input_size for spec in backbone_specs(cfg))
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(work_dir or tmp)
-        data = work / "data"
-        if not (data / "train.json").exists():
-            make_ssv2(data, train=clips, validation=0, test=0)
-        decode = _decode_only(cfg, data, size)
-        model = _model_only(cfg, clips, size)
-        marks: list[tuple[float, int, float]] = []
-        run_extraction(
-            "ssv2",
-            data,
-            "train",
-            work / f"cache-{time.time_ns()}",
-            cfg,
-            on_progress=lambda done, total: marks.append((time.perf_counter(), done, _rss_mb())),
-        )
-    # From the first batch's arrival on, as in model-only: excludes model building and warm-up.
-    end_to_end = (marks[-1][1] - marks[0][1]) / (marks[-1][0] - marks[0][0]) if len(marks) > 1 else float("nan")
+        if real is None:
+            data = work / "data"
+            if not (data / "train.json").exists():
+                make_ssv2(data, train=clips, validation=0, test=0)
+            listed = read_dataset("ssv2", data, "train").clips
+            source = f"{clips} generated 160x120 clips"
+        else:
+            base = read_dataset(real.dataset, real.data_root, real.split).clips
+            listed = (base * -(-clips // len(base)))[: max(clips, len(base))]
+            source = f"{len(base)} clips of {real.dataset}/{real.split} repeated to {len(listed)}"
+        decode, _ = _timed_batches(cfg, listed, size)
+        model = _model_only(cfg, len(listed), size)
+        if real is None:
+            marks: list[tuple[float, int, float]] = []
+
+            def mark(done: int, total: int) -> None:
+                marks.append((time.perf_counter(), done, _rss_mb()))
+
+            run_extraction("ssv2", data, "train", work / f"cache-{time.time_ns()}", cfg, on_progress=mark)
+            end_to_end = _rate(marks)
+        else:
+            device = resolve_device(run.device)
+            models = {spec.kind: build_backbone(spec, None, True, b.seed).to(device) for spec in backbone_specs(cfg)}
+            end_to_end, marks = _timed_batches(cfg, listed, size, models)
+    cores, workers = _cores(), max(1, run.workers)
     table = Table(
-        title=f"bench extract: {semantic} + {motion}, batch {batch_size}, {workers} workers, {clips} clips, "
-        f"{torch.get_num_threads()} torch threads"
+        title=f"bench extract: {b.semantic} + {b.motion}, {source}, batch {run.batch_size}, {run.workers} workers x "
+        f"{decoder_threads(run)} decoder threads, {cores} cores, {torch.get_num_threads()} torch threads"
     )
-    for column in ("stage", "clips/s", "x model-only"):
+    for column in ("stage", "clips/s", "x model-only", "per worker", "per core"):
         table.add_column(column, justify="right")
-    for name, rate in (("decode only", decode), ("model only", model), ("end to end", end_to_end)):
-        table.add_row(name, f"{rate:.2f}", f"{rate / model:.2f}")
-    first_shard = next((rss for _, done, rss in marks if done >= cfg.run.shard_size), marks[0][2])
-    table.add_row("RSS after first shard (MB)", f"{first_shard:.0f}", "")
-    table.add_row("RSS at end (MB)", f"{marks[-1][2]:.0f}", f"{marks[-1][2] / first_shard:.2f} x first")
+    table.add_row("decode only", f"{decode:.2f}", f"{decode / model:.2f}", f"{decode / workers:.2f}",
+                  f"{decode / cores:.2f}")  # fmt: skip
+    for name, rate in (("model only", model), ("end to end", end_to_end)):
+        table.add_row(name, f"{rate:.2f}", f"{rate / model:.2f}", "", "")
+    first_shard = next((rss for _, done, rss in marks if done >= run.shard_size), marks[0][2])
+    table.add_row("RSS after first shard (MB)", f"{first_shard:.0f}", "", "", "")
+    table.add_row("RSS at end (MB)", f"{marks[-1][2]:.0f}", f"{marks[-1][2] / first_shard:.2f} x first", "", "")
     Console(width=max(Console().width, 120)).print(table)

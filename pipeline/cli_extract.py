@@ -241,15 +241,28 @@ BENCH_OPTIONS = ConfigOptions(
 
 @click.command("extract")
 @BENCH_OPTIONS
-@click.option("--clips", type=click.IntRange(min=2), default=32, help="Synthetic SSv2 clips to extract.")
+@click.option("--clips", type=click.IntRange(min=2), default=32, help="Clips to time (real ones are repeated to this).")
+@click.option(
+    "--dataset", type=click.Choice(["ssv2", "epic100", "manifest"]), help="Time real clips: this dataset's layout."
+)
+@click.option("--data-root", type=click.Path(path_type=Path), help="--dataset: its root (or the manifest CSV).")
+@click.option("--split", default="train", help="--dataset: the split whose clips are timed.")
 @click.option(
     "--work-dir",
     type=click.Path(path_type=Path),
     help="Where to put the generated data and caches. [default: a temporary folder]",
 )
 @user_errors
-def bench_extract(clips: int, work_dir: Path | None, **options: Any) -> None:
-    """Decode-only, model-only and end-to-end clips/s: is a run bound by decoding or by compute?"""
+def bench_extract(
+    clips: int, work_dir: Path | None, dataset: str | None, data_root: Path | None, split: str, **options: Any
+) -> None:
+    """Decode-only, model-only and end-to-end clips/s, decode per worker and per core: is a run bound by
+    decoding or by compute, and how many cores does a GPU need? Generated clips by default; real ones with
+    --dataset/--data-root/--split."""
+    from pipeline.bench import BenchData
     from pipeline.bench import bench_extract as run
 
-    run(validate(BENCH_OPTIONS.apply(ExtractConfig(), options)), clips, work_dir)
+    if (dataset is None) != (data_root is None):
+        raise click.BadParameter("give --dataset and --data-root together", param_hint="--dataset")
+    real = BenchData(dataset, data_root, split) if dataset else None
+    run(validate(BENCH_OPTIONS.apply(ExtractConfig(), options)), clips, work_dir, real)

@@ -20,11 +20,12 @@ from pipeline.config_loading import validate
 from pipeline.datasets import ClipList, read_dataset
 from pipeline.devices import autocast, resolve_device, resolve_precision
 from pipeline.errors import UserError
-from pipeline.extract_config import ExtractConfig
+from pipeline.extract_config import ExtractConfig, decoder_threads
 from pipeline.paths import output_folder
 from pipeline.provenance import created_with, weights_identity
 from pipeline.sharding import owned_shards
 from pipeline.video.clip_dataset import ClipFrames
+from pipeline.video.frames import FRAME_RESIZE
 from pipeline.video.loader import decoded_batches
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ def cache_attrs(
             "frames": cfg.sampling.semantic_frames if cfg.sampling.semantic_reduce == "mean" else 1,
             "reduce": cfg.sampling.semantic_reduce,
             "precision": precision,
+            "frame_resize": FRAME_RESIZE,
         },
         "motion": {
             **motion.describe(),
@@ -75,6 +77,7 @@ def cache_attrs(
             "frames": cfg.sampling.motion_frames,
             "reduce": "spatial mean per segment",
             "precision": precision,
+            "frame_resize": FRAME_RESIZE,
         },
     }
     return {
@@ -217,7 +220,8 @@ def _extract_shards(
     on_progress: Callable[[int, int], None] | None,
 ) -> None:
     total = sum(hi - lo for lo, hi in map(writer.rows, todo))
-    frames = ClipFrames(clips.clips, cfg.sampling, max(spec.input_size for spec in specs), cfg.run.decode_timeout)
+    size = max(spec.input_size for spec in specs)
+    frames = ClipFrames(clips.clips, cfg.sampling, size, cfg.run.decode_timeout, decoder_threads(cfg.run))
     batches = plan_batches(writer, todo, cfg.run.batch_size)
     shard_of = {row: j for j in todo for row in range(*writer.rows(j))}
     buffer: dict[str, Any] | None = None

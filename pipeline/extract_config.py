@@ -64,6 +64,7 @@ class RunConfig:
         "auto", "Autocast dtype (auto: fp32 on CPU; on GPU bf16 where native, else fp16).", choices=PRECISIONS
     )
     decode_timeout: float = setting(120.0, "Seconds per clip before a decode counts as hung (0: no limit).", low=0)
+    decode_threads: int = setting(0, "Threads per video decoder (0: the CPU cores divided among the workers).", low=0)
     shard_size: int = setting(64, "Clips per Zarr shard.", low=1)
 
 
@@ -72,3 +73,14 @@ class ExtractConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     backbones: BackboneConfig = field(default_factory=BackboneConfig)
     run: RunConfig = field(default_factory=RunConfig)
+
+
+def decoder_threads(run: RunConfig) -> int:
+    """Threads per video decoder: the cores this process may use, shared by the decoding processes, so that
+    workers and threads together never oversubscribe the CPU."""
+    if run.decode_threads:
+        return run.decode_threads
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // max(1, run.workers))

@@ -150,7 +150,7 @@ def test_demo_at_real_shapes(tmp_path):
     }
 
 
-def test_benchmarks_run_and_print_their_tables(tmp_path):
+def test_benchmarks_run_and_print_their_tables(tmp_path, ssv2_root):
     """Smoke runs at tiny sizes: the tables appear (their numbers are for people, not for assertions)."""
     runner = CliRunner(env={"COLUMNS": "200"})
     fusion = runner.invoke(
@@ -194,3 +194,8 @@ def test_benchmarks_run_and_print_their_tables(tmp_path):
     assert extract.exit_code == 0, extract.output
     for row in ("decode only", "model only", "end to end", "RSS at end"):
         assert row in extract.output
+    real = runner.invoke(main, ["bench", "extract", "--semantic", "dinov3_tiny", "--motion", "i3d_tiny", "--clips", "6",
+                                "--batch-size", "2", "--workers", "1", "--device", "cpu", "--dataset", "ssv2",
+                                "--data-root", str(ssv2_root), "--split", "validation"])  # fmt: skip
+    assert real.exit_code == 0, real.output
+    assert "6 clips of ssv2/validation" in real.output and "per core" in real.output

@@ -124,3 +124,51 @@ def test_truncated_mp4_with_header_first_is_a_failure(tmp_path):
     cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(ClipDecodeError, match="truncated|Invalid|error"):
         read_clip(Clip("cut", str(cut)), SamplingConfig(), 32)
+
+
+def reference_square(rgb: np.ndarray, size: int) -> np.ndarray:
+    """The reference preprocessing, written independently of the video path: a full-size RGB frame, its centre
+    square (offsets even), resized to `size` by PIL with its antialiased bilinear filter (as image processors do)."""
+    from PIL import Image
+
+    height, width = rgb.shape[:2]
+    side = min(height, width)
+    top, left = (height - side) // 2 // 2 * 2, (width - side) // 2 // 2 * 2
+    square = rgb[top : top + side, left : left + side]
+    return np.asarray(Image.fromarray(square).resize((size, size), Image.BILINEAR)).astype(int)
+
+
+def textured_frames(count: int, height: int, width: int) -> np.ndarray:
+    """Smooth colour waves that move: content with structure at several scales, as real frames have."""
+    y, x = np.mgrid[0:height, 0:width] / 12.0
+    frames = [np.stack([np.sin(x + t / 3 + c) * np.cos(y * (c + 1) / 2 - t / 5) for c in range(3)], axis=-1)
+              for t in range(count)]  # fmt: skip
+    return ((np.stack(frames) + 1) * 127.5).astype(np.uint8)
+
+
+@pytest.mark.parametrize("height,width", [(120, 200), (200, 110), (240, 427)])
+def test_video_frames_match_the_reference_preprocessing(tmp_path, height, width):
+    from pipeline.video.sampling import uniform_indices
+
+    path = tmp_path / "t.webm"
+    write_webm(path, textured_frames(20, height, width))
+    out = read_clip(Clip("t", str(path)), SamplingConfig(motion_frames=4, semantic_frames=2), 64)
+    with av.open(str(path)) as container:
+        decoded = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    for k, position in enumerate(uniform_indices(len(decoded), 4)):
+        assert (
+            np.abs(out["motion"][k].astype(int) - reference_square(decoded[position], 64)).mean() < 1.5
+        )  # measured <= 0.65
+
+
+def test_real_clips_match_the_reference_preprocessing(real_fixtures):
+    from pipeline.video.sampling import uniform_indices
+
+    for clip in read_dataset("ssv2", real_fixtures / "ssv2-mini", "train").clips:
+        out = read_clip(clip, SamplingConfig(), 224)
+        with av.open(clip.source) as container:
+            decoded = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+        for k, position in enumerate(uniform_indices(len(decoded), 16)):
+            assert (
+                np.abs(out["motion"][k].astype(int) - reference_square(decoded[position], 224)).mean() < 1.5
+            )  # measured <= 0.2

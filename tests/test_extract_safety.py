@@ -144,3 +144,14 @@ def test_ctrl_c_stops_extraction_with_exit_130(ssv2_root, tmp_path):
     assert job.wait(timeout=60) == 130
     assert "interrupted" in job.stderr.read()
     assert 0 < zarr.open_group(str(cache), mode="r")["done"][:].sum() < 12
+
+
+def test_a_cache_made_with_another_frame_conversion_is_refused_by_name(ssv2_root, tmp_path):
+    cache = tmp_path / "c"
+    assert run(*extract_args(ssv2_root, cache)).exit_code == 0
+    group = zarr.open_group(str(cache), mode="r+")
+    backbones = dict(group.attrs["backbones"])
+    for kind in backbones:  # as a cache of the earlier conversion recorded it: no frame_resize
+        backbones[kind] = {k: v for k, v in backbones[kind].items() if k != "frame_resize"}
+    group.attrs["backbones"] = backbones
+    one_line_error(run(*extract_args(ssv2_root, cache)), "backbones.motion.frame_resize: (absent) -> 'video: centre")

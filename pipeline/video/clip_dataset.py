@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 
 from pipeline.datasets.base import Clip
 from pipeline.extract_config import SamplingConfig
-from pipeline.video.decode import ClipDecodeError, count_frames, read_positions
+from pipeline.video.decode import ClipDecodeError, read_frames
 from pipeline.video.sampling import semantic_positions, uniform_indices
 
 
@@ -41,23 +41,25 @@ def deadline(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def read_clip(clip: Clip, sampling: SamplingConfig, size: int) -> dict[str, np.ndarray]:
-    """-> {"semantic": [Fs, size, size, 3], "motion": [Fm, size, size, 3]} uint8."""
-    available = count_frames(clip)
-    motion_pos = uniform_indices(available, sampling.motion_frames)
-    semantic_pos = semantic_positions(available, sampling.semantic_frames, sampling.semantic_reduce)
-    frames = read_positions(clip, np.concatenate([motion_pos, semantic_pos]), size)
-    return {
-        "semantic": np.stack([frames[int(p)] for p in semantic_pos]),
-        "motion": np.stack([frames[int(p)] for p in motion_pos]),
-    }
+def read_clip(clip: Clip, sampling: SamplingConfig, size: int, threads: int = 0) -> dict[str, np.ndarray]:
+    """-> {"semantic": [Fs, size, size, 3], "motion": [Fm, size, size, 3]} uint8, from one open of the clip."""
+    chosen: dict[str, np.ndarray] = {}
+
+    def positions(available: int) -> np.ndarray:
+        chosen["motion"] = uniform_indices(available, sampling.motion_frames)
+        chosen["semantic"] = semantic_positions(available, sampling.semantic_frames, sampling.semantic_reduce)
+        return np.concatenate([chosen["motion"], chosen["semantic"]])
+
+    frames = read_frames(clip, positions, size, threads)
+    return {kind: np.stack([frames[int(p)] for p in chosen[kind]]) for kind in ("semantic", "motion")}
 
 
 class ClipFrames(Dataset):
     """Item `row` -> {"row", "semantic", "motion"} tensors, or {"row", "stage", "error"} for a bad clip."""
 
-    def __init__(self, clips: list[Clip], sampling: SamplingConfig, size: int, timeout: float):
-        self.clips, self.sampling, self.size, self.timeout = clips, sampling, size, timeout
+    def __init__(self, clips: list[Clip], sampling: SamplingConfig, size: int, timeout: float, threads: int = 0):
+        """`threads` per video decoder (0: the library's choice)."""
+        self.clips, self.sampling, self.size, self.timeout, self.threads = clips, sampling, size, timeout, threads
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -66,7 +68,7 @@ class ClipFrames(Dataset):
         clip = self.clips[row]
         try:
             with deadline(self.timeout):
-                frames = read_clip(clip, self.sampling, self.size)
+                frames = read_clip(clip, self.sampling, self.size, self.threads)
         except ClipDecodeError as exc:
             return {"row": row, "stage": exc.stage, "error": str(exc)}
         except DecodeTimeout as exc:

@@ -7,6 +7,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+# How decoded video frames reach the backbones' square: the centre square, then a proper downscaling filter
+# (swscale's "area", without the default bicubic's aliasing). Recorded in every cache (FRAME_RESIZE), so caches
+# made with another conversion are never mixed with these.
+VIDEO_INTERPOLATION = "area"
+FRAME_RESIZE = "video: centre square, RGB, swscale area to the input size; jpeg: PIL draft + bilinear, centre crop"
+
 
 def scaled_size(width: int, height: int, short_side: int) -> tuple[int, int]:
     """(width, height) with the short side at `short_side`, aspect kept; portrait and landscape alike."""
