@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from fusion.cli_experiments import bench_sweep, compare, sweep
 from fusion.cli_fusion import bench_fusion, bench_loader, fuse_eval, fuse_train, models, visualize
 from fusion.cli_predict import export, predict
 from pipeline.cli_base import OneLineErrors, setup_logging, user_errors
@@ -25,9 +26,27 @@ def bench() -> None:
     """Benchmarks that print a table (never part of the test suite's pass/fail)."""
 
 
-for command in (extract, submit, cache, synth, models, fuse_train, fuse_eval, visualize, predict, export):
+for command in (
+    extract,
+    submit,
+    cache,
+    synth,
+    models,
+    fuse_train,
+    fuse_eval,
+    visualize,
+    predict,
+    export,
+    sweep,
+    compare,
+):
     main.add_command(command)
-for name, command in (("extract", bench_extract), ("fusion", bench_fusion), ("loader", bench_loader)):
+for name, command in (
+    ("extract", bench_extract),
+    ("fusion", bench_fusion),
+    ("loader", bench_loader),
+    ("sweep", bench_sweep),
+):
     bench.add_command(command, name)
 
 

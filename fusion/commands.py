@@ -23,13 +23,17 @@ def run_training(
     resume: bool,
     live: bool | None = None,
     allow_partial: bool = False,
+    member: dict[str, Any] | None = None,
+    loaded: Any = None,
 ) -> dict[str, Any]:
     """Train (or resume) one run and return its summary; raises Preempted after writing a checkpoint on
-    SIGTERM/SIGINT and NonFiniteLoss when the loss diverges."""
+    SIGTERM/SIGINT and NonFiniteLoss when the loss diverges. `member`: a sweep member's identity, written into
+    metrics.json; `loaded`: (train, validation) CacheData already read."""
     output_folder(out, "--out")
     if not resume and (Path(out) / "last.pt").exists():
         raise UserError(f"{out} already holds a run (last.pt): pass --resume to continue it, or choose a new --out")
-    trainer = Trainer(cache, val_cache, model, out, cfg, allow_partial)
+    trainer = Trainer(cache, val_cache, model, out, cfg, allow_partial, loaded)
+    trainer.member = member
     if resume:
         trainer.resume()
     reporter = Reporter("epoch", "steps", live=live, enabled=trainer.dist.main)  # one process of a run speaks

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from pipeline.config_loading import setting
 
+HEADS = ("linear", "mlp")
+
 
 @dataclass
 class FusionConfig:
@@ -22,6 +24,9 @@ class FusionConfig:
     task_dim: int = setting(256, "Width of the verb / noun token branches.", low=1)
     # one token per branch would make cross-attention a plain linear map
     task_queries: int = setting(4, "Tokens per verb / noun branch.", low=2)
+    head: str = setting("linear", "Classifiers: one linear layer, or the design notes' 2-layer MLP.", choices=HEADS)
+    head_hidden: int = setting(512, "Hidden width of the MLP classifiers (head: mlp).", low=1)
+    transformer_layers: int = setting(2, "Layers of the temporal transformer trunk.", low=1)
     # without positions no trunk can tell a clip from its time-reversal (the temporal graph is symmetric)
     positions: bool = setting(True, "Position embeddings on patch (2-D grid) and segment (1-D time) tokens.")
 

@@ -11,6 +11,7 @@ import logging
 import math
 import signal
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -54,15 +55,26 @@ class NonFiniteLoss(Exception):
 
 class Trainer:
     def __init__(
-        self, cache: Path, val_cache: Path, model_name: str, out: Path, cfg: TrainConfig, allow_partial: bool = False
+        self,
+        cache: Path,
+        val_cache: Path,
+        model_name: str,
+        out: Path,
+        cfg: TrainConfig,
+        allow_partial: bool = False,
+        loaded: tuple[CacheData, CacheData] | None = None,
     ):
+        """`loaded`: the two caches already read (a sweep reads them once for all its members)."""
         self.out, self.cfg, self.model_name = Path(out), validate(cfg), model_name
         requested = resolve_device(cfg.device)
         self.dist = Distributed.from_env(requested)
-        self.train_data = CacheData(cache, cfg.data.ram_limit_gb, allow_partial=allow_partial)
-        # Each process validates its share of the clips; every process then gathers the whole.
-        share = (self.dist.rank, self.dist.world)
-        self.val_data = CacheData(val_cache, cfg.data.ram_limit_gb, allow_partial=allow_partial, part=share)
+        if loaded is not None:
+            self.train_data, self.val_data = loaded
+        else:
+            self.train_data = CacheData(cache, cfg.data.ram_limit_gb, allow_partial=allow_partial)
+            # Each process validates its share of the clips; every process then gathers the whole.
+            share = (self.dist.rank, self.dist.world)
+            self.val_data = CacheData(val_cache, cfg.data.ram_limit_gb, allow_partial=allow_partial, part=share)
         check_same_task(self.train_data.spec, self.val_data.spec)
         self.val_data.use_normalisation(self.train_data.normalisation())
         self.device = self.dist.device(requested)
@@ -93,6 +105,9 @@ class Trainer:
         self.order = torch.Generator().manual_seed(cfg.seed)
         self.position = {"epoch": 0, "batches_done": 0, "order_state": self.order.get_state(), "loss_sum": 0.0}
         self.history: list[dict[str, Any]] = []
+        self.epoch_seconds: list[float] = []  # wall time of each epoch (training and validation); apart from
+        # the history, whose rows an interrupted and resumed run reproduces exactly
+        self.member: dict[str, Any] | None = None  # set by a sweep: the member's name, changed keys and seed
         self.best: dict[str, Any] | None = None
         self.stop_signal = 0
 
@@ -107,6 +122,7 @@ class Trainer:
             "rng": {"ranks": rng},
             "position": dict(self.position),
             "history": self.history,
+            "epoch_seconds": self.epoch_seconds,
             "best": self.best,
             "config": dataclasses.asdict(self.cfg),
             "spec": self.train_data.spec.summary(),
@@ -157,6 +173,7 @@ class Trainer:
                         "order continue exactly, dropout draws do not", path, len(state["rng"].get("ranks") or [1]),
                         self.dist.world)  # fmt: skip
         self.position, self.history, self.best = dict(state["position"]), state["history"], state["best"]
+        self.epoch_seconds = list(state.get("epoch_seconds", []))
         log.info("resumed from epoch %d, batch %d", self.position["epoch"], self.position["batches_done"])
 
     # --- the loop ----------------------------------------------------------------------------------------
@@ -236,6 +253,8 @@ class Trainer:
             "last": self.history[-1],
             "out": str(self.out),
             "processes": self.dist.world,
+            "epoch_seconds": self.epoch_seconds,
+            **({"member": self.member} if self.member else {}),
             "data": self.data_counts(),
         }
         if self.dist.main:
@@ -251,6 +270,7 @@ class Trainer:
 
     def _epoch(self, on_step: Callable[[int, int, float], None] | None, run_log: RunLog) -> None:
         epoch, skip = self.position["epoch"], self.position["batches_done"]
+        started = time.perf_counter()
         self.order.set_state(self.position["order_state"])
         batches = self.train_data.batches(
             self.cfg.data.batch_size, shuffle=True, generator=self.order, rank=self.dist.rank, world=self.dist.world
@@ -278,6 +298,7 @@ class Trainer:
             **{f"val_{k}": v for k, v in metrics.items()},
         }
         self.history.append(row)
+        self.epoch_seconds.append(time.perf_counter() - started)
         name, value = headline(metrics)
         if self.dist.from_main(self.best is None or value > self.best["value"]):  # one decision for every process
             self.best = {"epoch": epoch + 1, "metric": name, "value": value, **row}

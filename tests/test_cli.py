@@ -29,6 +29,9 @@ COMMANDS = [
     ["fuse-eval"],
     ["visualize"],
     ["predict"],
+    ["sweep"],
+    ["compare"],
+    ["bench", "sweep"],
     ["export"],
     ["demo"],
 ]

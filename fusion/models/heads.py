@@ -11,10 +11,19 @@ from fusion.config import FusionConfig
 from fusion.layers import CrossAttention, CrossTaskAttention
 
 
+def classifier(width: int, classes: int, cfg: FusionConfig, dropout: bool) -> nn.Module:
+    """[.., width] -> [.., classes]: one linear layer (after dropout if `dropout`), or (head: mlp) the design
+    notes' 2-layer MLP with a hidden layer of `head_hidden`."""
+    if cfg.head == "mlp":
+        return nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(width, cfg.head_hidden), nn.GELU(),
+                             nn.Dropout(cfg.dropout), nn.Linear(cfg.head_hidden, classes))  # fmt: skip
+    return nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(width, classes)) if dropout else nn.Linear(width, classes)
+
+
 class ClassifierHead(nn.Module):
     def __init__(self, pooled_dim: int, classes: int, cfg: FusionConfig):
         super().__init__()
-        self.classify = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(pooled_dim, classes))
+        self.classify = classifier(pooled_dim, classes, cfg, dropout=True)
 
     def forward(self, trunk: dict[str, Any], return_attention: bool = False) -> dict[str, Any]:
         """pooled: [B, P] -> {"logits": [B, C]}."""
@@ -55,7 +64,9 @@ class VerbNounHead(nn.Module):
                 }
             )
         )
-        self.classify = nn.ModuleDict({"verb": nn.Linear(d, verbs), "noun": nn.Linear(d, nouns)})
+        self.classify = nn.ModuleDict(
+            {task: classifier(d, n, cfg, dropout=False) for task, n in (("verb", verbs), ("noun", nouns))}
+        )
         self.norm = nn.LayerNorm(d)
 
     def forward(self, trunk: dict[str, Any], return_attention: bool = False) -> dict[str, Any]:

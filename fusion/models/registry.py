@@ -12,7 +12,7 @@ from torch import nn
 
 from fusion.config import FusionConfig
 from fusion.models.heads import ClassifierHead, VerbNounHead
-from fusion.models.trunks import CrossStreamTrunk, LateFusionTrunk, SingleStreamTrunk
+from fusion.models.trunks import CrossStreamTrunk, LateFusionTrunk, SingleStreamTrunk, TemporalTransformerTrunk
 from pipeline.errors import UserError
 
 PARAMETER_BUDGET = 20_000_000
@@ -42,7 +42,25 @@ MODELS: dict[str, ModelEntry] = {
         True,
         "3 full-width bidirectional cross-attention layers, no graph",
     ),
+    "bcast_no_graph": ModelEntry(
+        lambda s, m, c: CrossStreamTrunk(s, m, c, bottleneck=True, graph=False),
+        True,
+        "ablation: GASM-CAST without graph attention (3 B-CAST layers only)",
+    ),
+    "graph_full_width": ModelEntry(
+        lambda s, m, c: CrossStreamTrunk(s, m, c, bottleneck=False, graph=True),
+        True,
+        "ablation: graph attention + 3 full-width cross-attention layers (no bottleneck)",
+    ),
     "late_fusion": ModelEntry(LateFusionTrunk, True, "pool each stream, concatenate, MLP"),
+    "temporal_transformer": ModelEntry(
+        TemporalTransformerTrunk,
+        False,
+        "design notes' Phase 2: 2-layer temporal transformer over segments + pooled semantic token, independent heads",
+    ),
+    "temporal_transformer_cross_task": ModelEntry(
+        TemporalTransformerTrunk, True, "design notes' Phase 3: the Phase 2 trunk with cross-task heads"
+    ),
     "semantic_only": ModelEntry(
         lambda s, m, c: SingleStreamTrunk(s, m, c, "semantic"), True, "semantic graph attention only"
     ),

@@ -136,3 +136,26 @@ class SingleStreamTrunk(nn.Module):
         placed = x if self.position is None else self.position(x)
         tokens = _run(self.graph, attention, f"{self.stream}_graph", return_attention, placed, edges_from=x)
         return {"tokens": {self.stream: tokens}, "pooled": tokens.mean(dim=1), "attention": attention}
+
+
+class TemporalTransformerTrunk(nn.Module):
+    """The design notes' Phase 2 trunk: the pooled semantic map, projected to the segment width, joins the
+    segment tokens as one more token; a pre-norm transformer (`transformer_layers`, `heads`) runs over them,
+    with temporal positions on the segments."""
+
+    def __init__(self, sem_dim: int, mot_dim: int, cfg: FusionConfig):
+        super().__init__()
+        self.pooled_dim, self.token_dims = mot_dim, {"temporal": mot_dim}
+        self.semantic_token = nn.Sequential(nn.LayerNorm(sem_dim), nn.Linear(sem_dim, mot_dim))
+        self.position = PositionEmbedding(mot_dim, grid=False) if cfg.positions else None
+        layer = nn.TransformerEncoderLayer(mot_dim, cfg.heads, 2 * mot_dim, cfg.dropout, activation="gelu",
+                                           batch_first=True, norm_first=True)  # fmt: skip
+        self.encoder = nn.TransformerEncoder(layer, cfg.transformer_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(mot_dim)
+
+    def forward(self, semantic: torch.Tensor, motion: torch.Tensor, return_attention: bool = False) -> dict[str, Any]:
+        """semantic: [B, Ns, Ds], motion: [B, Nm, Dm] -> tokens {"temporal": [B, 1 + Nm, Dm]}, pooled [B, Dm]."""
+        segments = motion if self.position is None else self.position(motion)
+        tokens = torch.cat([self.semantic_token(semantic.mean(dim=1)).unsqueeze(1), segments], dim=1)
+        tokens = self.norm(self.encoder(tokens))
+        return {"tokens": {"temporal": tokens}, "pooled": tokens.mean(dim=1), "attention": {}}

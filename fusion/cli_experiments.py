@@ -1,0 +1,148 @@
+"""Commands that run and compare experiments: `cli sweep`, `cli compare`, `cli bench sweep`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pipeline.cli_base import EPILOG, user_errors
+
+EXECUTORS = ("inline", "local", "slurm")
+
+
+def _presets() -> list[str]:
+    from fusion.experiments.presets import PRESETS
+
+    return list(PRESETS)
+
+
+def report(paths: list[Path], baseline: str | None, out: Path | None, extra: list[str] | None = None) -> None:
+    """Collect the runs, measure each configuration's cost, print the table, write the files if `out`."""
+    from rich.console import Console
+
+    from fusion.experiments.report import collect, measure_costs, summarize
+    from fusion.experiments.report_files import print_table, write_report
+
+    runs = collect(paths)
+    measure_costs(runs)
+    rows = summarize(runs, baseline)
+    print_table(rows, runs, Console(width=max(Console().width, 180)))  # a wide table: never squeezed
+    for line in extra or []:
+        click.echo(line)
+    if out is not None:
+        for path in write_report(rows, runs, out, extra or []):
+            click.echo(f"wrote {path}", err=True)
+
+
+def phase_lines(out: Path, members: list[Any]) -> list[str]:
+    """phase2-phase3: the winning stage-1 configuration, and Phase 2 vs Phase 3 action top-1 with spread."""
+    import json
+
+    import numpy as np
+
+    from fusion.experiments.presets import PHASE_MODELS, SEEDS
+
+    stage1 = json.loads((out / "stage1.json").read_text())
+    scores: dict[str, list[float]] = {phase: [] for phase in PHASE_MODELS}
+    for member in members:
+        best = json.loads((out / "runs" / member.name / "metrics.json").read_text())["best"]
+        for phase, model in PHASE_MODELS.items():
+            same = dict(member.configuration.changes) == stage1["changes"]
+            if member.configuration.model == model and same and member.seed in SEEDS:
+                scores[phase].append(best["value"])
+    lines = [f"stage 1 winner (by validation action top-1): {stage1['best']}"]
+    for phase, values in scores.items():
+        if values:
+            spread = np.std(values, ddof=1) if len(values) > 1 else 0.0
+            lines.append(
+                f"{phase} ({PHASE_MODELS[phase]}): action top-1 {np.mean(values):.4f} ± {spread:.4f} "
+                f"over {len(values)} seeds"
+            )
+    return lines
+
+
+@click.command(epilog=EPILOG)
+@click.option("--preset", type=click.Choice(["ablations", "lr-wd", "phase2-phase3"]), help="A built-in sweep.")
+@click.option("--spec", "spec_file", type=click.Path(path_type=Path), help="A sweep spec (YAML; docs/experiments.md).")
+@click.option("--cache", type=click.Path(path_type=Path), required=True, help="Training cache.")
+@click.option("--val-cache", type=click.Path(path_type=Path), required=True, help="Validation cache.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Sweep folder: runs/, results, report.")
+@click.option("--model", help="The base model (lr-wd sweeps it; a spec's base.model otherwise).")
+@click.option("--epochs", type=click.IntRange(min=1), help="Epochs of every member.  [default: the preset's 30]")
+@click.option(
+    "--executor",
+    type=click.Choice(EXECUTORS),
+    default="inline",
+    help="inline: one process, caches read once; local/slurm: one submitit task per member.",
+)
+@click.option("--baseline", help="Configuration (or model) the report's differences are taken to.")
+@click.option("--allow-partial", is_flag=True, help="Use caches with clips not extracted yet (counted in metrics).")
+@click.option("--progress/--no-progress", default=None, help="Progress bar.  [default: on a terminal; else log lines]")
+@user_errors
+def sweep(
+    preset: str | None,
+    spec_file: Path | None,
+    cache: Path,
+    val_cache: Path,
+    out: Path,
+    model: str | None,
+    epochs: int | None,
+    executor: str,
+    baseline: str | None,
+    allow_partial: bool,
+    progress: bool | None,
+) -> None:
+    """Train an ablation set or a grid over one cache, then write DIR/results.csv, DIR/report.md and plots.
+
+    Each member is an ordinary run folder DIR/runs/<member>/. Re-run the same command after an interruption:
+    finished members are kept as they are, interrupted ones resume from their last checkpoint.
+    """
+    from fusion.experiments.runner import run_sweep
+    from fusion.train import NonFiniteLoss, Preempted
+
+    try:
+        members = run_sweep(preset, spec_file, model, cache, val_cache, out, epochs, executor, allow_partial, progress)
+    except Preempted as exc:
+        click.echo(f"stopped: {exc} holds the member in flight; re-run the same command to go on", err=True)
+        sys.exit(exc.exit_code)
+    except NonFiniteLoss as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    report(
+        [out],
+        baseline or ("gasm_cast" if preset == "ablations" else None),
+        out,
+        phase_lines(out, members) if preset == "phase2-phase3" else [],
+    )
+
+
+@click.command(epilog=EPILOG)
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--baseline", help="Configuration (or model) the differences are taken to.")
+@click.option("--out", type=click.Path(path_type=Path), help="Folder for results.csv, report.md and the PNGs.")
+@user_errors
+def compare(paths: tuple[Path, ...], baseline: str | None, out: Path | None) -> None:
+    """One table of runs (run folders and sweep folders): costs and validation metrics, mean ± std over seeds."""
+    from pipeline.paths import output_folder
+
+    if out is not None:
+        output_folder(out, "--out")
+    report(list(paths), baseline, out)
+
+
+@click.command("sweep")
+@click.option("--cache", type=click.Path(path_type=Path), required=True, help="Training cache.")
+@click.option("--val-cache", type=click.Path(path_type=Path), required=True, help="Validation cache.")
+@click.option("--members", type=click.IntRange(min=1), default=4, help="Members (learning rates) to train.")
+@click.option("--epochs", type=click.IntRange(min=1), default=2, help="Epochs per member.")
+@click.option("--model", default="late_fusion", help="Model of every member.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, help="Clips per step.")
+@user_errors
+def bench_sweep(cache: Path, val_cache: Path, members: int, epochs: int, model: str, batch_size: int) -> None:
+    """Wall time of K members in one inline sweep against K separate fuse-train runs."""
+    from fusion.bench_sweep import bench_sweep as run
+
+    run(cache, val_cache, members, epochs, model, batch_size)

@@ -1,0 +1,1 @@
+"""Experiments: sweeps of training runs over one cache, and reports that compare them."""

@@ -1,0 +1,178 @@
+"""`cli compare` (and the end of `cli sweep`): every run of some run or sweep folders in one report.
+
+Per configuration (a model and the keys it changes), over its seeds: trainable parameters, FLOPs per clip and
+training-step memory (measured at the cache's shapes), seconds per epoch, the headline validation metrics as
+mean ± std, and the difference to a baseline with its standard error. `results.csv` has one row per run,
+`report.md` the table and the best configuration of each model, the PNGs accuracy against parameters and FLOPs
+(error bars over seeds) and the validation curves.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fusion.train_config import TrainConfig
+from pipeline.config_loading import leaf_differences, to_dict
+from pipeline.errors import UserError
+
+# Settings that say how or where a run trained, not what: left out of a hand-made run's configuration name.
+NOT_CONFIGURATION = ("seed", "epochs", "device", "precision")
+
+
+@dataclass
+class Run:
+    folder: Path
+    configuration: str
+    model: str
+    changes: dict[str, Any]
+    seed: int
+    parameters: int
+    metric: str
+    best: dict[str, Any]
+    history: list[dict[str, Any]]
+    epoch_seconds: list[float]
+    model_config: dict[str, Any]
+    shapes: dict[str, list[int]]
+    label_sizes: dict[str, int]
+    costs: dict[str, float] = field(default_factory=dict)
+
+
+def _run(folder: Path) -> Run:
+    summary = json.loads((folder / "metrics.json").read_text())
+    state = torch.load(folder / "best.pt", map_location="cpu", weights_only=True)
+    config = state["config"]
+    member = summary.get("member")
+    if member:
+        name, changes, seed = member["configuration"], member["changes"], member["seed"]
+    else:  # a hand-made fuse-train run: named by its model and what it changes from the defaults
+        default = to_dict(TrainConfig())
+        changes = {}
+        for line in leaf_differences(default, config):
+            key, _, values = line.partition(": ")
+            if key.split(".")[0] not in NOT_CONFIGURATION:
+                changes[key] = values.split(" -> ")[-1]
+        name = "-".join([summary["model"], *(f"{k.split('.')[-1]}{v}" for k, v in changes.items())])
+        seed = config["seed"]
+    return Run(
+        folder,
+        name,
+        summary["model"],
+        changes,
+        seed,
+        summary["trainable_parameters"],
+        summary["best"]["metric"],
+        summary["best"],
+        state["history"],
+        summary.get("epoch_seconds", []),
+        config["model"],
+        state["spec"]["shapes"],
+        state["spec"]["label_sizes"],
+    )
+
+
+def collect(paths: list[Path]) -> list[Run]:
+    """Runs of run folders (metrics.json) and of sweep folders (runs/*/metrics.json), in the order given."""
+    runs = []
+    for path in paths:
+        if (path / "metrics.json").is_file():
+            runs.append(_run(path))
+        elif (path / "runs").is_dir():
+            record = path / "sweep.json"  # the sweep's own member order, where there is one
+            order = json.loads(record.read_text())["members"] if record.is_file() else []
+            folders = [path / "runs" / name for name in order] + sorted((path / "runs").iterdir())
+            runs += [_run(folder) for folder in dict.fromkeys(folders) if (folder / "metrics.json").is_file()]
+        else:
+            raise UserError(f"{path} is neither a run folder (metrics.json) nor a sweep folder (runs/)")
+    if not runs:
+        raise UserError("no finished run in the folders given")
+    return runs
+
+
+def measure_costs(runs: list[Run]) -> None:
+    """FLOPs per clip and training-step memory of each configuration, measured once at its cache's shapes."""
+    from fusion.bench import measure
+    from fusion.config import FusionConfig
+    from fusion.models import build_model
+    from pipeline.config_loading import apply_overrides
+
+    seen: dict[str, dict[str, float]] = {}
+    for run in runs:
+        if run.configuration not in seen:
+            torch.manual_seed(0)
+            cfg = apply_overrides(FusionConfig(), run.model_config, where=f"{run.folder} config.model")
+            (ns, ds), (nm, dm) = run.shapes["semantic"], run.shapes["motion"]
+            model = build_model(run.model, ds, dm, run.label_sizes, cfg)
+            inputs = (torch.randn(8, ns, ds), torch.randn(8, nm, dm))
+            costs = measure(_Called(model), inputs, torch.device("cpu"), repeats=1)
+            seen[run.configuration] = {"gflops_per_clip": costs["gflops"] / 8, "memory_mb": costs["memory"]}
+        run.costs = seen[run.configuration]
+
+
+class _Called(torch.nn.Module):
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, semantic: torch.Tensor, motion: torch.Tensor) -> dict[str, torch.Tensor]:
+        """semantic: [B, Ns, Ds], motion: [B, Nm, Dm] -> the model's outputs."""
+        return self.model({"semantic": semantic, "motion": motion})
+
+
+def headline_keys(runs: list[Run]) -> list[str]:
+    if runs[0].metric == "action_top1":
+        return ["val_action_top1", "val_verb_top1", "val_noun_top1"]
+    return ["val_top1", "val_top5"]
+
+
+def summarize(runs: list[Run], baseline: str | None) -> list[dict[str, Any]]:
+    """One row per configuration, in first-seen order."""
+    keys = headline_keys(runs)
+    groups: dict[str, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(run.configuration, []).append(run)
+    if baseline is not None and baseline not in groups:
+        of_model = [name for name, members in groups.items() if members[0].model == baseline]
+        plain = [name for name in of_model if not groups[name][0].changes]
+        if not (plain or len(of_model) == 1):
+            raise UserError(
+                f"--baseline {baseline}: no single configuration of that name or model (have: {', '.join(groups)})"
+            )
+        baseline = (plain or of_model)[0]
+    rows = []
+    for name, members in groups.items():
+        first = members[0]
+        row: dict[str, Any] = {
+            "configuration": name,
+            "model": first.model,
+            "changes": ", ".join(f"{k}={v}" for k, v in first.changes.items()) or "base",
+            "seeds": len(members),
+            "parameters": first.parameters,
+            **first.costs,
+            "seconds_per_epoch": _mean([s for m in members for s in m.epoch_seconds]),
+        }
+        for key in keys:
+            values = np.array([m.best[key] for m in members], dtype=float)
+            row[f"{key}_mean"], row[f"{key}_std"] = (
+                float(values.mean()),
+                float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+            )
+        rows.append(row)
+    if baseline is not None:
+        base = next(r for r in rows if r["configuration"] == baseline)
+        for row in rows:
+            for key in keys[:1]:
+                spread = math.sqrt(row[f"{key}_std"] ** 2 / row["seeds"] + base[f"{key}_std"] ** 2 / base["seeds"])
+                row[f"{key}_vs_baseline"] = row[f"{key}_mean"] - base[f"{key}_mean"]
+                row[f"{key}_vs_baseline_se"] = spread
+    return rows
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else float("nan")

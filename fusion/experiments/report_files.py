@@ -1,0 +1,174 @@
+"""The report's outputs: the terminal table, results.csv (one row per run), report.md and the PNGs."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from fusion.experiments.report import Run, headline_keys
+
+
+def _cell(row: dict[str, Any], key: str) -> str:
+    text = f"{row[f'{key}_mean']:.4f} ± {row[f'{key}_std']:.4f}"
+    if f"{key}_vs_baseline" in row:
+        text += f" ({row[f'{key}_vs_baseline']:+.4f} ± {row[f'{key}_vs_baseline_se']:.4f})"
+    return text
+
+
+def columns(runs: list[Run]) -> list[tuple[str, str]]:
+    keys = headline_keys(runs)
+    return [
+        ("configuration", "configuration"),
+        ("changes", "changes"),
+        ("seeds", "seeds"),
+        ("parameters", "trainable parameters"),
+        ("gflops_per_clip", "GFLOPs / clip (train step)"),
+        ("memory_mb", "step memory MB (batch 8)"),
+        ("seconds_per_epoch", "s / epoch"),
+        *((key, key.removeprefix("val_") + " (mean ± std)") for key in keys),
+    ]
+
+
+def _format(row: dict[str, Any], key: str) -> str:
+    if f"{key}_mean" in row:
+        return _cell(row, key)
+    value = row.get(key, "")
+    if isinstance(value, float):
+        return f"{value:.3f}" if key != "seconds_per_epoch" else f"{value:.1f}"
+    return f"{value:,}" if isinstance(value, int) and key == "parameters" else str(value)
+
+
+def print_table(rows: list[dict[str, Any]], runs: list[Run], console: Console) -> None:
+    table = Table(title=f"{len(runs)} runs, {len(rows)} configurations (best validation epoch of each run)")
+    for key, title in columns(runs):
+        if key == "configuration":  # copied into --baseline and scripts: never wrapped or cut
+            table.add_column(title, no_wrap=True, min_width=max(len(r["configuration"]) for r in rows))
+        else:
+            table.add_column(title, overflow="fold", justify="left" if key == "changes" else "right")
+    for row in rows:
+        table.add_row(*(_format(row, key) for key, _ in columns(runs)))
+    console.print(table)
+
+
+def write_results_csv(runs: list[Run], path: Path) -> Path:
+    """One row per run: its configuration, seed, costs and every best-epoch validation metric."""
+    metric_keys = sorted({k for run in runs for k in run.best if k.startswith("val_")})
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(
+            [
+                "configuration",
+                "model",
+                "changes",
+                "seed",
+                "folder",
+                "parameters",
+                "gflops_per_clip",
+                "memory_mb",
+                "seconds_per_epoch",
+                "best_epoch",
+                *metric_keys,
+            ]
+        )
+        for run in runs:
+            seconds = float(np.mean(run.epoch_seconds)) if run.epoch_seconds else ""
+            writer.writerow(
+                [
+                    run.configuration,
+                    run.model,
+                    "; ".join(f"{k}={v}" for k, v in run.changes.items()),
+                    run.seed,
+                    str(run.folder),
+                    run.parameters,
+                    run.costs.get("gflops_per_clip", ""),
+                    run.costs.get("memory_mb", ""),
+                    seconds,
+                    run.best["epoch"],
+                    *(run.best.get(k, "") for k in metric_keys),
+                ]
+            )
+    return path
+
+
+def write_markdown(rows: list[dict[str, Any]], runs: list[Run], path: Path, extra: list[str]) -> Path:
+    cols = columns(runs)
+    lines = [
+        f"# Comparison of {len(runs)} runs ({len(rows)} configurations)",
+        "",
+        "Best validation epoch of each run; mean ± std over seeds (sample std), and where a baseline is given, "
+        "the difference of means ± its standard error.",
+        "",
+        *extra,
+        "| " + " | ".join(title for _, title in cols) + " |",
+        "|" + "---|" * len(cols),
+    ]
+    lines += ["| " + " | ".join(_format(row, key) for key, _ in cols) + " |" for row in rows]
+    key = headline_keys(runs)[0]
+    lines += ["", "## Best configuration of each model", "", "| model | configuration | " + key + " |", "|---|---|---|"]
+    for model in dict.fromkeys(row["model"] for row in rows):
+        best = max((r for r in rows if r["model"] == model), key=lambda r: r[f"{key}_mean"])
+        lines.append(f"| {model} | {best['configuration']} | {_cell(best, key)} |")
+    lines += [
+        "",
+        "![accuracy vs parameters](accuracy_vs_parameters.png)",
+        "![accuracy vs FLOPs](accuracy_vs_flops.png)",
+        "![validation curves](validation_curves.png)",
+        "",
+    ]
+    path.write_text("\n".join(lines))
+    return path
+
+
+def write_plots(rows: list[dict[str, Any]], runs: list[Run], folder: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    key = headline_keys(runs)[0]
+    written = []
+    for x_key, label, name in (
+        ("parameters", "trainable parameters", "accuracy_vs_parameters.png"),
+        ("gflops_per_clip", "GFLOPs per clip (training step)", "accuracy_vs_flops.png"),
+    ):
+        fig, ax = plt.subplots(figsize=(8, 5.5))
+        for row in rows:
+            ax.errorbar(row.get(x_key, np.nan), row[f"{key}_mean"], yerr=row[f"{key}_std"], fmt="o", capsize=3)
+            ax.annotate(
+                row["configuration"],
+                (row.get(x_key, np.nan), row[f"{key}_mean"]),
+                fontsize=7,
+                xytext=(4, 3),
+                textcoords="offset points",
+            )
+        ax.set(xlabel=label, ylabel=f"{key} (mean ± std over seeds)", xscale="log")
+        fig.tight_layout()
+        fig.savefig(folder / name, dpi=100)
+        plt.close(fig)
+        written.append(folder / name)
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    for row in rows:
+        members = [r for r in runs if r.configuration == row["configuration"]]
+        epochs = min(len(r.history) for r in members)
+        curve = np.mean([[h[key] for h in r.history[:epochs]] for r in members], axis=0)
+        ax.plot(range(1, epochs + 1), curve, label=row["configuration"])
+    ax.set(xlabel="epoch", ylabel=f"{key} (mean over seeds)", title="validation curves")
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    fig.savefig(folder / "validation_curves.png", dpi=100)
+    plt.close(fig)
+    return [*written, folder / "validation_curves.png"]
+
+
+def write_report(rows: list[dict[str, Any]], runs: list[Run], folder: Path, extra: list[str]) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    return [
+        write_results_csv(runs, folder / "results.csv"),
+        write_markdown(rows, runs, folder / "report.md", extra),
+        *write_plots(rows, runs, folder),
+    ]

@@ -1,0 +1,202 @@
+"""`cli sweep`: train every member of a sweep over one cache, each into an ordinary run folder `DIR/runs/<member>/`.
+
+Inline (default): one process reads the caches once and trains the members one after another with them, each
+exactly as a standalone `fuse-train` of its config and seed would (the same code path). `local`/`slurm`: one
+submitit task per member, each reading the caches itself. A re-run skips finished members (metrics.json
+written) and resumes interrupted ones from their last.pt; SIGTERM or Ctrl-C stops the member in flight after
+its checkpoint, so at most the epoch in flight is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from fusion.experiments.presets import PHASE_MODELS, PRESETS, phase2_phase3_stage2
+from fusion.experiments.spec import Member, SweepSpec, load_spec, parse_spec
+from pipeline import strict_json
+from pipeline.errors import UserError
+from pipeline.paths import output_folder
+
+log = logging.getLogger(__name__)
+
+
+def member_dir(out: Path, member: Member) -> Path:
+    return out / "runs" / member.name
+
+
+def finished(out: Path, member: Member) -> bool:
+    return (member_dir(out, member) / "metrics.json").is_file()
+
+
+def run_member(
+    cache: str,
+    val_cache: str,
+    out: str,
+    spec: SweepSpec,
+    member: Member,
+    epochs: int | None,
+    allow_partial: bool,
+    loaded: Any = None,
+    live: bool | None = False,
+) -> dict[str, Any]:
+    """Train (or resume) one member; what a local or SLURM task runs, and what the inline loop calls."""
+    from fusion.commands import run_training
+
+    folder = member_dir(Path(out), member)
+    cfg = spec.config_for(member, epochs)
+    resume = (folder / "last.pt").is_file()
+    return run_training(
+        Path(cache),
+        Path(val_cache),
+        member.configuration.model,
+        folder,
+        cfg,
+        resume,
+        live,
+        allow_partial,
+        member.identity(),
+        loaded,
+    )
+
+
+def record(out: Path, spec: SweepSpec, name: str, cache: Path, val_cache: Path, epochs: int | None) -> None:
+    """DIR/sweep.json: what the sweep is; a re-run with another definition is refused, not mixed in."""
+    now = {
+        "sweep": name,
+        "cache": str(Path(cache).resolve()),
+        "val_cache": str(Path(val_cache).resolve()),
+        "epochs": epochs,
+        "members": [m.name for m in spec.members()],
+    }
+    path = out / "sweep.json"
+    if path.is_file():
+        before = json.loads(path.read_text())
+        if any(before.get(key) != now[key] for key in ("cache", "val_cache", "epochs")):
+            raise UserError(f"{out} holds a sweep over other caches or epochs ({path}); use a new --out")
+        now["members"] = list(dict.fromkeys(before.get("members", []) + now["members"]))
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(strict_json.dumps(now, indent=1))
+
+
+def execute(
+    spec: SweepSpec,
+    cache: Path,
+    val_cache: Path,
+    out: Path,
+    epochs: int | None,
+    executor: str,
+    allow_partial: bool,
+    live: bool | None,
+) -> list[Member]:
+    """Train the members not finished yet; returns every member of the spec."""
+    members = spec.members()
+    todo = [m for m in members if not finished(out, m)]
+    log.info("%d members, %d finished, %d to train (%s)", len(members), len(members) - len(todo), len(todo), executor)
+    if executor == "inline":
+        loaded = _load(cache, val_cache, spec, allow_partial) if todo else None
+        for i, member in enumerate(todo, start=1):
+            log.info("member %d/%d: %s", i, len(todo), member.name)
+            run_member(str(cache), str(val_cache), str(out), spec, member, epochs, allow_partial, loaded, live)
+    elif todo:
+        _submit(todo, spec, cache, val_cache, out, epochs, executor, allow_partial)
+    return members
+
+
+def _load(cache: Path, val_cache: Path, spec: SweepSpec, allow_partial: bool) -> tuple[Any, Any]:
+    from fusion.data import CacheData
+
+    limit = spec.config_for(spec.members()[0]).data.ram_limit_gb
+    train, val = (CacheData(path, limit, allow_partial=allow_partial) for path in (cache, val_cache))
+    return train, val
+
+
+def _submit(
+    todo: list[Member],
+    spec: SweepSpec,
+    cache: Path,
+    val_cache: Path,
+    out: Path,
+    epochs: int | None,
+    executor: str,
+    allow_partial: bool,
+) -> None:
+    import submitit
+
+    try:
+        runner = submitit.AutoExecutor(folder=out / "jobs" / "%j", cluster=executor)
+    except (RuntimeError, ValueError) as exc:
+        raise UserError(f"--executor {executor}: {exc}") from None
+    runner.update_parameters(
+        name=f"gasm-sweep-{out.name}",
+        timeout_min=24 * 60,
+        cpus_per_task=4,
+        gpus_per_node=0 if executor == "local" else 1,
+    )
+    n = len(todo)
+    jobs = runner.map_array(
+        run_member,
+        [str(cache)] * n,
+        [str(val_cache)] * n,
+        [str(out)] * n,
+        [spec] * n,
+        todo,
+        [epochs] * n,
+        [allow_partial] * n,
+    )
+    failed = []
+    for job, member in zip(jobs, todo):
+        try:
+            job.result()
+        except Exception as exc:  # noqa: BLE001 - every member is reported, then the sweep says which failed
+            failed.append(f"{member.name}: {str(exc).splitlines()[-1][:200]}")
+    if failed:
+        raise UserError(f"{len(failed)} member(s) did not finish ({'; '.join(failed)}); re-run the same command")
+
+
+def run_sweep(
+    preset: str | None,
+    spec_file: Path | None,
+    model: str | None,
+    cache: Path,
+    val_cache: Path,
+    out: Path,
+    epochs: int | None,
+    executor: str,
+    allow_partial: bool = False,
+    live: bool | None = None,
+) -> list[Member]:
+    """Run a preset or a spec file to the end (both stages for phase2-phase3); returns every member trained."""
+    if (preset is None) == (spec_file is None):
+        raise UserError("give exactly one of --preset NAME and --spec FILE")
+    output_folder(out, "--out")
+    if preset is not None and preset not in PRESETS:
+        raise UserError(f"unknown preset '{preset}' (expected one of {', '.join(PRESETS)})")
+    spec = parse_spec(PRESETS[preset], f"preset {preset}", model) if preset else load_spec(spec_file, model)
+    name = preset or str(spec_file)
+    record(out, spec, name, cache, val_cache, epochs)
+    members = execute(spec, cache, val_cache, out, epochs, executor, allow_partial, live)
+    if preset != "phase2-phase3":
+        return members
+    best = best_configuration(out, members, "action_top1")
+    (out / "stage1.json").write_text(strict_json.dumps({"best": best.name, "changes": dict(best.changes)}, indent=1))
+    log.info("phase 2 stage 1: best configuration %s", best.name)
+    stage2 = parse_spec(phase2_phase3_stage2(dict(best.changes)), "preset phase2-phase3 (stage 2)")
+    record(out, stage2, name, cache, val_cache, epochs)
+    return members + execute(stage2, cache, val_cache, out, epochs, executor, allow_partial, live)
+
+
+def best_configuration(out: Path, members: list[Member], metric: str) -> Any:
+    """The configuration whose members reach the highest mean best validation `metric`."""
+    scores: dict[Any, list[float]] = {}
+    for member in members:
+        best = json.loads((member_dir(out, member) / "metrics.json").read_text())["best"]
+        if best["metric"] != metric:
+            raise UserError(f"phase2-phase3 ranks by {metric}: it needs a verb/noun cache (EPIC-style)")
+        scores.setdefault(member.configuration, []).append(best["value"])
+    return max(scores, key=lambda c: sum(scores[c]) / len(scores[c]))
+
+
+__all__ = ["PHASE_MODELS", "run_sweep", "run_member", "best_configuration"]

@@ -1,0 +1,226 @@
+"""`cli sweep` and `cli compare`: members equal standalone runs, interrupted sweeps resume without touching
+finished members, the phase2-phase3 plan runs end to end, reports compare hand-made runs too."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cli import main
+from fusion.experiments.spec import parse_spec
+from pipeline.errors import UserError
+from pipeline.synth.features import make_feature_cache
+
+ROOT = Path(__file__).resolve().parents[1]
+DIMS = {"semantic": (16, 32), "motion": (4, 16)}
+
+
+@pytest.fixture(scope="module")
+def caches(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sweep-caches")
+    return (
+        make_feature_cache(root / "train", 64, "ssv2", **DIMS, shard_size=32),
+        make_feature_cache(root / "val", 32, "ssv2", **DIMS, split="validation", shard_size=32),
+    )
+
+
+@pytest.fixture(scope="module")
+def epic_caches(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sweep-epic")
+    return (
+        make_feature_cache(root / "train", 48, "epic100", **DIMS, shard_size=32),
+        make_feature_cache(root / "val", 24, "epic100", **DIMS, split="validation", shard_size=32),
+    )
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def sweep_args(caches, spec: Path, out: Path, *extra) -> list:
+    return [
+        "sweep",
+        "--spec",
+        spec,
+        "--cache",
+        caches[0],
+        "--val-cache",
+        caches[1],
+        "--out",
+        out,
+        "--epochs",
+        2,
+        "--no-progress",
+        *extra,
+    ]
+
+
+def write_spec(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+BASE = "base:\n  overrides:\n    data: {batch_size: 16}\n    device: cpu\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("axes: {optim.lr: [0.1]}\nmembers: [{model: late_fusion}]\n", "not both"),
+        ("axes: {optim.lrate: [0.1]}\n", "'optim.lrate' is not a training config key"),
+        ("axes: {optim.lr: [-1.0]}\n", "optim.lr: expected > 0, got -1.0"),
+        ("members: [{model: gasm}]\n", "unknown model 'gasm'"),
+        ("members: [{model: late_fusion, changes: {seed: 3}}]\n", "'seed' is set by the sweep"),
+        ("members: [{model: late_fusion}, {model: late_fusion}]\n", "listed twice: late_fusion"),
+        ("members: [{model: late_fusion}]\nseeds: []\n", "seeds: expected a non-empty list"),
+        ("member: [{model: late_fusion}]\n", "unknown key(s) member"),
+    ],
+)
+def test_bad_specs_are_one_line_errors(tmp_path, caches, text, words):
+    result = run(*sweep_args(caches, write_spec(tmp_path / "s.yaml", text), tmp_path / "S"))
+    assert result.exit_code == 2 and result.output.startswith("error: ") and words in result.output, result.output
+
+
+def test_grids_are_products_named_by_what_they_change():
+    spec = parse_spec(
+        {"axes": {"model": ["late_fusion", "gasm_cast"], "optim.lr": [1e-3, 3e-4]}, "seeds": [0, 1]}, "test"
+    )
+    names = [m.name for m in spec.members()]
+    assert len(names) == 8 and names[0] == "late_fusion-lr0.001-seed0" and names[-1] == "gasm_cast-lr0.0003-seed1"
+    with pytest.raises(UserError, match="give either axes"):
+        parse_spec({"seeds": [0]}, "test")
+
+
+def test_a_member_equals_the_standalone_run_of_its_config_and_seed(caches, tmp_path):
+    spec = write_spec(
+        tmp_path / "s.yaml",
+        BASE + "members:\n  - {model: late_fusion}\n"
+        "  - {model: gasm_cast, changes: {model.fusion_layers: 1, optim.lr: 0.001}}\nseeds: [3]\n",
+    )
+    result = run(*sweep_args(caches, spec, tmp_path / "S"))
+    assert result.exit_code == 0, result.output
+    member = json.loads(
+        (tmp_path / "S" / "runs" / "gasm_cast-fusion_layers1-lr0.001-seed3" / "metrics.json").read_text()
+    )
+    assert (
+        member["member"]["changes"] == {"model.fusion_layers": 1, "optim.lr": 0.001} and member["member"]["seed"] == 3
+    )
+    config = write_spec(tmp_path / "c.yaml", "model: {fusion_layers: 1}\n")
+    alone = run(
+        "fuse-train",
+        "--cache",
+        caches[0],
+        "--val-cache",
+        caches[1],
+        "--out",
+        tmp_path / "alone",
+        "--model",
+        "gasm_cast",
+        "--config",
+        config,
+        "--lr",
+        0.001,
+        "--seed",
+        3,
+        "--epochs",
+        2,
+        "--batch-size",
+        16,
+        "--device",
+        "cpu",
+        "--no-progress",
+    )
+    assert alone.exit_code == 0, alone.output
+    standalone = json.loads((tmp_path / "alone" / "metrics.json").read_text())
+    for key, value in standalone["last"].items():
+        assert member["last"][key] == pytest.approx(value, rel=1e-5, abs=1e-5), key
+    for name in (
+        "results.csv",
+        "report.md",
+        "accuracy_vs_parameters.png",
+        "accuracy_vs_flops.png",
+        "validation_curves.png",
+    ):
+        assert (tmp_path / "S" / name).is_file(), name
+    assert len((tmp_path / "S" / "results.csv").read_text().splitlines()) == 3
+
+
+def test_killed_sweep_resumes_and_leaves_finished_members_untouched(caches, tmp_path):
+    spec = write_spec(tmp_path / "s.yaml", BASE + "axes: {model: [late_fusion, semantic_only, motion_only]}\n")
+    command = [sys.executable, str(ROOT / "cli.py"), *map(str, sweep_args(caches, spec, tmp_path / "S"))]
+    job = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = tmp_path / "S" / "runs" / "late_fusion-seed0"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (first / "metrics.json").exists():
+        time.sleep(0.05)
+    os.kill(job.pid, signal.SIGKILL)
+    job.wait()
+    stamps = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in first.rglob("*") if p.is_file()}
+    assert subprocess.run(command, capture_output=True, timeout=600).returncode == 0
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in first.rglob("*") if p.is_file()} == stamps
+    assert all(
+        (tmp_path / "S" / "runs" / f"{m}-seed0" / "metrics.json").is_file() for m in ("semantic_only", "motion_only")
+    )
+
+
+def test_phase2_phase3_runs_end_to_end_and_names_the_winner(epic_caches, tmp_path):
+    result = run(
+        "sweep",
+        "--preset",
+        "phase2-phase3",
+        "--cache",
+        epic_caches[0],
+        "--val-cache",
+        epic_caches[1],
+        "--out",
+        tmp_path / "P",
+        "--epochs",
+        1,
+        "--no-progress",
+    )
+    assert result.exit_code == 0, result.output
+    winner = json.loads((tmp_path / "P" / "stage1.json").read_text())["best"]
+    assert f"stage 1 winner (by validation action top-1): {winner}" in result.output
+    for phase in ("phase2 (temporal_transformer)", "phase3 (temporal_transformer_cross_task)"):
+        assert f"{phase}: action top-1" in result.output and "over 3 seeds" in result.output
+    report = (tmp_path / "P" / "report.md").read_text()
+    assert "stage 1 winner" in report and report.count("\n| temporal_transformer") >= 9
+
+
+def test_compare_two_hand_made_runs_and_a_local_executor_sweep(caches, tmp_path):
+    for name, model in (("a", "late_fusion"), ("b", "semantic_only")):
+        assert (
+            run(
+                "fuse-train",
+                "--cache",
+                caches[0],
+                "--val-cache",
+                caches[1],
+                "--out",
+                tmp_path / name,
+                "--model",
+                model,
+                "--epochs",
+                1,
+                "--batch-size",
+                16,
+                "--device",
+                "cpu",
+                "--no-progress",
+            ).exit_code
+            == 0
+        )
+    result = run("compare", tmp_path / "a", tmp_path / "b", "--baseline", "late_fusion", "--out", tmp_path / "C")
+    assert result.exit_code == 0, result.output
+    assert "late_fusion" in result.output and "semantic_only" in result.output and "+0.0000" in result.output
+    assert len((tmp_path / "C" / "results.csv").read_text().splitlines()) == 3
+    spec = write_spec(tmp_path / "s.yaml", BASE + "members: [{model: motion_only}]\n")
+    local = run(*sweep_args(caches, spec, tmp_path / "L", "--executor", "local"))
+    assert local.exit_code == 0, local.output
+    assert (tmp_path / "L" / "runs" / "motion_only-seed0" / "best.pt").is_file()
