@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 from rich.console import Console
@@ -26,11 +26,20 @@ def _step(module: nn.Module, inputs: tuple[torch.Tensor, ...], precision: str) -
     def run() -> None:
         with autocast(device, precision):
             out = module(*inputs)
-        tensors = out.values() if isinstance(out, dict) else out
+        tensors = list(out.values()) if isinstance(out, dict) else list(_tensors(out))
         sum(t.float().mean() for t in tensors).backward()
         module.zero_grad(set_to_none=True)
 
     return run
+
+
+def _tensors(value: object) -> Iterator[torch.Tensor]:
+    """Every tensor in a layer's output (nested tuples; attention weights are None unless asked)."""
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, (tuple, list)):
+        for item in value:
+            yield from _tensors(item)
 
 
 def _cpu_sdpa(query, key, value, *args, out_shape=None, **kwargs) -> int:  # noqa: ANN001 - shapes

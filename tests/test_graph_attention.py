@@ -14,7 +14,7 @@ def test_a_node_ignores_nodes_outside_its_neighbourhood():
     layer = DenseGraphAttention(32, heads=4).eval()
     adj = grid_adjacency().expand(2, -1, -1)
     x = torch.randn(2, 49, 32)
-    out, attention = layer(x, adj)
+    out, attention = layer(x, adj, return_attention=True)
     outside = (~adj[0, 0]).nonzero().flatten()
     inside = adj[0, 0].nonzero().flatten()
     changed = x.clone()
@@ -33,7 +33,7 @@ def test_semantic_block_is_local_when_no_features_are_similar():
     x = torch.randn(1, 196, 32)
     far = x.clone()
     far[0, 100] += 5  # patch (7, 2), far from patch 0
-    assert torch.allclose(block(far)[0, 0], block(x)[0, 0], atol=1e-6)
+    assert torch.allclose(block(far)[0][0, 0], block(x)[0][0, 0], atol=1e-6)
     out, attention = block(x, return_attention=True)
     assert out.shape == (1, 196, 32) and attention.shape == (1, 4, 196, 196)
 
@@ -62,3 +62,30 @@ def test_motion_block_and_bf16_masking_stays_finite():
         out, attention = block(x, return_attention=True)
     assert torch.isfinite(out).all() and torch.isfinite(attention).all()
     assert torch.all(attention[:, :, 0, 2:] == 0)
+
+
+def test_recomputed_graph_attention_has_the_dense_gradients_and_holds_far_less():
+    """Training recomputes the [B, H, N, N] scores and weights in backward: the same outputs and gradients
+    (dropout included) as keeping them, a fraction of the memory held between forward and backward."""
+    torch.manual_seed(0)
+    layer = DenseGraphAttention(32, heads=4, dropout=0.2).train()
+    adj = grid_adjacency().expand(2, -1, -1)
+    results = []
+    for direct in (True, False):
+        x = torch.randn(2, 49, 32, generator=torch.Generator().manual_seed(1)).requires_grad_()
+        saved: dict[int, int] = {}
+
+        def pack(t, saved=saved):
+            saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+
+        layer.zero_grad()
+        torch.manual_seed(2)  # the same dropout draws on both paths
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = layer._attend(x, adj)[0] if direct else layer(x, adj)[0]
+        out.square().sum().backward()
+        results.append((out.detach(), x.grad, [p.grad.clone() for p in layer.parameters()], sum(saved.values())))
+    (out_a, gx_a, gp_a, held_a), (out_b, gx_b, gp_b, held_b) = results
+    assert torch.allclose(out_a, out_b) and torch.allclose(gx_a, gx_b, atol=1e-6)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(gp_a, gp_b))
+    assert held_b < 0.25 * held_a

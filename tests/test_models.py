@@ -72,7 +72,7 @@ def test_every_model_is_under_the_budget(task):
 def test_bcast_starts_as_identity_and_reports_attention():
     layer = BottleneckCrossAttention(768, 512, 256, heads=8)
     sem, mot = torch.randn(2, 196, 768), torch.randn(2, 8, 512)
-    s, m, attention = layer(sem, mot, return_attention=True)
+    (s, m), attention = layer(sem, mot, return_attention=True)
     assert torch.equal(s, sem) and torch.equal(m, mot)
     assert attention["sem_to_mot"].shape == (2, 8, 196, 8) and attention["mot_to_sem"].shape == (2, 8, 8, 196)
     assert torch.allclose(attention["sem_to_mot"].sum(-1), torch.ones(()), atol=1e-5)
@@ -82,7 +82,7 @@ def test_cross_task_attends_several_tokens_with_unequal_weights():
     torch.manual_seed(0)
     layer = CrossTaskAttention(64, heads=4).eval()
     verb, noun = torch.randn(2, 4, 64), torch.randn(2, 5, 64)
-    v, n, attention = layer(verb, noun, return_attention=True)
+    (v, n), attention = layer(verb, noun, return_attention=True)
     assert v.shape == verb.shape and n.shape == noun.shape
     weights = attention["verb_to_noun"]
     assert weights.shape == (2, 4, 4, 5) and attention["noun_to_verb"].shape == (2, 4, 5, 4)

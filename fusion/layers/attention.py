@@ -1,4 +1,7 @@
-"""Multi-head cross-attention that can hand back its weights (for visualisation and tests)."""
+"""Multi-head cross-attention that can hand back its weights (for visualisation and tests).
+
+Every attention layer of `fusion/layers` returns one type: (its output(s), its attention weights or None).
+"""
 
 from __future__ import annotations
 
@@ -20,8 +23,10 @@ class CrossAttention(nn.Module):
         self.q, self.k, self.v = nn.Linear(dim, dim), nn.Linear(kv_dim, dim), nn.Linear(kv_dim, dim)
         self.out = nn.Linear(dim, dim)
 
-    def forward(self, queries: torch.Tensor, context: torch.Tensor, return_attention: bool = False):
-        """queries: [B, Nq, D], context: [B, Nk, Dk] -> [B, Nq, D] (and weights [B, H, Nq, Nk] when asked)."""
+    def forward(
+        self, queries: torch.Tensor, context: torch.Tensor, return_attention: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """queries: [B, Nq, D], context: [B, Nk, Dk] -> ([B, Nq, D], weights [B, H, Nq, Nk] when asked, else None)."""
         q, k, v = (
             rearrange(proj(x), "b n (h c) -> b h n c", h=self.heads)
             for proj, x in ((self.q, queries), (self.k, context), (self.v, context))
@@ -29,6 +34,6 @@ class CrossAttention(nn.Module):
         dropout = self.dropout if self.training else 0.0
         if not return_attention:  # fused kernel on GPU
             out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
-            return self.out(rearrange(out, "b h n c -> b n (h c)"))
+            return self.out(rearrange(out, "b h n c -> b n (h c)")), None
         weights = F.dropout((q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5).softmax(dim=-1), dropout, self.training)
         return self.out(rearrange(weights @ v, "b h n c -> b n (h c)")), weights

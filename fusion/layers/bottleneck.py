@@ -28,17 +28,14 @@ class BottleneckCrossAttention(nn.Module):
             nn.init.zeros_(expand.weight)
             nn.init.zeros_(expand.bias)
 
-    def forward(self, semantic: torch.Tensor, motion: torch.Tensor, return_attention: bool = False):
-        """semantic: [B, Ns, Ds], motion: [B, Nm, Dm] -> same shapes (and {"sem_to_mot": [B, H, Ns, Nm],
-        "mot_to_sem": [B, H, Nm, Ns]} when asked)."""
+    def forward(
+        self, semantic: torch.Tensor, motion: torch.Tensor, return_attention: bool = False
+    ) -> tuple[tuple[torch.Tensor, torch.Tensor], dict[str, torch.Tensor] | None]:
+        """semantic: [B, Ns, Ds], motion: [B, Nm, Dm] -> ((same shapes), {"sem_to_mot": [B, H, Ns, Nm],
+        "mot_to_sem": [B, H, Nm, Ns]} when asked, else None)."""
         s = self.sem_compress(self.sem_norm(semantic))
         m = self.mot_compress(self.mot_norm(motion))
-        s_att = self.sem_to_mot(s, m, return_attention)
-        m_att = self.mot_to_sem(m, s, return_attention)
-        if return_attention:
-            (s_att, s_weights), (m_att, m_weights) = s_att, m_att
-        semantic = semantic + self.sem_expand(F.gelu(s_att))
-        motion = motion + self.mot_expand(F.gelu(m_att))
-        if return_attention:
-            return semantic, motion, {"sem_to_mot": s_weights, "mot_to_sem": m_weights}
-        return semantic, motion
+        s_att, s_weights = self.sem_to_mot(s, m, return_attention)
+        m_att, m_weights = self.mot_to_sem(m, s, return_attention)
+        outputs = semantic + self.sem_expand(F.gelu(s_att)), motion + self.mot_expand(F.gelu(m_att))
+        return outputs, ({"sem_to_mot": s_weights, "mot_to_sem": m_weights} if return_attention else None)

@@ -27,18 +27,15 @@ class CrossTaskAttention(nn.Module):
             for _ in range(2)
         )
 
-    def forward(self, verb: torch.Tensor, noun: torch.Tensor, return_attention: bool = False):
-        """verb: [B, Qv, D], noun: [B, Qn, D] -> same shapes (and {"verb_to_noun": [B, H, Qv, Qn],
-        "noun_to_verb": [B, H, Qn, Qv]} when asked)."""
+    def forward(
+        self, verb: torch.Tensor, noun: torch.Tensor, return_attention: bool = False
+    ) -> tuple[tuple[torch.Tensor, torch.Tensor], dict[str, torch.Tensor] | None]:
+        """verb: [B, Qv, D], noun: [B, Qn, D] -> ((same shapes), {"verb_to_noun": [B, H, Qv, Qn],
+        "noun_to_verb": [B, H, Qn, Qv]} when asked, else None)."""
         if verb.shape[1] < 2 or noun.shape[1] < 2:
             raise ValueError("cross-task attention needs at least 2 tokens per branch")
         v, n = self.verb_norm(verb), self.noun_norm(noun)
-        v_att = self.verb_to_noun(v, n, return_attention)
-        n_att = self.noun_to_verb(n, v, return_attention)
-        if return_attention:
-            (v_att, v_weights), (n_att, n_weights) = v_att, n_att
-        verb = verb + self.verb_ffn(verb + v_att)
-        noun = noun + self.noun_ffn(noun + n_att)
-        if return_attention:
-            return verb, noun, {"verb_to_noun": v_weights, "noun_to_verb": n_weights}
-        return verb, noun
+        v_att, v_weights = self.verb_to_noun(v, n, return_attention)
+        n_att, n_weights = self.noun_to_verb(n, v, return_attention)
+        outputs = verb + self.verb_ffn(verb + v_att), noun + self.noun_ffn(noun + n_att)
+        return outputs, ({"verb_to_noun": v_weights, "noun_to_verb": n_weights} if return_attention else None)

@@ -17,12 +17,12 @@ class FullWidthCrossAttention(nn.Module):
         self.sem_to_mot = CrossAttention(sem_dim, heads, kv_dim=mot_dim, dropout=dropout)
         self.mot_to_sem = CrossAttention(mot_dim, heads, kv_dim=sem_dim, dropout=dropout)
 
-    def forward(self, semantic: torch.Tensor, motion: torch.Tensor, return_attention: bool = False):
-        """semantic: [B, Ns, Ds], motion: [B, Nm, Dm] -> same shapes (and attention dict when asked)."""
+    def forward(
+        self, semantic: torch.Tensor, motion: torch.Tensor, return_attention: bool = False
+    ) -> tuple[tuple[torch.Tensor, torch.Tensor], dict[str, torch.Tensor] | None]:
+        """semantic: [B, Ns, Ds], motion: [B, Nm, Dm] -> ((same shapes), attention dict when asked, else None)."""
         s, m = self.sem_norm(semantic), self.mot_norm(motion)
-        s_att = self.sem_to_mot(s, m, return_attention)
-        m_att = self.mot_to_sem(m, s, return_attention)
-        if return_attention:
-            (s_att, s_weights), (m_att, m_weights) = s_att, m_att
-            return semantic + s_att, motion + m_att, {"sem_to_mot": s_weights, "mot_to_sem": m_weights}
-        return semantic + s_att, motion + m_att
+        s_att, s_weights = self.sem_to_mot(s, m, return_attention)
+        m_att, m_weights = self.mot_to_sem(m, s, return_attention)
+        outputs = semantic + s_att, motion + m_att
+        return outputs, ({"sem_to_mot": s_weights, "mot_to_sem": m_weights} if return_attention else None)

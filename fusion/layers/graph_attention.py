@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from fusion.graph import (
     build_spatial_graph,
@@ -31,8 +32,23 @@ class DenseGraphAttention(nn.Module):
         nn.init.xavier_uniform_(self.att_src)
         nn.init.xavier_uniform_(self.att_dst)
 
-    def forward(self, x: torch.Tensor, adj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x: [B, N, D], adj: [B, N, N] bool -> ([B, N, D], attention [B, H, N, N])."""
+    def forward(
+        self, x: torch.Tensor, adj: torch.Tensor, return_attention: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x: [B, N, D], adj: [B, N, N] bool -> ([B, N, D], attention [B, H, N, N] when asked, else None).
+
+        While gradients are recorded and the weights are not asked for, the [B, H, N, N] scores and weights are
+        recomputed in backward instead of being held from forward to backward (they dominate a training step's
+        memory: 196 patches give 8 x 196 x 196 per clip); outputs and gradients are the same."""
+        if torch.is_grad_enabled() and not return_attention:
+            return checkpoint(self._output, x, adj, use_reentrant=False), None
+        out, attention = self._attend(x, adj)
+        return out, attention if return_attention else None
+
+    def _output(self, x: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:
+        return self._attend(x, adj)[0]
+
+    def _attend(self, x: torch.Tensor, adj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = rearrange(self.lin(x), "b n (h c) -> b n h c", h=self.heads)
         src = rearrange((h * self.att_src).sum(-1), "b n h -> b h 1 n")
         dst = rearrange((h * self.att_dst).sum(-1), "b n h -> b h n 1")
@@ -55,12 +71,16 @@ class _GraphBlock(nn.Module):
     def graph(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def forward(self, x: torch.Tensor, return_attention: bool = False, edges_from: torch.Tensor | None = None):
-        """x: [B, N, D] -> [B, N, D] (and attention [B, H, N, N] when asked). The graph is built from
+    def forward(
+        self, x: torch.Tensor, return_attention: bool = False, edges_from: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x: [B, N, D] -> ([B, N, D], attention [B, H, N, N] when asked, else None). The graph is built from
         `edges_from` when given (the features before position embeddings were added: positions must not make
         or break similarity edges), else from x."""
-        out, attention = self.attention(self.norm(x), self.graph(x if edges_from is None else edges_from))
-        return (x + out, attention) if return_attention else x + out
+        out, attention = self.attention(
+            self.norm(x), self.graph(x if edges_from is None else edges_from), return_attention
+        )
+        return x + out, attention
 
 
 class SemanticGraphAttention(_GraphBlock):

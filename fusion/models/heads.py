@@ -75,13 +75,12 @@ class VerbNounHead(nn.Module):
             [self.project[kind](x) + self.stream_embedding[kind] for kind, x in trunk["tokens"].items()], dim=1
         )
         branch = {task: self.queries[task].expand(tokens.shape[0], -1, -1) for task in ("verb", "noun")}
-        branch = {task: q + self.read[task](q, tokens) for task, q in branch.items()}  # [B, Q, d] each
+        branch = {task: q + self.read[task](q, tokens)[0] for task, q in branch.items()}  # [B, Q, d] each
         out: dict[str, Any] = {}
         if self.exchange is not None:
-            result = self.exchange(branch["verb"], branch["noun"], return_attention)
-            branch["verb"], branch["noun"] = result[0], result[1]
+            (branch["verb"], branch["noun"]), weights = self.exchange(branch["verb"], branch["noun"], return_attention)
             if return_attention:
-                out["cross_task"] = result[2]
+                out["cross_task"] = weights
         else:
             branch = {task: x + self.ffn[task](x) for task, x in branch.items()}
         for task in ("verb", "noun"):

@@ -46,13 +46,13 @@ def _place(positions: nn.ModuleDict | None, kind: str, x: torch.Tensor) -> torch
 
 def _run(
     layer: nn.Module, attention: dict[str, Any], name: str, return_attention: bool, *inputs: torch.Tensor, **kwargs: Any
-):
-    """Call `layer`, filing its attention weights under `name` when they were asked for."""
-    out = layer(*inputs, return_attention=return_attention, **kwargs)
-    if not return_attention:
-        return out
-    attention[name] = out[-1]
-    return out[0] if len(out) == 2 else out[:-1]
+) -> Any:
+    """Call an attention layer (every one returns (output(s), weights or None)), filing its weights under `name`
+    when they were asked for; returns the output(s)."""
+    out, weights = layer(*inputs, return_attention=return_attention, **kwargs)
+    if return_attention:
+        attention[name] = weights
+    return out
 
 
 class CrossStreamTrunk(nn.Module):
