@@ -33,10 +33,10 @@ def bench_loader(cache: Path, model: str, batch_size: int, steps: int, device: s
         started = time.perf_counter()
         batches = take(steps)
         loader = sum(len(b["row"]) for b in batches) / (time.perf_counter() - started)
-        trainer._train_step(batches[0])  # warm-up
+        trainer._train_step(batches[0], 0, 0)  # warm-up
         started = time.perf_counter()
-        for batch in batches:
-            trainer._train_step(batch)
+        for i, batch in enumerate(batches, start=1):
+            trainer._train_step(batch, 0, i)
         step = sum(len(b["row"]) for b in batches) / (time.perf_counter() - started)
     table = Table(
         title=f"bench loader: {cache} ({'in RAM' if data.in_ram else 'streamed'}), {model}, batch {batch_size}, "

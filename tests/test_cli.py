@@ -173,6 +173,33 @@ def test_benchmarks_run_and_print_their_tables(tmp_path, ssv2_root):
     )
     assert fusion.exit_code == 0, fusion.output
     assert "B-CAST layer" in fusion.output and "vanilla_cross_attention" in fusion.output
+    from pipeline.synth.features import make_feature_cache
+
+    cache = make_feature_cache(tmp_path / "features", 24, "ssv2", semantic=(16, 64), motion=(4, 32), shard_size=8)
+    loader = runner.invoke(
+        main, ["bench", "loader", "--cache", str(cache), "--batch-size", "8", "--steps", "2", "--device", "cpu"]
+    )
+    assert loader.exit_code == 0, loader.output
+    assert "loader (read, shuffle, to float, normalise)" in loader.output and "training step" in loader.output
+    swept = runner.invoke(
+        main,
+        [
+            "bench",
+            "sweep",
+            "--cache",
+            str(cache),
+            "--val-cache",
+            str(cache),
+            "--members",
+            "1",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+        ],
+    )
+    assert swept.exit_code == 0, swept.output
+    assert "inline (caches read once)" in swept.output and "separate fuse-train processes" in swept.output
     extract = runner.invoke(
         main,
         [
@@ -197,8 +224,30 @@ def test_benchmarks_run_and_print_their_tables(tmp_path, ssv2_root):
     assert extract.exit_code == 0, extract.output
     for row in ("decode only", "model only", "end to end", "RSS at end"):
         assert row in extract.output
-    real = runner.invoke(main, ["bench", "extract", "--semantic", "dinov3_tiny", "--motion", "i3d_tiny", "--clips", "6",
-                                "--batch-size", "2", "--workers", "1", "--device", "cpu", "--dataset", "ssv2",
-                                "--data-root", str(ssv2_root), "--split", "validation"])  # fmt: skip
+    real = runner.invoke(
+        main,
+        [
+            "bench",
+            "extract",
+            "--semantic",
+            "dinov3_tiny",
+            "--motion",
+            "i3d_tiny",
+            "--clips",
+            "6",
+            "--batch-size",
+            "2",
+            "--workers",
+            "1",
+            "--device",
+            "cpu",
+            "--dataset",
+            "ssv2",
+            "--data-root",
+            str(ssv2_root),
+            "--split",
+            "validation",
+        ],
+    )
     assert real.exit_code == 0, real.output
     assert "6 clips of ssv2/validation" in real.output and "per core" in real.output
