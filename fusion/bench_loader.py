@@ -9,12 +9,14 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from fusion.data import MODE_TEXT
 from fusion.train import Trainer
 from fusion.train_config import training_config
 
 
-def bench_loader(cache: Path, model: str, batch_size: int, steps: int, device: str) -> None:
-    cfg = training_config("default", None, {"data": {"batch_size": batch_size}, "device": device})
+def bench_loader(cache: Path, model: str, batch_size: int, steps: int, device: str, mode: str = "auto") -> None:
+    """`mode`: data.mode (auto, device, ram, streamed)."""
+    cfg = training_config("default", None, {"data": {"batch_size": batch_size, "mode": mode}, "device": device})
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(cache, cache, model, Path(tmp), cfg)
         data = trainer.train_data
@@ -39,7 +41,7 @@ def bench_loader(cache: Path, model: str, batch_size: int, steps: int, device: s
             trainer._train_step(batch, 0, i)
         step = sum(len(b["row"]) for b in batches) / (time.perf_counter() - started)
     table = Table(
-        title=f"bench loader: {cache} ({'in RAM' if data.in_ram else 'streamed'}), {model}, batch {batch_size}, "
+        title=f"bench loader: {cache} (data.mode {data.mode}: {MODE_TEXT[data.mode]}), {model}, batch {batch_size}, "
         f"{trainer.device}"
     )
     for column in ("stage", "clips/s", "x training step"):

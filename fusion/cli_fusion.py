@@ -266,9 +266,12 @@ def visualize(checkpoint: Path, cache: Path, clip: str | None, out: Path, data_r
 @click.option("--batch-size", type=int, default=64, help="Clips per step.")
 @click.option("--steps", type=int, default=10, help="Batches to time.")
 @click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
+@click.option(
+    "--mode", type=click.Choice(["auto", "device", "ram", "streamed"]), default="auto", help="data.mode to measure."
+)
 @user_errors
-def bench_loader(cache: Path, model: str, batch_size: int, steps: int, device: str) -> None:
+def bench_loader(cache: Path, model: str, batch_size: int, steps: int, device: str, mode: str) -> None:
     """Loader clips/s beside the clips/s a training step consumes: the loader must not be the bottleneck."""
     from fusion.bench_loader import bench_loader as run
 
-    run(cache, model, batch_size, steps, device)
+    run(cache, model, batch_size, steps, device, mode)

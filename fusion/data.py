@@ -4,6 +4,8 @@ fit, else streamed with shuffling across shards. Dimensions, label fields and na
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,9 +54,12 @@ class CacheData:
         require_labels: bool = True,
         allow_partial: bool = False,
         part: tuple[int, int] = (0, 1),
+        mode: str = "auto",
+        device: torch.device | None = None,
     ):
         """`part` = (k, n): keep only the k-th of n contiguous parts of the usable rows (a process's share of
-        a validation set); `counts` still describe the whole cache."""
+        a validation set); `counts` still describe the whole cache. `mode` (data.mode): where the features live
+        while training on `device` (see `choose_mode`)."""
         self.path = Path(path)
         self.group = open_cache(self.path)
         attrs = dict(self.group.attrs)
@@ -88,10 +93,13 @@ class CacheData:
             for name in FEATURES
             if name in stats
         }
-        bytes_needed = len(self.rows) * sum(t * d * 2 for t, d in shapes.values())
-        self.in_ram = bytes_needed <= ram_limit_gb * 2**30
-        self.features = self._load() if self.in_ram else None
-        log.info("%s: %d usable clips, %s", self.path, len(self.rows), "in RAM" if self.in_ram else "streamed by shard")
+        device = device or torch.device("cpu")
+        self.mode = choose_mode(mode, len(self.rows) * sum(t * d * 2 for t, d in shapes.values()), ram_limit_gb, device)
+        self.in_ram = self.mode != "streamed"
+        self.features: dict[str, Any] | None = self._load() if self.in_ram else None
+        if self.mode == "device":  # float16 as stored; batches are gathered and converted on the device
+            self.features = {name: torch.from_numpy(values).to(device) for name, values in self.features.items()}
+        log.info("%s: %d usable clips, %s", self.path, len(self.rows), MODE_TEXT[self.mode])
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -134,8 +142,11 @@ class CacheData:
     def _load(self) -> dict[str, np.ndarray]:
         return self._window(self._shards())[1]
 
-    def _batch(self, rows: np.ndarray, features: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-        batch = {name: torch.from_numpy(np.ascontiguousarray(features[name])) for name in FEATURES}
+    def _batch(self, rows: np.ndarray, features: dict[str, Any]) -> dict[str, torch.Tensor]:
+        batch = {
+            name: values if isinstance(values, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(values))
+            for name, values in ((name, features[name]) for name in FEATURES)
+        }
         batch.update({f: torch.from_numpy(values[rows]) for f, values in self.labels.items()})
         batch["row"] = torch.from_numpy(rows)
         return batch
@@ -161,13 +172,13 @@ class CacheData:
 
     def model_inputs(self, batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
         """float16 features of a batch -> normalised float32 on `device` (pinned, non-blocking copies to a GPU)."""
-        pin = device.type == "cuda"
-        return {
-            name: self.normalise(
-                name, (batch[name].pin_memory() if pin else batch[name]).to(device, non_blocking=True).float()
-            )
-            for name in FEATURES
-        }
+        out = {}
+        for name in FEATURES:
+            x = batch[name]
+            if device.type == "cuda" and x.device.type == "cpu":
+                x = x.pin_memory()
+            out[name] = self.normalise(name, x.to(device, non_blocking=True).float())  # to float on the device
+        return out
 
     def batches(
         self,
@@ -188,7 +199,11 @@ class CacheData:
             order = torch.randperm(len(rows), generator=generator).numpy() if shuffle else np.arange(len(rows))
             for start in range(0, len(order), batch_size):
                 idx, size, share = _part(order[start : start + batch_size], rank, world)
-                batch = self._batch(rows[idx], {name: features[name][idx] for name in FEATURES})
+                if self.mode == "device":
+                    index = torch.from_numpy(idx).to(features["semantic"].device, non_blocking=True)
+                    batch = self._batch(rows[idx], {name: features[name].index_select(0, index) for name in FEATURES})
+                else:
+                    batch = self._batch(rows[idx], {name: features[name][idx] for name in FEATURES})
                 yield {**batch, "global_size": size, "share": share}
 
     def _windows(
@@ -201,8 +216,9 @@ class CacheData:
         shards = self._shards()
         if shuffle:
             shards = [shards[i] for i in torch.randperm(len(shards), generator=generator).tolist()]
-        for window in range(0, len(shards), shuffle_shards):
-            yield self._window(shards[window : window + shuffle_shards])
+        windows = [shards[w : w + shuffle_shards] for w in range(0, len(shards), shuffle_shards)]
+        # The next window is read and decompressed by a background thread while this one trains.
+        yield from read_ahead(self._window, windows)
 
 
 def _part(idx: np.ndarray, rank: int, world: int) -> tuple[np.ndarray, int, float]:
@@ -216,3 +232,50 @@ def _part(idx: np.ndarray, rank: int, world: int) -> tuple[np.ndarray, int, floa
     if len(part) == 0:
         return idx[-1:], len(idx), 0.0
     return part, len(idx), len(part) / len(idx)
+
+
+MODES = ("auto", "device", "ram", "streamed")
+MODE_TEXT = {"device": "on the device", "ram": "in RAM", "streamed": "streamed by shard windows, read ahead"}
+
+
+def choose_mode(mode: str, nbytes: int, ram_limit_gb: float, device: torch.device) -> str:
+    """auto: the device's memory when it is a GPU with room for the features (half its free memory), else host
+    RAM within `ram_limit_gb`, else streamed. An explicit mode is taken as given."""
+    if mode != "auto":
+        return mode
+    if device.type == "cuda" and nbytes <= 0.5 * torch.cuda.mem_get_info(device)[0]:
+        return "device"
+    return "ram" if nbytes <= ram_limit_gb * 2**30 else "streamed"
+
+
+def read_ahead(read: Any, items: list[Any]) -> Iterator[Any]:
+    """`read(item)` for each item in order, the next one computed by a background thread meanwhile. Errors
+    arrive where their item would have; a consumer that stops early stops the thread."""
+    results: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def work() -> None:
+        for item in items:
+            try:
+                result: Any = ("ok", read(item))
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+                result = ("error", exc)
+            while not stop.is_set():
+                try:
+                    results.put(result, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if stop.is_set() or result[0] == "error":
+                return
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    try:
+        for _ in items:
+            kind, value = results.get()
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()

@@ -68,16 +68,19 @@ class Trainer:
         self.out, self.cfg, self.model_name = Path(out), validate(cfg), model_name
         requested = resolve_device(cfg.device)
         self.dist = Distributed.from_env(requested)
+        self.device = self.dist.device(requested)
         if loaded is not None:
             self.train_data, self.val_data = loaded
         else:
-            self.train_data = CacheData(cache, cfg.data.ram_limit_gb, allow_partial=allow_partial)
+            limit, mode = cfg.data.ram_limit_gb, cfg.data.mode
+            self.train_data = CacheData(cache, limit, allow_partial=allow_partial, mode=mode, device=self.device)
             # Each process validates its share of the clips; every process then gathers the whole.
             share = (self.dist.rank, self.dist.world)
-            self.val_data = CacheData(val_cache, cfg.data.ram_limit_gb, allow_partial=allow_partial, part=share)
+            self.val_data = CacheData(
+                val_cache, limit, allow_partial=allow_partial, part=share, mode=mode, device=self.device
+            )
         check_same_task(self.train_data.spec, self.val_data.spec)
         self.val_data.use_normalisation(self.train_data.normalisation())
-        self.device = self.dist.device(requested)
         self.precision = resolve_precision(cfg.precision, self.device)
         spec = self.train_data.spec
         torch.manual_seed(cfg.seed)  # the same initial weights in every process
@@ -169,9 +172,13 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         if not self.dist.restore_rng(state["rng"], self.device):
-            log.warning("%s was written by a run of %d process(es), this one has %d: weights, optimizer and data "
-                        "order continue exactly, dropout draws do not", path, len(state["rng"].get("ranks") or [1]),
-                        self.dist.world)  # fmt: skip
+            log.warning(
+                "%s was written by a run of %d process(es), this one has %d: weights, optimizer and data "
+                "order continue exactly, dropout draws do not",
+                path,
+                len(state["rng"].get("ranks") or [1]),
+                self.dist.world,
+            )
         self.position, self.history, self.best = dict(state["position"]), state["history"], state["best"]
         self.epoch_seconds = list(state.get("epoch_seconds", []))
         log.info("resumed from epoch %d, batch %d", self.position["epoch"], self.position["batches_done"])

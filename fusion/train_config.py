@@ -32,6 +32,12 @@ class OptimConfig:
 class DataConfig:
     batch_size: int = setting(64, "Clips per optimizer step (the global batch under torchrun).", low=1)
     ram_limit_gb: float = setting(8.0, "Caches larger than this are streamed shard by shard.", low=0.0)
+    mode: str = setting(
+        "auto",
+        "Where the training features live: device (GPU memory; batches gathered there), ram, or streamed (shard "
+        "windows read ahead); auto: the GPU when they fit in half its free memory, else RAM within ram_limit_gb.",
+        choices=("auto", "device", "ram", "streamed"),
+    )
     token_dropout: float = setting(
         0.0, "Probability of zeroing each input token while training.", low=0.0, high=1.0, high_open=True
     )

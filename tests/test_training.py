@@ -277,3 +277,17 @@ def test_visualize_draws_over_the_centre_frame_of_an_extracted_clip(ssv2_root, t
         "motion_graph.png",
         "semantic_graph.png",
     ]
+
+
+def test_device_and_ram_modes_train_identically_and_streaming_reads_ahead(ssv2_caches, tmp_path):
+    """The device mode (tested with the CPU as the device) gathers batches from tensors, the RAM mode from arrays:
+    the same seed gives the same training. Streamed windows are read by a background thread: every row once."""
+    runs = {
+        mode: train(ssv2_caches, "late_fusion", tmp_path / mode, epochs=2, data={"batch_size": 32, "mode": mode})
+        for mode in ("device", "ram")
+    }
+    assert runs["device"]["last"] == runs["ram"]["last"]
+    streamed = CacheData(ssv2_caches[0], mode="streamed")
+    rows = torch.cat([b["row"] for b in streamed.batches(32, shuffle=True, generator=torch.Generator().manual_seed(1))])
+    assert streamed.mode == "streamed" and sorted(rows.tolist()) == streamed.rows.tolist()
+    assert CacheData(ssv2_caches[0], mode="device").mode == "device"

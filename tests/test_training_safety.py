@@ -81,6 +81,12 @@ def test_non_finite_rows_are_refused_by_clip_id(caches, tmp_path):
     group["motion"][32:48] = block
     result = CliRunner().invoke(main, train_args((poisoned, caches[1]), tmp_path / "r", "--epochs", 1))
     error_line(result, "1 clip(s) hold NaN or Inf features: train-000035 (row 35)")
+    from fusion.data import CacheData
+    from pipeline.errors import UserError
+
+    streamed = CacheData(poisoned, mode="streamed")  # read by a background thread: the error still arrives
+    with pytest.raises(UserError, match="train-000035"):
+        list(streamed.batches(16))
 
 
 def test_nan_loss_stops_at_once_keeping_best_and_last(caches, trained, tmp_path, monkeypatch):
