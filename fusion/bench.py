@@ -1,5 +1,6 @@
 """`cli bench fusion`: FLOPs, training-step memory and time of B-CAST vs full-width cross-attention,
-layer against layer and GASM-CAST against the full-width model, over batch sizes."""
+layer against layer and GASM-CAST against the full-width model, over batch sizes; for the models, the time per
+clip and what it makes an epoch of SSv2 train, eager and (`--compile`) compiled with torch.compile."""
 
 from __future__ import annotations
 
@@ -97,17 +98,35 @@ def _seconds(step: Callable[[], None], device: torch.device, repeats: int) -> fl
     return statistics.median(times)
 
 
+SSV2_TRAIN_CLIPS = 168_913  # the clips of an SSv2 train epoch, to turn a step time into an epoch time
+
+
 def measure(
-    module: nn.Module, inputs: tuple[torch.Tensor, ...], device: torch.device, repeats: int, precision: str = "fp32"
+    module: nn.Module,
+    inputs: tuple[torch.Tensor, ...],
+    device: torch.device,
+    repeats: int,
+    precision: str = "fp32",
+    compile: bool = False,
 ) -> dict[str, float]:
+    """GFLOPs, memory (MB) and median step time (ms) of one training step; with `compile`, also the step time
+    of the torch.compile'd module ("compiled_ms"; compilation itself is not timed)."""
     module = module.to(device).train()
     inputs = tuple(x.to(device).requires_grad_(False) for x in inputs)
     step = _step(module, inputs, precision)
-    return {
+    result = {
         "gflops": _flops(step) / 1e9,
         "memory": _memory_mb(module, step, device),
         "ms": 1000 * _seconds(step, device, repeats),
     }
+    if compile:
+        result["compiled_ms"] = 1000 * _seconds(_step(torch.compile(module), inputs, precision), device, repeats)
+    return result
+
+
+def _epoch(ms: float, batch: int) -> str:
+    minutes = ms / batch * SSV2_TRAIN_CLIPS / 60_000
+    return f"{minutes / 60:.1f} h" if minutes >= 90 else f"{minutes:.1f} min"
 
 
 def bench_fusion(
@@ -117,17 +136,20 @@ def bench_fusion(
     device: str,
     repeats: int,
     precision: str = "auto",
+    compile: bool = False,
 ) -> Table:
-    """`precision` as training resolves it (auto: fp32 on CPU, bf16 or fp16 on GPU)."""
+    """`precision` as training resolves it (auto: fp32 on CPU, bf16 or fp16 on GPU); `compile`: also time the
+    models compiled with torch.compile."""
     dev = resolve_device(device)
     precision = resolve_precision(precision, dev)
     (ns, ds), (nm, dm) = semantic, motion
     memory_label = "peak MB" if dev.type == "cuda" else "saved+weights MB"
     table = Table(
         title=f"bench fusion: semantic {ns}x{ds}, motion {nm}x{dm}, training step (forward + backward) on {dev}, "
-        f"{precision}"
+        f"{precision}; SSv2 epoch: {SSV2_TRAIN_CLIPS:,} clips at the step's ms/clip (forward + backward only)"
     )
-    for column in ("batch", "compared", "GFLOPs", "x", memory_label, "x", "ms", "x"):
+    columns = ["batch", "compared", "GFLOPs", "x", memory_label, "x", "ms", "x", "ms/clip", "SSv2 epoch"]
+    for column in columns + (["compiled ms/clip", "compiled SSv2 epoch"] if compile else []):
         table.add_column(column, justify="right")
     for batch in batch_sizes:
         torch.manual_seed(0)
@@ -140,31 +162,23 @@ def bench_fusion(
             ),
         }
         for level, (ours, baseline) in pairs.items():
-            a, b = measure(ours, inputs, dev, repeats, precision), measure(baseline, inputs, dev, repeats, precision)
-            names = (
-                ("B-CAST layer", "full-width layer") if level == "layer" else ("gasm_cast", "vanilla_cross_attention")
-            )
-            table.add_row(
-                str(batch),
-                names[0],
-                f"{a['gflops']:.2f}",
-                f"{a['gflops'] / b['gflops']:.2f}",
-                f"{a['memory']:.0f}",
-                f"{a['memory'] / b['memory']:.2f}",
-                f"{a['ms']:.1f}",
-                f"{a['ms'] / b['ms']:.2f}",
-            )
-            table.add_row(
-                "",
-                names[1],
-                f"{b['gflops']:.2f}",
-                "1.00",
-                f"{b['memory']:.0f}",
-                "1.00",
-                f"{b['ms']:.1f}",
-                "1.00",
-                end_section=level == "model",
-            )
+            models = level == "model"
+            a, b = (measure(m, inputs, dev, repeats, precision, compile and models) for m in (ours, baseline))
+            names = ("B-CAST layer", "full-width layer") if not models else ("gasm_cast", "vanilla_cross_attention")
+            for first, name, row in ((True, names[0], a), (False, names[1], b)):
+                cells = [
+                    str(batch) if first else "",
+                    name,
+                    f"{row['gflops']:.2f}",
+                    f"{row['gflops'] / b['gflops']:.2f}",
+                    f"{row['memory']:.0f}",
+                    f"{row['memory'] / b['memory']:.2f}",
+                    f"{row['ms']:.1f}",
+                    f"{row['ms'] / b['ms']:.2f}",
+                ]
+                times = [row["ms"]] + ([row["compiled_ms"]] if compile and models else [])
+                cells += [c for ms in times for c in (f"{ms / batch:.2f}", _epoch(ms, batch))] if models else []
+                table.add_row(*cells, end_section=models and not first)
     Console(width=max(Console().width, 120)).print(table)
     return table
 

@@ -29,9 +29,21 @@ from pipeline.extract_config import PRECISIONS
     default="auto",
     help="Autocast dtype, as training resolves it (auto: fp32 on CPU; on GPU bf16 where native, else fp16).",
 )
+@click.option(
+    "--compile",
+    "compile_models",
+    is_flag=True,
+    help="Also time the two models compiled with torch.compile (compiling takes minutes; not timed).",
+)
 @user_errors
 def bench_fusion(
-    semantic_shape: str, motion_shape: str, batch_sizes: str, device: str, repeats: int, precision: str
+    semantic_shape: str,
+    motion_shape: str,
+    batch_sizes: str,
+    device: str,
+    repeats: int,
+    precision: str,
+    compile_models: bool,
 ) -> None:
     """FLOPs, training-step memory and time: B-CAST vs full-width cross-attention, GASM-CAST vs vanilla."""
     from fusion.bench import bench_fusion as run
@@ -43,6 +55,7 @@ def bench_fusion(
         device,
         repeats,
         precision,
+        compile_models,
     )
 
 

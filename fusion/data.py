@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline.cache.layout import FEATURES, num_shards, open_cache, shard_rows
+from pipeline.cache.layout import FEATURES, open_cache
 from pipeline.cache.reader import check_finite, usable_rows
+from pipeline.cache.shards import CacheShards
 
 log = logging.getLogger(__name__)
 
@@ -86,13 +87,15 @@ class CacheData:
         self.rows = np.array_split(self.rows, part[1])[part[0]]
         if self.counts.not_done:
             log.warning("cache %s is incomplete: %s (--allow-partial)", self.path, self.counts.describe())
-        self.shard_size = int(attrs["shard_size"])
+        self.shards = CacheShards(self.path, self.group)
+        self.shard_size = self.shards.shard_size
         stats = attrs.get("stats") or {}
         self.norm = {
             name: (torch.tensor(stats[name]["mean"]), torch.tensor(stats[name]["std"]).clamp_min(1e-6))
             for name in FEATURES
             if name in stats
         }
+        self._norm_on: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
         device = device or torch.device("cpu")
         self.mode = choose_mode(mode, len(self.rows) * sum(t * d * 2 for t, d in shapes.values()), ram_limit_gb, device)
         self.in_ram = self.mode != "streamed"
@@ -123,24 +126,32 @@ class CacheData:
 
     def _read_shard(self, shard: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Rows of the shard that are usable, and their features (one whole-shard read per array)."""
-        lo, hi = shard_rows(shard, self.shard_size, len(self.labels[self.spec.label_fields[0]]))
+        lo, hi = self.shards.rows(shard)
         keep = self.rows[(self.rows >= lo) & (self.rows < hi)]
-        features = {name: self.group[name][lo:hi][keep - lo] for name in FEATURES}
+        if len(keep) == 0:
+            return keep, {name: np.empty((0, *shape), np.float16) for name, shape in self.spec.shapes.items()}
+        features = self.shards.read_shard(shard)
+        if len(keep) < hi - lo:
+            features = {name: values[keep - lo] for name, values in features.items()}
         check_finite(self.path, self.clip_ids, keep, features)
         return keep, features
 
-    def _shards(self) -> list[int]:
-        return list(range(num_shards(int(self.group.attrs["num_clips"]), self.shard_size)))
-
     def _window(self, shards: list[int]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """The usable rows of several shards and their features, concatenated."""
-        parts = [self._read_shard(j) for j in shards]
-        return np.concatenate([p[0] for p in parts]), {
-            name: np.concatenate([p[1][name] for p in parts]) for name in FEATURES
-        }
+        """The usable rows of several shards, in the order given, and their features, filled in place (the
+        window is never twice in memory)."""
+        sizes = [int(np.count_nonzero(self.rows // self.shard_size == shard)) for shard in shards]
+        features = {name: np.empty((sum(sizes), *shape), np.float16) for name, shape in self.spec.shapes.items()}
+        rows, start = [], 0
+        for shard, size in zip(shards, sizes):
+            keep, part = self._read_shard(shard)
+            for name in FEATURES:
+                features[name][start : start + size] = part[name]
+            rows.append(keep)
+            start += size
+        return np.concatenate(rows), features
 
     def _load(self) -> dict[str, np.ndarray]:
-        return self._window(self._shards())[1]
+        return self._window(list(range(len(self.shards))))[1]
 
     def _batch(self, rows: np.ndarray, features: dict[str, Any]) -> dict[str, torch.Tensor]:
         batch = {
@@ -162,13 +173,18 @@ class CacheData:
             name: (torch.tensor(values["mean"]), torch.tensor(values["std"]).clamp_min(1e-6))
             for name, values in stats.items()
         }
+        self._norm_on = {}
 
     def normalise(self, name: str, x: torch.Tensor) -> torch.Tensor:
         """x: [B, N, D] float -> per-channel standardised with the cache's stats (if `cli cache stats` ran)."""
         if name not in self.norm:
             return x
-        mean, std = (t.to(x.device) for t in self.norm[name])
-        return (x - mean) / std
+        key = (name, str(x.device))
+        if key not in self._norm_on:  # on each device once, not every step; as x * scale + shift: one pass
+            mean, std = (t.to(x.device) for t in self.norm[name])
+            self._norm_on[key] = (1 / std, -mean / std)
+        scale, shift = self._norm_on[key]
+        return torch.addcmul(shift, x, scale)
 
     def model_inputs(self, batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
         """float16 features of a batch -> normalised float32 on `device` (pinned, non-blocking copies to a GPU)."""
@@ -213,7 +229,7 @@ class CacheData:
         if self.in_ram:
             yield self.rows, self.features
             return
-        shards = self._shards()
+        shards = list(range(len(self.shards)))
         if shuffle:
             shards = [shards[i] for i in torch.randperm(len(shards), generator=generator).tolist()]
         windows = [shards[w : w + shuffle_shards] for w in range(0, len(shards), shuffle_shards)]

@@ -53,12 +53,11 @@ class Distributed:
             return torch.device("cuda", self.local_rank)
         return requested
 
-    def sum(self, value: float) -> float:
-        if not self.enabled:
-            return value
-        tensor = torch.tensor([value], dtype=torch.float64)
-        dist.all_reduce(tensor)
-        return float(tensor)
+    def sum(self, values: torch.Tensor) -> torch.Tensor:
+        """Element-wise sum over processes, on the tensor's own device (NCCL for CUDA, gloo for CPU)."""
+        if self.enabled:
+            dist.all_reduce(values)
+        return values
 
     def max(self, value: int) -> int:
         """The largest of every process's `value` (e.g. a signal number, 0 when none arrived)."""

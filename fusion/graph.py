@@ -40,17 +40,30 @@ def _with_self_loops(adj: torch.Tensor) -> torch.Tensor:
     return adj | torch.eye(adj.shape[-1], dtype=torch.bool, device=adj.device)
 
 
+def near_or_similar(near: torch.Tensor, features: torch.Tensor, similarity_threshold: float) -> torch.Tensor:
+    """near: [N, N] fixed neighbourhood, features: [B, N, D] -> [B, N, N]: near OR similar, with self-loops."""
+    return _with_self_loops(near.unsqueeze(0) | _similar(features, similarity_threshold))
+
+
+def spatial_neighbours(positions: torch.Tensor, radius: float) -> torch.Tensor:
+    """positions: [N, 2] -> [N, N] grid neighbours within `radius`."""
+    return torch.cdist(positions, positions) <= radius
+
+
+def temporal_neighbours(positions: torch.Tensor, adjacency_window: int) -> torch.Tensor:
+    """positions: [T, 1] -> [T, T] segments within `adjacency_window` of each other."""
+    return torch.cdist(positions, positions) <= adjacency_window
+
+
 def build_spatial_graph(
     positions: torch.Tensor, features: torch.Tensor, similarity_threshold: float = 0.8, radius: float = 1.5
 ) -> torch.Tensor:
     """positions: [N, 2], features: [B, N, D] -> [B, N, N]: grid neighbours within `radius` OR similar patches."""
-    near = torch.cdist(positions, positions) <= radius
-    return _with_self_loops(near.unsqueeze(0) | _similar(features, similarity_threshold))
+    return near_or_similar(spatial_neighbours(positions, radius), features, similarity_threshold)
 
 
 def build_temporal_graph(
     positions: torch.Tensor, features: torch.Tensor, adjacency_window: int = 2, similarity_threshold: float = 0.8
 ) -> torch.Tensor:
     """positions: [T, 1], features: [B, T, D] -> [B, T, T]: |i - j| <= window OR similar segments."""
-    near = torch.cdist(positions, positions) <= adjacency_window
-    return _with_self_loops(near.unsqueeze(0) | _similar(features, similarity_threshold))
+    return near_or_similar(temporal_neighbours(positions, adjacency_window), features, similarity_threshold)

@@ -143,7 +143,7 @@ class Trainer:
 
     def resume(self) -> None:
         """Continue the run in `out` from last.pt. Every setting must match, except a larger --epochs, which
-        extends a finished (or unfinished) run."""
+        extends a finished (or unfinished) run; log_every may differ too (it changes no result)."""
         path = self.out / "last.pt"
         if not path.is_file():
             raise UserError(
@@ -157,7 +157,9 @@ class Trainer:
             "val_cache": self.val_data.spec.provenance,
         }
         differences = [
-            d for d in leaf_differences({key: state[key] for key in now}, now) if not d.startswith("config.epochs:")
+            d
+            for d in leaf_differences({key: state[key] for key in now}, now)
+            if not d.startswith(("config.epochs:", "config.log_every:"))
         ]
         if differences:
             raise UserError(
@@ -198,22 +200,15 @@ class Trainer:
         mixed = {k: lam * x + (1 - lam) * x[perm.to(x.device)] for k, x in inputs.items()}
         return mixed, [(lam, targets), (1 - lam, {k: t[perm.to(t.device)] for k, t in targets.items()})]
 
-    def _train_step(self, batch: dict[str, torch.Tensor], epoch: int, step: int) -> float:
-        """One optimizer step on this process's part of a global batch; returns the global batch's mean loss.
-
-        A NaN/Inf loss stops the run before the step changes the weights (every process sees the global sum)."""
+    def _train_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One optimizer step on this process's part of a global batch; returns the part's weighted loss, a 0-d
+        tensor left on the device: nothing here waits for the device (`_flush` reads losses back in groups)."""
         targets = {f: batch[f].to(self.device, non_blocking=True) for f in self.train_data.spec.label_fields}
         inputs, parts = self._augment(self.train_data.model_inputs(batch, self.device), targets)
         with autocast(self.device, self.precision):
             outputs = self.forward(inputs)
             loss = sum(weight * task_loss(outputs, part, self.criterion) for weight, part in parts)
         share = batch["share"]
-        value = self.dist.sum(float(loss.detach()) * share)
-        if not math.isfinite(value):
-            raise NonFiniteLoss(
-                f"the training loss is {value} at epoch {epoch + 1}, step {step}: stopped; best.pt and last.pt keep "
-                "the last good state. Check the caches (`cli cache verify`), or lower --lr"
-            )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss * share * self.dist.world).backward()
         if self.cfg.optim.grad_clip > 0:
@@ -222,7 +217,34 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
-        return value
+        return loss.detach().float() * share
+
+    def _flush(
+        self,
+        pending: list[tuple[int, torch.Tensor, int]],
+        epoch: int,
+        run_log: RunLog,
+        on_step: Callable[[int, int, float], None] | None,
+    ) -> None:
+        """Read back the losses of the steps since the last flush, (step, weighted loss, global batch size) each:
+        one transfer (and one collective) for all of them. A NaN/Inf loss stops the run here, before anything is
+        saved: checkpoints are written only after a flush, so best.pt and last.pt keep the last good state."""
+        if not pending:
+            return
+        values = self.dist.sum(torch.stack([loss for _, loss, _ in pending]).double()).tolist()
+        for (step, _, size), value in zip(pending, values):
+            if not math.isfinite(value):
+                raise NonFiniteLoss(
+                    f"the training loss is {value} at epoch {epoch + 1}, step {step}: stopped; best.pt and last.pt "
+                    "keep the last good state. Check the caches (`cli cache verify`), or lower --lr"
+                )
+            self.position["loss_sum"] += value * size
+            self.position["batches_done"] = step
+            run_log.step(epoch + 1, step, value)
+        pending.clear()
+        if on_step:
+            seen = min(step * self.cfg.data.batch_size, len(self.train_data))
+            on_step(epoch, step, self.position["loss_sum"] / seen)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         """Checkpoint at the next step and stop; a second Ctrl-C interrupts at once."""
@@ -282,20 +304,21 @@ class Trainer:
         batches = self.train_data.batches(
             self.cfg.data.batch_size, shuffle=True, generator=self.order, rank=self.dist.rank, world=self.dist.world
         )
+        pending: list[tuple[int, torch.Tensor, int]] = []
         for i, batch in enumerate(batches):
             if i < skip:
                 continue  # resuming mid-epoch: the same permutation, minus what was already trained on
-            loss = self._train_step(batch, epoch, i + 1)
-            self.position["loss_sum"] += loss * batch["global_size"]
-            self.position["batches_done"] = i + 1
-            run_log.step(epoch + 1, i + 1, loss)
-            if on_step:
-                seen = min((i + 1) * self.cfg.data.batch_size, len(self.train_data))
-                on_step(epoch, i + 1, self.position["loss_sum"] / seen)
-            stop = self.dist.max(self.stop_signal)  # every process stops at the same step
+            pending.append((i + 1, self._train_step(batch), batch["global_size"]))
+            # Every process flushes at the same steps. A signal is seen at the next flush under torchrun (the
+            # processes agree there), at once otherwise (no collective needed).
+            if (i + 1) % self.cfg.log_every and not (self.stop_signal and not self.dist.enabled):
+                continue
+            self._flush(pending, epoch, run_log, on_step)
+            stop = self.dist.max(self.stop_signal)
             if stop:
                 self._save("last.pt")
                 raise Preempted(self.out / "last.pt", stop)
+        self._flush(pending, epoch, run_log, on_step)
         metrics, val_loss = self._validate()
         row = {
             "epoch": epoch + 1,

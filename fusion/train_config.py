@@ -52,6 +52,12 @@ class TrainConfig:
     epochs: int = setting(30, "Epochs (a larger value with --resume extends a finished run).", low=1)
     label_smoothing: float = setting(0.1, "Label smoothing of the cross-entropy.", low=0.0, high=1.0, high_open=True)
     seed: int = setting(0, "Seed of weights, data order and augmentation.", low=0)
+    log_every: int = setting(
+        20,
+        "Steps between reading losses back from the device (progress, steps.csv, the NaN check, and signals "
+        "under torchrun); the steps between never wait for the host.",
+        low=1,
+    )
     device: str = setting("auto", "auto, cpu, cuda or cuda:N.", check=device_name_problem)
     precision: str = setting(
         "auto", "Autocast dtype (auto: fp32 on CPU; on GPU bf16 where native, else fp16).", choices=PRECISIONS

@@ -53,7 +53,7 @@ def visualize_clip(
     if row is None:
         raise UserError(f"clip '{clip}' is not a usable clip of {cache}")
     batch = {
-        name: data.normalise(name, torch.from_numpy(data.group[name][row : row + 1].astype(np.float32)))
+        name: data.normalise(name, torch.from_numpy(data.shards.read_range(name, row, row + 1).astype(np.float32)))
         for name in ("semantic", "motion")
     }
     with torch.inference_mode():

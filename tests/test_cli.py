@@ -173,14 +173,19 @@ def test_benchmarks_run_and_print_their_tables(tmp_path, ssv2_root):
     )
     assert fusion.exit_code == 0, fusion.output
     assert "B-CAST layer" in fusion.output and "vanilla_cross_attention" in fusion.output
+    assert "SSv2 epoch" in fusion.output and "ms/clip" in fusion.output
     from pipeline.synth.features import make_feature_cache
 
     cache = make_feature_cache(tmp_path / "features", 24, "ssv2", semantic=(16, 64), motion=(4, 32), shard_size=8)
-    loader = runner.invoke(
-        main, ["bench", "loader", "--cache", str(cache), "--batch-size", "8", "--steps", "2", "--device", "cpu"]
-    )
-    assert loader.exit_code == 0, loader.output
-    assert "loader (read, shuffle, to float, normalise)" in loader.output and "training step" in loader.output
+    for mode in ("ram", "streamed"):
+        loader = runner.invoke(
+            main,
+            ["bench", "loader", "--cache", str(cache), "--batch-size", "8", "--steps", "2", "--mode", mode],
+        )
+        assert loader.exit_code == 0, loader.output
+        words = " ".join(loader.output.split())  # rich wraps long titles
+        for row in ("cache read (shard", "batches (shuffled", "model inputs", "loader (batches", f"data.mode {mode}"):
+            assert row in words, (row, loader.output)
     swept = runner.invoke(
         main,
         [

@@ -64,7 +64,7 @@ def _worker(rank: int, world: int, folder: str, caches: tuple[str, str]) -> None
     os.environ["MASTER_PORT"] = "29542"
     dist.init_process_group(backend_for(torch.device("cuda")).replace("nccl", "gloo"))
     group = Distributed(rank, world, rank)
-    report["sum"], report["max"] = group.sum(rank + 1.0), group.max(rank)
+    report["sum"], report["max"] = group.sum(torch.tensor([rank + 1.0, 1.0])).tolist(), group.max(rank)
     report["from_main"] = group.from_main(f"rank {rank}")
     report["rng_states"] = len(group.rng_states(torch.device("cpu")))
     dist.destroy_process_group()
@@ -88,7 +88,7 @@ def test_collectives_dropout_and_data_order_across_processes(tmp_path):
     reports = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
     for report in reports:
         assert "No backend type associated with device type cpu" in report["cuda_only_group"]
-        assert (report["sum"], report["max"], report["from_main"], report["rng_states"]) == (3.0, 1, "rank 0", 2)
+        assert (report["sum"], report["max"], report["from_main"], report["rng_states"]) == ([3.0, 2.0], 1, "rank 0", 2)
     first, second = reports
     from fusion.data import CacheData
 

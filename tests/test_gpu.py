@@ -94,23 +94,22 @@ def test_benchmarks_run_on_the_gpu(caches, tmp_path):
         assert result.exit_code == 0, (args, result.output)
 
 
-def test_a_training_step_syncs_with_the_host_at_most_a_few_times(caches, tmp_path):
+def test_training_steps_do_not_wait_for_the_host(caches, tmp_path):
     from fusion.train import Trainer
     from fusion.train_config import training_config
 
     cfg = training_config("default", None, {"device": "cuda", "epochs": 1, "data": {"batch_size": 64}})
     trainer = Trainer(caches[0], caches[1], "gasm_cast", tmp_path / "r", cfg)
-    batches = trainer.train_data.batches(64, shuffle=True, generator=torch.Generator().manual_seed(0))
-    trainer._train_step(next(batches), 0, 1)  # warm-up: allocations and kernel selection
+    batches = list(trainer.train_data.batches(64, shuffle=True, generator=torch.Generator().manual_seed(0)))
+    trainer._train_step(batches[0])  # warm-up: allocations and kernel selection
     torch.cuda.set_sync_debug_mode("warn")
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            for step, batch in enumerate(batches, start=2):
-                trainer._train_step(batch, 0, step)
+            losses = [trainer._train_step(batch) for batch in batches[1:]]
     finally:
         torch.cuda.set_sync_debug_mode("default")
     syncs = [w for w in caught if "synchroniz" in str(w.message).lower()]
-    steps = step - 1
-    print(f"{len(syncs)} host synchronisations over {steps} steps")
-    assert len(syncs) <= 4 * steps
+    print(f"{len(syncs)} host synchronisations over {len(losses)} steps")
+    assert all(loss.device.type == "cuda" for loss in losses)  # read back by the trainer every log_every steps
+    assert len(syncs) < len(losses)  # no per-step read-back (float(loss) or a collective) is left

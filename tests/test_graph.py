@@ -51,3 +51,19 @@ def test_similarity_edges_do_not_depend_on_autocast():
         under_autocast = build_spatial_graph(positions, features, similarity_threshold=0.8)
     assert 0.05 < exact.float().mean() < 0.95  # the threshold really splits these pairs
     assert torch.equal(exact, under_autocast)
+
+
+def test_layers_build_the_same_graphs_from_their_cached_neighbourhoods():
+    from fusion.layers.graph_attention import MotionGraphAttention, SemanticGraphAttention
+
+    torch.manual_seed(0)
+    patches, segments = torch.randn(3, 49, 16), torch.randn(3, 6, 8)
+    semantic, motion = SemanticGraphAttention(16, 2, similarity_threshold=0.3), MotionGraphAttention(8, 2, window=1)
+    for _ in range(2):  # the second call reuses the neighbourhood kept on the device
+        assert torch.equal(
+            semantic.graph(patches), build_spatial_graph(generate_spatial_positions(49), patches, 0.3, 1.5)
+        )
+        assert torch.equal(
+            motion.graph(segments), build_temporal_graph(generate_temporal_positions(6), segments, 1, 0.8)
+        )
+    assert semantic.graph(patches[:, :16]).shape == (3, 16, 16)  # another token count, another neighbourhood

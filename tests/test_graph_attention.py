@@ -64,11 +64,15 @@ def test_motion_block_and_bf16_masking_stays_finite():
     assert torch.all(attention[:, :, 0, 2:] == 0)
 
 
-def test_recomputed_graph_attention_has_the_dense_gradients_and_holds_far_less():
-    """Training recomputes the [B, H, N, N] scores and weights in backward: the same outputs and gradients
-    (dropout included) as keeping them, a fraction of the memory held between forward and backward."""
+@pytest.mark.parametrize("with_prenorm", [False, True])
+def test_recomputed_graph_attention_has_the_dense_gradients_and_holds_far_less(with_prenorm):
+    """Training recomputes the [B, H, N, N] scores and weights (and a block's LayerNorm) in backward: the same
+    outputs and gradients (dropout included) as keeping them, a fraction of the memory held between forward and
+    backward."""
     torch.manual_seed(0)
     layer = DenseGraphAttention(32, heads=4, dropout=0.2).train()
+    prenorm = torch.nn.LayerNorm(32) if with_prenorm else None
+    parameters = list(layer.parameters()) + (list(prenorm.parameters()) if prenorm else [])
     adj = grid_adjacency().expand(2, -1, -1)
     results = []
     for direct in (True, False):
@@ -79,12 +83,13 @@ def test_recomputed_graph_attention_has_the_dense_gradients_and_holds_far_less()
             saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
             return t
 
-        layer.zero_grad()
+        for parameter in parameters:
+            parameter.grad = None
         torch.manual_seed(2)  # the same dropout draws on both paths
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            out = layer._attend(x, adj)[0] if direct else layer(x, adj)[0]
+            out = layer._attend(x, adj, prenorm)[0] if direct else layer(x, adj, prenorm=prenorm)[0]
         out.square().sum().backward()
-        results.append((out.detach(), x.grad, [p.grad.clone() for p in layer.parameters()], sum(saved.values())))
+        results.append((out.detach(), x.grad, [p.grad.clone() for p in parameters], sum(saved.values())))
     (out_a, gx_a, gp_a, held_a), (out_b, gx_b, gp_b, held_b) = results
     assert torch.allclose(out_a, out_b) and torch.allclose(gx_a, gx_b, atol=1e-6)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(gp_a, gp_b))

@@ -9,10 +9,11 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from fusion.graph import (
-    build_spatial_graph,
-    build_temporal_graph,
     generate_spatial_positions,
     generate_temporal_positions,
+    near_or_similar,
+    spatial_neighbours,
+    temporal_neighbours,
 )
 
 
@@ -33,22 +34,27 @@ class DenseGraphAttention(nn.Module):
         nn.init.xavier_uniform_(self.att_dst)
 
     def forward(
-        self, x: torch.Tensor, adj: torch.Tensor, return_attention: bool = False
+        self, x: torch.Tensor, adj: torch.Tensor, return_attention: bool = False, prenorm: nn.Module | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x: [B, N, D], adj: [B, N, N] bool -> ([B, N, D], attention [B, H, N, N] when asked, else None).
 
         While gradients are recorded and the weights are not asked for, the [B, H, N, N] scores and weights are
         recomputed in backward instead of being held from forward to backward (they dominate a training step's
-        memory: 196 patches give 8 x 196 x 196 per clip); outputs and gradients are the same."""
+        memory: 196 patches give 8 x 196 x 196 per clip); outputs and gradients are the same. `prenorm` (a
+        block's LayerNorm) is applied to x first, inside the recomputed part: its [B, N, D] output is not held
+        either, for no extra matmul."""
         if torch.is_grad_enabled() and not return_attention:
-            return checkpoint(self._output, x, adj, use_reentrant=False), None
-        out, attention = self._attend(x, adj)
+            return checkpoint(self._output, x, adj, prenorm, use_reentrant=False), None
+        out, attention = self._attend(x, adj, prenorm)
         return out, attention if return_attention else None
 
-    def _output(self, x: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:
-        return self._attend(x, adj)[0]
+    def _output(self, x: torch.Tensor, adj: torch.Tensor, prenorm: nn.Module | None) -> torch.Tensor:
+        return self._attend(x, adj, prenorm)[0]
 
-    def _attend(self, x: torch.Tensor, adj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _attend(
+        self, x: torch.Tensor, adj: torch.Tensor, prenorm: nn.Module | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        x = prenorm(x) if prenorm is not None else x
         h = rearrange(self.lin(x), "b n (h c) -> b n h c", h=self.heads)
         src = rearrange((h * self.att_src).sum(-1), "b n h -> b h 1 n")
         dst = rearrange((h * self.att_dst).sum(-1), "b n h -> b h n 1")
@@ -67,9 +73,19 @@ class _GraphBlock(nn.Module):
         super().__init__()
         self.norm = nn.LayerNorm(dim)
         self.attention = DenseGraphAttention(dim, heads, dropout)
+        self._near: dict[tuple[int, str], torch.Tensor] = {}
+
+    def neighbours(self, tokens: int) -> torch.Tensor:
+        """[N, N] bool: the fixed neighbourhood of `tokens` nodes."""
+        raise NotImplementedError
 
     def graph(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """x: [B, N, D] -> [B, N, N]: the fixed neighbourhood (built once per size and device, kept on the
+        device: no host work per step) OR similar features."""
+        key = (x.shape[1], str(x.device))
+        if key not in self._near:
+            self._near[key] = self.neighbours(x.shape[1]).to(x.device)
+        return near_or_similar(self._near[key], x, self.similarity_threshold)
 
     def forward(
         self, x: torch.Tensor, return_attention: bool = False, edges_from: torch.Tensor | None = None
@@ -78,7 +94,7 @@ class _GraphBlock(nn.Module):
         `edges_from` when given (the features before position embeddings were added: positions must not make
         or break similarity edges), else from x."""
         out, attention = self.attention(
-            self.norm(x), self.graph(x if edges_from is None else edges_from), return_attention
+            x, self.graph(x if edges_from is None else edges_from), return_attention, prenorm=self.norm
         )
         return x + out, attention
 
@@ -97,9 +113,8 @@ class SemanticGraphAttention(_GraphBlock):
         super().__init__(dim, heads, dropout)
         self.similarity_threshold, self.radius = similarity_threshold, radius
 
-    def graph(self, x: torch.Tensor) -> torch.Tensor:
-        positions = generate_spatial_positions(x.shape[1]).to(x.device)
-        return build_spatial_graph(positions, x, self.similarity_threshold, self.radius)
+    def neighbours(self, tokens: int) -> torch.Tensor:
+        return spatial_neighbours(generate_spatial_positions(tokens), self.radius)
 
 
 class MotionGraphAttention(_GraphBlock):
@@ -111,6 +126,5 @@ class MotionGraphAttention(_GraphBlock):
         super().__init__(dim, heads, dropout)
         self.similarity_threshold, self.window = similarity_threshold, window
 
-    def graph(self, x: torch.Tensor) -> torch.Tensor:
-        positions = generate_temporal_positions(x.shape[1]).to(x.device)
-        return build_temporal_graph(positions, x, self.window, self.similarity_threshold)
+    def neighbours(self, tokens: int) -> torch.Tensor:
+        return temporal_neighbours(generate_temporal_positions(tokens), self.window)

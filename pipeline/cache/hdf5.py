@@ -11,6 +11,7 @@ import numpy as np
 
 from pipeline.cache.layout import FEATURES, build_skeleton, num_shards, open_cache, shard_rows
 from pipeline.cache.reader import read_failures
+from pipeline.cache.shards import CacheShards
 from pipeline.cache.writer import write_failures_by_row
 from pipeline.errors import UserError
 
@@ -20,10 +21,10 @@ def export_hdf5(cache: Path, out: Path) -> Path:
 
     group = open_cache(cache)
     attrs = dict(group.attrs)
-    n, shard_size = int(attrs["num_clips"]), int(attrs["shard_size"])
+    shards = CacheShards(cache, group)
     with h5py.File(out, "w") as h5:
         for name in FEATURES:
-            shape = group[name].shape
+            shape = (shards.num_clips, *shards.shapes[name])
             dataset = h5.create_dataset(
                 name,
                 shape=shape,
@@ -33,9 +34,9 @@ def export_hdf5(cache: Path, out: Path) -> Path:
                 compression_opts=4,
                 shuffle=True,
             )
-            for shard in range(num_shards(n, shard_size)):
-                lo, hi = shard_rows(shard, shard_size, n)
-                dataset[lo:hi] = group[name][lo:hi]
+            for shard in range(len(shards)):
+                lo, hi = shards.rows(shard)
+                dataset[lo:hi] = shards.read(name, shard)
         for field in ("clip_id", *attrs.get("meta_fields", [])):
             h5.create_dataset(field, data=np.asarray(group[field][:], dtype=object), dtype=h5py.string_dtype())
         h5.create_dataset("done", data=group["done"][:])

@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 import zarr
 
-from pipeline.cache.layout import FEATURES, done_shards, num_shards, open_cache, shard_rows
-from pipeline.cache.reader import read_failures
+from pipeline.cache.layout import done_shards, num_shards, open_cache, shard_rows
+from pipeline.cache.reader import finite_rows, read_failures
+from pipeline.cache.shards import CacheShards, ShardUnreadable
 
 
 def cache_info(path: str | Path) -> dict[str, Any]:
@@ -50,16 +51,12 @@ def read_done(group: zarr.Group, shard_size: int) -> tuple[np.ndarray, list[tupl
     return done, damaged
 
 
-def read_shard(group: zarr.Group, shard: int, lo: int, hi: int) -> tuple[dict[str, np.ndarray] | None, str | None]:
+def read_shard(shards: CacheShards, shard: int) -> tuple[dict[str, np.ndarray] | None, str | None]:
     """The features of one shard, or None and what is wrong with the stored file (truncated, bad checksum...)."""
-    features = {}
-    for name in FEATURES:
-        try:
-            features[name] = group[name][lo:hi]
-        except Exception as exc:  # noqa: BLE001 - any decoding failure of stored bytes means the same: damaged
-            key = group[name].metadata.encode_chunk_key((shard, 0, 0))
-            return None, f"{name}/{key}: {type(exc).__name__}: {exc}"
-    return features, None
+    try:
+        return shards.read_shard(shard), None
+    except ShardUnreadable as exc:
+        return None, str(exc)
 
 
 def verify_cache(path: str | Path, deep: bool = False) -> list[dict[str, Any]]:
@@ -95,17 +92,18 @@ def verify_cache(path: str | Path, deep: bool = False) -> list[dict[str, Any]]:
         problems.append(
             {"clip_id": str(clip_ids[row]), "row": int(row), "problem": "missing", "detail": "not extracted yet"}
         )
-    for shard in range(num_shards(len(done), shard_size)):
-        lo, hi = shard_rows(shard, shard_size, len(done))
-        if not (done[lo:hi].any() or (deep and _stored(path, group, shard))):
+    shards = CacheShards(path, group)
+    for shard in range(len(shards)):
+        lo, hi = shards.rows(shard)
+        if not (done[lo:hi].any() or (deep and shards.stored(shard))):
             continue
-        features, error = read_shard(group, shard, lo, hi)
+        features, error = read_shard(shards, shard)
         if error:
             problems.append(_shard_problem(shard, shard_size, error))
             continue
         finite = np.ones(hi - lo, dtype=bool)
         for block in features.values():
-            finite &= np.isfinite(block).reshape(hi - lo, -1).all(axis=1)
+            finite &= finite_rows(block)
         for offset in np.flatnonzero(~finite):
             row = lo + int(offset)
             if done[row] and str(clip_ids[row]) not in failed_ids:
@@ -118,10 +116,6 @@ def verify_cache(path: str | Path, deep: bool = False) -> list[dict[str, Any]]:
                     }
                 )
     return problems
-
-
-def _stored(path: Path, group: zarr.Group, shard: int) -> bool:
-    return any((path / name / group[name].metadata.encode_chunk_key((shard, 0, 0))).exists() for name in FEATURES)
 
 
 def _shard_problem(shard: int, shard_size: int, detail: str) -> dict[str, Any]:

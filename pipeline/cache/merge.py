@@ -11,6 +11,7 @@ import numpy as np
 
 from pipeline.cache.layout import FEATURES, build_skeleton, num_shards, open_cache, shard_rows
 from pipeline.cache.reader import read_failures
+from pipeline.cache.shards import CacheShards
 from pipeline.cache.writer import write_failures_by_row
 from pipeline.errors import UserError
 
@@ -53,13 +54,14 @@ def merge_caches(sources: list[Path], out: Path, shard_size: int | None = None) 
     shapes = {name: tuple(groups[0][name].shape[1:]) for name in FEATURES}
     target = build_skeleton(Path(out), clip_ids, labels, shard_size, shapes, attrs, meta)
     done = np.concatenate([g["done"][:] for g in groups])
+    readers = [CacheShards(path, group) for path, group in zip(sources, groups)]
     for shard in range(num_shards(len(clip_ids), shard_size)):
         lo, hi = shard_rows(shard, shard_size, len(clip_ids))
         for name in FEATURES:
             target[name][lo:hi] = np.concatenate(
                 [
-                    g[name][max(lo - start, 0) : min(hi - start, n)]
-                    for g, start, n in zip(groups, offsets[:-1], sizes)
+                    reader.read_range(name, max(lo - start, 0), min(hi - start, n))
+                    for reader, start, n in zip(readers, offsets[:-1], sizes)
                     if start < hi and start + n > lo
                 ]
             )

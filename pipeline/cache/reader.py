@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import zarr
 
+from pipeline.cache.shards import map_rows
 from pipeline.errors import UserError
 
 
@@ -74,13 +75,23 @@ def usable_rows(
     return np.flatnonzero(usable), counts
 
 
+def finite_rows(block: np.ndarray) -> np.ndarray:
+    """[rows, ...] -> [rows] bool: every value of the row is finite."""
+    flat = block.reshape(len(block), -1)
+    if flat.dtype == np.float16:
+        # Inf and NaN are the float16 values with every exponent bit set; testing the bits is several times
+        # faster than np.isfinite on float16 (which the read path would otherwise spend half its time on).
+        return ((flat.view(np.uint16) & 0x7C00) != 0x7C00).all(axis=1)
+    return np.isfinite(flat).all(axis=1)
+
+
 def check_finite(path: Path, clip_ids: Any, rows: np.ndarray, features: dict[str, np.ndarray]) -> None:
     """Refuse NaN/Inf feature rows (of clips not listed as failed), naming them: they would poison training."""
     if len(rows) == 0:
         return
     finite = np.ones(len(rows), dtype=bool)
     for block in features.values():
-        finite &= np.isfinite(block).reshape(len(rows), -1).all(axis=1)
+        finite &= map_rows(finite_rows, block)
     if not finite.all():
         bad = rows[~finite]
         names = ", ".join(f"{clip_ids[int(r)]} (row {int(r)})" for r in bad[:5])

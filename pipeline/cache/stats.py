@@ -7,16 +7,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import zarr
 
-from pipeline.cache.layout import FEATURES, num_shards, open_cache, shard_rows
+from pipeline.cache.layout import FEATURES, open_cache
+from pipeline.cache.reader import finite_rows
+from pipeline.cache.shards import CacheShards
 from pipeline.errors import UserError
 
 
-def shard_sums(path: str, name: str, lo: int, hi: int) -> dict[str, Any]:
-    """Partial sums over the finite clips of rows [lo, hi) of one feature: what the reduction needs, nothing more."""
-    block = zarr.open_array(str(Path(path) / name), mode="r")[lo:hi]
-    finite = np.isfinite(block).reshape(hi - lo, -1).all(axis=1)
+def shard_sums(path: str, name: str, shard: int) -> dict[str, Any]:
+    """Partial sums over the finite clips of one shard of one feature: what the reduction needs, nothing more."""
+    block = CacheShards(path).read(name, shard)
+    finite = finite_rows(block)
     good = block[finite].astype(np.float64)  # the one float64 copy: squared in place below
     total = good.sum(axis=(0, 1))
     np.square(good, out=good)
@@ -48,14 +49,8 @@ def compute_stats(path: str | Path, scheduler: str | None = None) -> dict[str, A
     import dask
 
     group = open_cache(path, mode="r+")
-    n, shard_size = int(group.attrs["num_clips"]), int(group.attrs["shard_size"])
-    tasks = {
-        name: [
-            dask.delayed(shard_sums)(str(path), name, *shard_rows(j, shard_size, n))
-            for j in range(num_shards(n, shard_size))
-        ]
-        for name in FEATURES
-    }
+    shards = len(CacheShards(path, group))
+    tasks = {name: [dask.delayed(shard_sums)(str(path), name, j) for j in range(shards)] for name in FEATURES}
     if scheduler:
         try:
             from dask.distributed import Client

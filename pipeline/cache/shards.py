@@ -1,0 +1,183 @@
+"""Reading a cache's feature shards: the one way every consumer (training data, stats, export, merge, verify,
+repair, predict) reads features.
+
+A shard is one Zarr v3 shard file per feature: a clip per inner chunk, Blosc-compressed, and an index of
+(offset, length) pairs at its end checked by CRC32C. Zarr decodes such a file chunk by chunk through its codec
+pipeline at a few hundred clips/s; here the file is read once, its index checked exactly as Zarr checks it, and
+the chunks decompressed by parallel threads (Blosc releases the GIL) straight into the output array. Arrays
+with any other layout are read through Zarr. Either way a damaged file raises `ShardUnreadable`, never returns
+wrong rows.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import google_crc32c
+import numpy as np
+import zarr
+from numcodecs import blosc
+from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, Endian, ShardingCodec
+from zarr.codecs.sharding import ShardingCodecIndexLocation
+
+from pipeline.cache.layout import FEATURES, num_shards, open_cache, shard_rows
+
+EMPTY = 2**64 - 1  # an index entry of a chunk never written (all fill value: a failed clip's NaN row)
+THREADS = max(1, len(os.sched_getaffinity(0)))  # decompression threads: the cores this process may use
+_pool: ThreadPoolExecutor | None = None
+
+
+def _threads() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="shards")
+    return _pool
+
+
+class ShardUnreadable(Exception):
+    """A stored shard file cannot be decoded (truncated, failed checksum, corrupt chunk)."""
+
+    def __init__(self, name: str, key: str, detail: str):
+        super().__init__(f"{name}/{key}: {detail}")
+
+
+def _direct(array: zarr.Array) -> bool:
+    """Whether the array has the layout `build_skeleton` gives every cache (then it is decoded here)."""
+    codecs = array.metadata.codecs
+    if len(codecs) != 1 or not isinstance(codecs[0], ShardingCodec):
+        return False
+    sharding = codecs[0]
+    inner, index = sharding.codecs, sharding.index_codecs
+    return (
+        array.dtype == np.float16
+        and sharding.index_location == ShardingCodecIndexLocation.end
+        and tuple(sharding.chunk_shape) == (1, *array.shape[1:])
+        and len(inner) == 2
+        and isinstance(inner[0], BytesCodec)
+        and inner[0].endian in (None, Endian.little)
+        and isinstance(inner[1], BloscCodec)
+        and len(index) == 2
+        and isinstance(index[0], BytesCodec)
+        and isinstance(index[1], Crc32cCodec)
+    )
+
+
+class CacheShards:
+    """The feature shards of the cache at `path` (`group`: the open group, if the caller has it)."""
+
+    def __init__(self, path: str | Path, group: zarr.Group | None = None):
+        self.path = Path(path)
+        self.group = group if group is not None else open_cache(self.path)
+        self.num_clips = int(self.group.attrs["num_clips"])
+        self.shard_size = int(self.group.attrs["shard_size"])
+        self.arrays = {name: self.group[name] for name in FEATURES}
+        self.shapes = {name: tuple(array.shape[1:]) for name, array in self.arrays.items()}
+        self._direct = {name: _direct(array) for name, array in self.arrays.items()}
+
+    def __len__(self) -> int:
+        return num_shards(self.num_clips, self.shard_size)
+
+    def rows(self, shard: int) -> tuple[int, int]:
+        return shard_rows(shard, self.shard_size, self.num_clips)
+
+    def key(self, name: str, shard: int) -> str:
+        return self.arrays[name].metadata.encode_chunk_key((shard, 0, 0))
+
+    def file(self, name: str, shard: int) -> Path:
+        return self.path / name / self.key(name, shard)
+
+    def stored(self, shard: int) -> bool:
+        """Whether any feature file of the shard exists (extraction wrote it, finished or not)."""
+        return any(self.file(name, shard).exists() for name in FEATURES)
+
+    def read(self, name: str, shard: int) -> np.ndarray:
+        """[rows of the shard, tokens, dim] float16 of one feature; NaN rows where nothing was written."""
+        lo, hi = self.rows(shard)
+        try:
+            if not self._direct[name]:
+                return self.arrays[name][lo:hi]
+            return self._decode(name, shard, hi - lo)
+        except ShardUnreadable:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any decoding failure of stored bytes means the same: damaged
+            raise ShardUnreadable(name, self.key(name, shard), f"{type(exc).__name__}: {exc}") from None
+
+    def read_shard(self, shard: int) -> dict[str, np.ndarray]:
+        return {name: self.read(name, shard) for name in FEATURES}
+
+    def read_range(self, name: str, lo: int, hi: int) -> np.ndarray:
+        """Rows [lo, hi) of one feature, from whole-shard reads."""
+        first, last = lo // self.shard_size, (hi - 1) // self.shard_size
+        parts = [self.read(name, shard) for shard in range(first, last + 1)] if hi > lo else []
+        start = first * self.shard_size
+        return np.concatenate(parts)[lo - start : hi - start] if parts else np.empty((0, *self.shapes[name]), "<f2")
+
+    def _decode(self, name: str, shard: int, rows: int) -> np.ndarray:
+        shape = self.shapes[name]
+        out = np.empty((rows, *shape), dtype="<f2")
+        key = self.key(name, shard)
+        try:
+            fd = os.open(self.file(name, shard), os.O_RDONLY)
+        except FileNotFoundError:
+            out.fill(np.nan)  # never written: the fill value, as Zarr reads it
+            return out
+        try:
+            size = os.fstat(fd).st_size
+            index = _index(fd, size, self.shard_size, key, name)
+            end = size - index.nbytes - 4  # where the chunk data ends and the index begins
+            chunk_bytes = out[0].nbytes if rows else 0
+
+            def decode(part: np.ndarray) -> None:
+                """Each thread reads the byte span of its rows' chunks with one pread (no GIL) and decodes them."""
+                offsets, lengths = index[part, 0], index[part, 1]
+                written = offsets != EMPTY
+                if written.any():
+                    first, last = int(offsets[written].min()), int((offsets + lengths)[written].max())
+                    if last > end:
+                        raise ShardUnreadable(name, key, "a chunk lies beyond the chunk data (truncated file?)")
+                    span = memoryview(os.pread(fd, last - first, first))
+                for row, offset, length, present in zip(part, offsets, lengths, written):
+                    if not present:
+                        out[row].fill(np.nan)
+                        continue
+                    chunk = span[int(offset) - first : int(offset) - first + int(length)]
+                    # Blosc's header states the chunk's raw and compressed sizes; Blosc itself would decode a
+                    # short buffer without complaint, so both are checked against the index and the shape.
+                    if len(chunk) < 16 or _header(chunk) != (chunk_bytes, int(length)):
+                        raise ShardUnreadable(name, key, f"chunk {row} is damaged or truncated")
+                    blosc.decompress(chunk, out[row].reshape(-1).view(np.uint8))
+
+            parts = [p for p in np.array_split(np.arange(rows), THREADS) if len(p)]
+            for future in [_threads().submit(decode, part) for part in parts]:
+                future.result()
+        finally:
+            os.close(fd)
+        return out
+
+
+def map_rows(function: Callable[[np.ndarray], np.ndarray], block: np.ndarray) -> np.ndarray:
+    """`function` over groups of `block`'s rows in the decompression threads (numpy releases the GIL on large
+    arrays), its per-row results concatenated."""
+    parts = [p for p in np.array_split(np.arange(len(block)), THREADS) if len(p)]
+    futures = [_threads().submit(function, block[p[0] : p[-1] + 1]) for p in parts]
+    return np.concatenate([f.result() for f in futures]) if futures else function(block)
+
+
+def _index(fd: int, size: int, chunks: int, key: str, name: str) -> np.ndarray:
+    """The shard's [chunks, 2] (offset, length) index, its CRC32C checked as Zarr checks it."""
+    length = chunks * 16 + 4
+    if size < length:
+        raise ShardUnreadable(name, key, f"the file is truncated ({size} bytes)")
+    data = os.pread(fd, length, size - length)
+    raw, stored = data[:-4], int(np.frombuffer(data[-4:], dtype="<u4")[0])
+    if google_crc32c.value(raw) != stored:
+        raise ShardUnreadable(name, key, "the shard index fails its CRC32C checksum (truncated or damaged)")
+    return np.frombuffer(raw, dtype="<u8").reshape(chunks, 2)
+
+
+def _header(chunk: memoryview) -> tuple[int, int]:
+    """(raw bytes, compressed bytes) from a Blosc chunk's 16-byte header."""
+    return int.from_bytes(chunk[4:8], "little"), int.from_bytes(chunk[12:16], "little")
