@@ -76,6 +76,8 @@ TRAIN_OPTIONS = ConfigOptions(
         "--seed": "seed",
         "--device": "device",
         "--precision": "precision",
+        "--data-mode": "data.mode",
+        "--log-every": "log_every",
     },
 )
 ALLOW_PARTIAL = click.option(
