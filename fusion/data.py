@@ -139,7 +139,7 @@ class CacheData:
     def _window(self, shards: list[int]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """The usable rows of several shards, in the order given, and their features, filled in place (the
         window is never twice in memory)."""
-        sizes = [int(np.count_nonzero(self.rows // self.shard_size == shard)) for shard in shards]
+        sizes = np.bincount(self.rows // self.shard_size, minlength=len(self.shards))[shards].tolist()
         features = {name: np.empty((sum(sizes), *shape), np.float16) for name, shape in self.spec.shapes.items()}
         rows, start = [], 0
         for shard, size in zip(shards, sizes):
@@ -154,9 +154,12 @@ class CacheData:
         return self._window(list(range(len(self.shards))))[1]
 
     def _batch(self, rows: np.ndarray, features: dict[str, Any]) -> dict[str, torch.Tensor]:
+        # device mode gathers tensors on the device; the other modes gather numpy rows on the host
         batch = {
-            name: values if isinstance(values, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(values))
-            for name, values in ((name, features[name]) for name in FEATURES)
+            name: features[name]
+            if isinstance(features[name], torch.Tensor)
+            else torch.from_numpy(np.ascontiguousarray(features[name]))
+            for name in FEATURES
         }
         batch.update({f: torch.from_numpy(values[rows]) for f, values in self.labels.items()})
         batch["row"] = torch.from_numpy(rows)
