@@ -9,7 +9,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -17,6 +17,9 @@ import torch
 from pipeline.cache.layout import FEATURES, open_cache
 from pipeline.cache.reader import check_finite, usable_rows
 from pipeline.cache.shards import CacheShards
+
+if TYPE_CHECKING:
+    from fusion.train_config import DataConfig
 
 log = logging.getLogger(__name__)
 
@@ -124,34 +127,39 @@ class CacheData:
         )
         return size
 
-    def _read_shard(self, shard: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Rows of the shard that are usable, and their features (one whole-shard read per array)."""
+    def _read_shard(self, shard: int, keep: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The usable rows of the shard (or `keep`, some of them, ascending) and their features: only those
+        rows' chunks are read and decoded."""
         lo, hi = self.shards.rows(shard)
-        keep = self.rows[(self.rows >= lo) & (self.rows < hi)]
+        if keep is None:
+            keep = self.rows[np.searchsorted(self.rows, lo) : np.searchsorted(self.rows, hi)]
         if len(keep) == 0:
             return keep, {name: np.empty((0, *shape), np.float16) for name, shape in self.spec.shapes.items()}
-        features = self.shards.read_shard(shard)
-        if len(keep) < hi - lo:
-            features = {name: values[keep - lo] for name, values in features.items()}
+        features = self.shards.read_shard(shard, None if len(keep) == hi - lo else keep - lo)
         check_finite(self.path, self.clip_ids, keep, features)
         return keep, features
 
-    def _window(self, shards: list[int]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """The usable rows of several shards, in the order given, and their features, filled in place (the
-        window is never twice in memory)."""
-        sizes = np.bincount(self.rows // self.shard_size, minlength=len(self.shards))[shards].tolist()
-        features = {name: np.empty((sum(sizes), *shape), np.float16) for name, shape in self.spec.shapes.items()}
-        rows, start = [], 0
+    def _window_rows(self, shards: list[int]) -> np.ndarray:
+        """The usable rows of several shards, shard after shard in the order given."""
+        bounds = np.searchsorted(self.rows, np.arange(len(self.shards) + 1) * self.shard_size)
+        return np.concatenate([self.rows[bounds[s] : bounds[s + 1]] for s in shards] or [self.rows[:0]])
+
+    def _window(self, shards: list[int], rows: np.ndarray) -> dict[str, np.ndarray]:
+        """Features of `rows` (usable rows of `shards`, grouped shard by shard in the order given, ascending in
+        each), filled in place (the window is never twice in memory)."""
+        sizes = np.bincount(rows // self.shard_size, minlength=len(self.shards))[shards].tolist()
+        features = {name: np.empty((len(rows), *shape), np.float16) for name, shape in self.spec.shapes.items()}
+        start = 0
         for shard, size in zip(shards, sizes):
-            keep, part = self._read_shard(shard)
-            for name in FEATURES:
-                features[name][start : start + size] = part[name]
-            rows.append(keep)
+            if size:
+                part = self._read_shard(shard, rows[start : start + size])[1]
+                for name in FEATURES:
+                    features[name][start : start + size] = part[name]
             start += size
-        return np.concatenate(rows), features
+        return features
 
     def _load(self) -> dict[str, np.ndarray]:
-        return self._window(list(range(len(self.shards))))[1]
+        return self._window(list(range(len(self.shards))), self.rows)
 
     def _batch(self, rows: np.ndarray, features: dict[str, Any]) -> dict[str, torch.Tensor]:
         # device mode gathers tensors on the device; the other modes gather numpy rows on the host
@@ -212,32 +220,45 @@ class CacheData:
 
         With `world` > 1 every process draws the same global batches and keeps its contiguous part `rank` of each
         (a distributed sampler that keeps the global order of a single process); "global_size" tells the whole
-        and "share" this part's weight in the global mean.
+        and "share" this part's weight in the global mean. Streaming, a process reads only the rows of its parts.
         """
-        for rows, features in self._windows(shuffle, generator, shuffle_shards):
+        plans = []
+        for shards, rows in self._windows(shuffle, generator, shuffle_shards):
             order = torch.randperm(len(rows), generator=generator).numpy() if shuffle else np.arange(len(rows))
-            for start in range(0, len(order), batch_size):
-                idx, size, share = _part(order[start : start + batch_size], rank, world)
+            starts = range(0, len(order), batch_size)
+            parts = [_part(order[start : start + batch_size], rank, world) for start in starts]
+            plans.append((shards, rows, parts))
+        # The next window's share is read and decompressed by a background thread while this one trains.
+        windows = [(self.features, None)] if self.in_ram else read_ahead(self._share, plans)
+        for (_, rows, parts), (features, held) in zip(plans, windows):
+            for idx, size, share in parts:
+                at = idx if held is None else np.searchsorted(held, idx)  # positions in the rows read
                 if self.mode == "device":
-                    index = torch.from_numpy(idx).to(features["semantic"].device, non_blocking=True)
+                    index = torch.from_numpy(at).to(features["semantic"].device, non_blocking=True)
                     batch = self._batch(rows[idx], {name: features[name].index_select(0, index) for name in FEATURES})
                 else:
-                    batch = self._batch(rows[idx], {name: features[name][idx] for name in FEATURES})
+                    batch = self._batch(rows[idx], {name: features[name][at] for name in FEATURES})
                 yield {**batch, "global_size": size, "share": share}
+
+    def _share(self, plan: tuple[list[int], np.ndarray, list[tuple[np.ndarray, int, float]]]) -> tuple[Any, Any]:
+        """A streamed window's features for the rows this process's parts use, and those rows' positions in the
+        window (ascending)."""
+        shards, rows, parts = plan
+        held = np.unique(np.concatenate([idx for idx, _, _ in parts])) if parts else np.arange(0)
+        return self._window(shards, rows[held]), held
 
     def _windows(
         self, shuffle: bool, generator: torch.Generator | None, shuffle_shards: int
-    ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
-        """Everything at once when in RAM; else windows of `shuffle_shards` shards, in shuffled order if asked."""
+    ) -> list[tuple[list[int] | None, np.ndarray]]:
+        """(shards, usable rows): everything at once when in RAM; else windows of `shuffle_shards` shards, in
+        shuffled order if asked."""
         if self.in_ram:
-            yield self.rows, self.features
-            return
+            return [(None, self.rows)]
         shards = list(range(len(self.shards)))
         if shuffle:
             shards = [shards[i] for i in torch.randperm(len(shards), generator=generator).tolist()]
         windows = [shards[w : w + shuffle_shards] for w in range(0, len(shards), shuffle_shards)]
-        # The next window is read and decompressed by a background thread while this one trains.
-        yield from read_ahead(self._window, windows)
+        return [(window, self._window_rows(window)) for window in windows]
 
 
 def _part(idx: np.ndarray, rank: int, world: int) -> tuple[np.ndarray, int, float]:
@@ -253,8 +274,25 @@ def _part(idx: np.ndarray, rank: int, world: int) -> tuple[np.ndarray, int, floa
     return part, len(idx), len(part) / len(idx)
 
 
-MODES = ("auto", "device", "ram", "streamed")
 MODE_TEXT = {"device": "on the device", "ram": "in RAM", "streamed": "streamed by shard windows, read ahead"}
+
+
+def open_caches(
+    cache: str | Path,
+    val_cache: str | Path,
+    data: DataConfig,
+    device: torch.device,
+    allow_partial: bool = False,
+    share: tuple[int, int] = (0, 1),
+) -> tuple[CacheData, CacheData]:
+    """The training cache and this process's `share` (k, n) of the validation cache, where `data.mode` puts
+    them for training on `device`; the validation cache standardised with the training cache's statistics."""
+    train = CacheData(cache, data.ram_limit_gb, allow_partial=allow_partial, mode=data.mode, device=device)
+    val = CacheData(
+        val_cache, data.ram_limit_gb, allow_partial=allow_partial, part=share, mode=data.mode, device=device
+    )
+    val.use_normalisation(train.normalisation())
+    return train, val
 
 
 def choose_mode(mode: str, nbytes: int, ram_limit_gb: float, device: torch.device) -> str:

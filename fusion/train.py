@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from fusion.checkpoint import load_checkpoint, save_checkpoint
-from fusion.data import CacheData
+from fusion.data import CacheData, open_caches
 from fusion.distributed import Distributed
 from fusion.evaluate import predict
 from fusion.metrics import headline, metrics_for
@@ -69,18 +69,12 @@ class Trainer:
         requested = resolve_device(cfg.device)
         self.dist = Distributed.from_env(requested)
         self.device = self.dist.device(requested)
-        if loaded is not None:
-            self.train_data, self.val_data = loaded
-        else:
-            limit, mode = cfg.data.ram_limit_gb, cfg.data.mode
-            self.train_data = CacheData(cache, limit, allow_partial=allow_partial, mode=mode, device=self.device)
-            # Each process validates its share of the clips; every process then gathers the whole.
-            share = (self.dist.rank, self.dist.world)
-            self.val_data = CacheData(
-                val_cache, limit, allow_partial=allow_partial, part=share, mode=mode, device=self.device
-            )
+        # Each process validates its share of the clips; every process then gathers the whole.
+        share = (self.dist.rank, self.dist.world)
+        self.train_data, self.val_data = loaded or open_caches(
+            cache, val_cache, cfg.data, self.device, allow_partial, share
+        )
         check_same_task(self.train_data.spec, self.val_data.spec)
-        self.val_data.use_normalisation(self.train_data.normalisation())
         self.precision = resolve_precision(cfg.precision, self.device)
         spec = self.train_data.spec
         torch.manual_seed(cfg.seed)  # the same initial weights in every process

@@ -37,6 +37,27 @@ def test_direct_reads_equal_zarr_bit_for_bit(cache):
         assert _same(shards.read_range("motion", lo, hi), group["motion"][lo:hi])
 
 
+@pytest.mark.parametrize(
+    "picks, chunk_reads",
+    [([0, 1, 2, 3, 5], 1), ([0, 15], 2), ([0, 7, 15], 3), ([5], 1), ([], 0), ([2, 3, 4, 6, 7, 8, 10, 12, 14], 1)],
+)
+def test_picked_rows_equal_zarr_whether_dense_or_sparse(cache, picks, chunk_reads, monkeypatch):
+    """Dense picks are read as one span, sparse ones (a process's share) chunk by chunk: the same bytes."""
+    import pipeline.cache.shards as module
+
+    monkeypatch.setattr(module, "THREADS", 1)
+    reads = []
+    pread = module.os.pread
+    monkeypatch.setattr(module.os, "pread", lambda fd, n, at: reads.append(n) or pread(fd, n, at))
+    picks = np.array(picks, dtype=np.int64)
+    group = zarr.open_group(str(cache), mode="r")
+    for name in ("semantic", "motion"):
+        reads.clear()
+        assert _same(CacheShards(cache).read(name, 1, picks), group[name][16:32][picks])
+        assert len(reads) == 1 + chunk_reads  # the index, then the chunks' bytes
+    assert np.isnan(CacheShards(cache).read("semantic", 1, np.array([4]))).all()  # row 20: never written
+
+
 def test_unwritten_shards_read_as_nan(tmp_path):
     ids = np.array([f"c{i}" for i in range(10)])
     build_skeleton(

@@ -80,11 +80,23 @@ BASE = "base:\n  overrides:\n    data: {batch_size: 16}\n    device: cpu\n"
         ("members: [{model: late_fusion}, {model: late_fusion}]\n", "listed twice: late_fusion"),
         ("members: [{model: late_fusion}]\nseeds: []\n", "seeds: expected a non-empty list"),
         ("member: [{model: late_fusion}]\n", "unknown key(s) member"),
+        ("axes: {data.mode: [ram, streamed]}\n", "must share device, data.mode and data.ram_limit_gb"),
     ],
 )
 def test_bad_specs_are_one_line_errors(tmp_path, caches, text, words):
     result = run(*sweep_args(caches, write_spec(tmp_path / "s.yaml", text), tmp_path / "S"))
     assert result.exit_code == 2 and result.output.startswith("error: ") and words in result.output, result.output
+
+
+@pytest.mark.parametrize("mode", ["device", "streamed"])
+def test_inline_sweeps_keep_their_caches_where_data_mode_puts_them(caches, mode):
+    from fusion.experiments.runner import _load, shared_placement
+
+    overrides = {"data": {"mode": mode}, "device": "cpu"}
+    spec = parse_spec({"base": {"overrides": overrides}, "axes": {"optim.lr": [0.1, 0.01]}}, "test")
+    train, val = _load(Path(caches[0]), Path(caches[1]), shared_placement(spec), False)
+    assert train.mode == val.mode == mode
+    assert train.normalisation() == val.normalisation()  # validation standardised as the training cache
 
 
 def test_grids_are_products_named_by_what_they_change():

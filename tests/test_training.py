@@ -265,6 +265,45 @@ def test_streaming_reads_every_usable_row_once_per_epoch(tmp_path):
             assert torch.equal(b["semantic"][i], batch["semantic"][by_row[r]])
 
 
+def test_each_process_streams_only_its_share_of_every_global_batch(tmp_path, monkeypatch):
+    """Under DDP a streamed window is read only for the rows of this process's parts: together the processes
+    read each row once, and their batches are the single-process global batches split, with the same features."""
+    from pipeline.cache.shards import CacheShards
+
+    cache = make_feature_cache(
+        tmp_path / "c", 100, "ssv2", semantic=(4, 8), motion=(2, 4), shard_size=8, failed_rows=(5,)
+    )
+    decoded: list[int] = []
+    read = CacheShards.read
+
+    def counting(self, name, shard, picks=None):
+        block = read(self, name, shard, picks)
+        decoded.extend([len(block)] if name == "semantic" else [])
+        return block
+
+    monkeypatch.setattr(CacheShards, "read", counting)
+
+    def epoch(rank: int, world: int) -> list[dict]:
+        data = CacheData(cache, mode="streamed")
+        generator = torch.Generator().manual_seed(4)
+        return list(data.batches(10, shuffle=True, generator=generator, shuffle_shards=3, rank=rank, world=world))
+
+    alone = epoch(0, 1)
+    decoded.clear()
+    ranks = []
+    for rank in range(3):
+        ranks.append(epoch(rank, 3))
+        assert sum(decoded) == len({r for b in ranks[-1] for r in b["row"].tolist()}) < 99 / 2
+        decoded.clear()
+    in_ram = next(CacheData(cache).batches(100))
+    by_row = {int(r): i for i, r in enumerate(in_ram["row"])}
+    for step, whole in enumerate(alone):
+        assert torch.cat([part[step]["row"] for part in ranks]).tolist() == whole["row"].tolist()
+        for part in ranks:
+            rows = [by_row[r] for r in part[step]["row"].tolist()]
+            assert torch.equal(part[step]["semantic"], in_ram["semantic"][rows])
+
+
 def test_augmentation_trains(ssv2_caches, tmp_path):
     summary = train(
         ssv2_caches,

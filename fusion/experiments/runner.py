@@ -96,7 +96,7 @@ def execute(
     todo = [m for m in members if not finished(out, m)]
     log.info("%d members, %d finished, %d to train (%s)", len(members), len(members) - len(todo), len(todo), executor)
     if executor == "inline":
-        loaded = _load(cache, val_cache, spec, allow_partial) if todo else None
+        loaded = _load(cache, val_cache, shared_placement(spec), allow_partial) if todo else None
         for i, member in enumerate(todo, start=1):
             log.info("member %d/%d: %s", i, len(todo), member.name)
             run_member(str(cache), str(val_cache), str(out), spec, member, epochs, allow_partial, loaded, live)
@@ -105,12 +105,25 @@ def execute(
     return members
 
 
-def _load(cache: Path, val_cache: Path, spec: SweepSpec, allow_partial: bool) -> tuple[Any, Any]:
-    from fusion.data import CacheData
+def shared_placement(spec: SweepSpec) -> Any:
+    """The members' common training config for where the caches live: an inline sweep reads its caches once
+    for every member, so they must agree on device, data.mode and data.ram_limit_gb."""
+    configs = [spec.config_for(m) for m in spec.members()]
+    placements = {(c.device, c.data.mode, c.data.ram_limit_gb) for c in configs}
+    if len(placements) > 1:
+        raise UserError(
+            "an inline sweep reads its caches once for every member, so its members must share device, "
+            f"data.mode and data.ram_limit_gb (they vary: {sorted(placements)}); sweep those with --executor local"
+        )
+    return configs[0]
 
-    limit = spec.config_for(spec.members()[0]).data.ram_limit_gb
-    train, val = (CacheData(path, limit, allow_partial=allow_partial) for path in (cache, val_cache))
-    return train, val
+
+def _load(cache: Path, val_cache: Path, cfg: Any, allow_partial: bool) -> tuple[Any, Any]:
+    """Both caches, where the members' data.mode puts them for their device."""
+    from fusion.data import open_caches
+    from pipeline.devices import resolve_device
+
+    return open_caches(cache, val_cache, cfg.data, resolve_device(cfg.device), allow_partial)
 
 
 def _submit(
@@ -176,6 +189,8 @@ def run_sweep(
         raise UserError(f"unknown preset '{preset}' (expected one of {', '.join(PRESETS)})")
     spec = parse_spec(PRESETS[preset], f"preset {preset}", model) if preset else load_spec(spec_file, model)
     name = preset or str(spec_file)
+    if executor == "inline":
+        shared_placement(spec)  # refused before anything is written
     record(out, spec, name, cache, val_cache, epochs)
     members = execute(spec, cache, val_cache, out, epochs, executor, allow_partial, live)
     if preset != "phase2-phase3":

@@ -7,12 +7,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from fusion.layers.attention import CrossAttention
+from fusion.layers.recomputed_linear import linear_after
 
 
 class BottleneckCrossAttention(nn.Module):
     """Compress 768-d patches and 512-d segments to 256-d, cross-attend both ways there, expand back, add.
 
-    The expansions start at zero, so a stack of these layers starts as the identity and learns to mix.
+    The expansions start at zero, so a stack of these layers starts as the identity and learns to mix. The
+    LayerNorm and GELU outputs feeding the compressions and expansions are recomputed in backward rather than
+    held (`linear_after`): same outputs and gradients, no extra matmul.
     """
 
     def __init__(
@@ -33,9 +36,12 @@ class BottleneckCrossAttention(nn.Module):
     ) -> tuple[tuple[torch.Tensor, torch.Tensor], dict[str, torch.Tensor] | None]:
         """semantic: [B, Ns, Ds], motion: [B, Nm, Dm] -> ((same shapes), {"sem_to_mot": [B, H, Ns, Nm],
         "mot_to_sem": [B, H, Nm, Ns]} when asked, else None)."""
-        s = self.sem_compress(self.sem_norm(semantic))
-        m = self.mot_compress(self.mot_norm(motion))
+        s = linear_after(self.sem_norm, semantic, self.sem_compress)
+        m = linear_after(self.mot_norm, motion, self.mot_compress)
         s_att, s_weights = self.sem_to_mot(s, m, return_attention)
         m_att, m_weights = self.mot_to_sem(m, s, return_attention)
-        outputs = semantic + self.sem_expand(F.gelu(s_att)), motion + self.mot_expand(F.gelu(m_att))
+        outputs = (
+            semantic + linear_after(F.gelu, s_att, self.sem_expand),
+            motion + linear_after(F.gelu, m_att, self.mot_expand),
+        )
         return outputs, ({"sem_to_mot": s_weights, "mot_to_sem": m_weights} if return_attention else None)

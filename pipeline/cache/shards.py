@@ -93,20 +93,21 @@ class CacheShards:
         """Whether any feature file of the shard exists (extraction wrote it, finished or not)."""
         return any(self.file(name, shard).exists() for name in FEATURES)
 
-    def read(self, name: str, shard: int) -> np.ndarray:
-        """[rows of the shard, tokens, dim] float16 of one feature; NaN rows where nothing was written."""
+    def read(self, name: str, shard: int, picks: np.ndarray | None = None) -> np.ndarray:
+        """[rows of the shard, tokens, dim] float16 of one feature; NaN rows where nothing was written. With
+        `picks` (ascending row offsets within the shard), only those rows are read and decoded."""
         lo, hi = self.rows(shard)
         try:
             if not self._direct[name]:
-                return self.arrays[name][lo:hi]
-            return self._decode(name, shard, hi - lo)
+                return self.arrays[name][lo:hi] if picks is None else self.arrays[name][lo:hi][picks]
+            return self._decode(name, shard, np.arange(hi - lo) if picks is None else picks)
         except ShardUnreadable:
             raise
         except Exception as exc:  # noqa: BLE001 - any decoding failure of stored bytes means the same: damaged
             raise ShardUnreadable(name, self.key(name, shard), f"{type(exc).__name__}: {exc}") from None
 
-    def read_shard(self, shard: int) -> dict[str, np.ndarray]:
-        return {name: self.read(name, shard) for name in FEATURES}
+    def read_shard(self, shard: int, picks: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        return {name: self.read(name, shard, picks) for name in FEATURES}
 
     def read_range(self, name: str, lo: int, hi: int) -> np.ndarray:
         """Rows [lo, hi) of one feature, from whole-shard reads."""
@@ -115,9 +116,10 @@ class CacheShards:
         start = first * self.shard_size
         return np.concatenate(parts)[lo - start : hi - start] if parts else np.empty((0, *self.shapes[name]), "<f2")
 
-    def _decode(self, name: str, shard: int, rows: int) -> np.ndarray:
+    def _decode(self, name: str, shard: int, picks: np.ndarray) -> np.ndarray:
+        """The chunks `picks` of a shard, in that order."""
         shape = self.shapes[name]
-        out = np.empty((rows, *shape), dtype="<f2")
+        out = np.empty((len(picks), *shape), dtype="<f2")
         key = self.key(name, shard)
         try:
             fd = os.open(self.file(name, shard), os.O_RDONLY)
@@ -128,29 +130,37 @@ class CacheShards:
             size = os.fstat(fd).st_size
             index = _index(fd, size, self.shard_size, key, name)
             end = size - index.nbytes - 4  # where the chunk data ends and the index begins
-            chunk_bytes = out[0].nbytes if rows else 0
+            chunk_bytes = out[0].nbytes if len(out) else 0
 
             def decode(part: np.ndarray) -> None:
-                """Each thread reads the byte span of its rows' chunks with one pread (no GIL) and decodes them."""
-                offsets, lengths = index[part, 0], index[part, 1]
+                """Each thread reads its rows' chunks (no GIL): the byte span holding them with one pread, or
+                chunk by chunk when they are a sparse pick of it, and decodes them."""
+                offsets, lengths = index[picks[part], 0], index[picks[part], 1]
                 written = offsets != EMPTY
+                if (offsets[written] + lengths[written] > end).any():
+                    raise ShardUnreadable(name, key, "a chunk lies beyond the chunk data (truncated file?)")
+                span, first = None, 0
                 if written.any():
-                    first, last = int(offsets[written].min()), int((offsets + lengths)[written].max())
-                    if last > end:
-                        raise ShardUnreadable(name, key, "a chunk lies beyond the chunk data (truncated file?)")
-                    span = memoryview(os.pread(fd, last - first, first))
-                for row, offset, length, present in zip(part, offsets, lengths, written):
+                    first = int(offsets[written].min())
+                    span_bytes = int((offsets + lengths)[written].max()) - first
+                    if span_bytes <= 2 * lengths[written].sum():
+                        span = memoryview(os.pread(fd, span_bytes, first))
+                for at, offset, length, present in zip(part, offsets, lengths, written):
                     if not present:
-                        out[row].fill(np.nan)
+                        out[at].fill(np.nan)
                         continue
-                    chunk = span[int(offset) - first : int(offset) - first + int(length)]
+                    offset, length = int(offset), int(length)
+                    if span is None:
+                        chunk = memoryview(os.pread(fd, length, offset))
+                    else:
+                        chunk = span[offset - first : offset - first + length]
                     # Blosc's header states the chunk's raw and compressed sizes; Blosc itself would decode a
                     # short buffer without complaint, so both are checked against the index and the shape.
-                    if len(chunk) < 16 or _header(chunk) != (chunk_bytes, int(length)):
-                        raise ShardUnreadable(name, key, f"chunk {row} is damaged or truncated")
-                    blosc.decompress(chunk, out[row].reshape(-1).view(np.uint8))
+                    if len(chunk) < 16 or _header(chunk) != (chunk_bytes, length):
+                        raise ShardUnreadable(name, key, f"chunk {picks[at]} is damaged or truncated")
+                    blosc.decompress(chunk, out[at].reshape(-1).view(np.uint8))
 
-            parts = [p for p in np.array_split(np.arange(rows), THREADS) if len(p)]
+            parts = [p for p in np.array_split(np.arange(len(picks)), THREADS) if len(p)]
             for future in [_threads().submit(decode, part) for part in parts]:
                 future.result()
         finally:
