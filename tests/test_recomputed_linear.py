@@ -17,26 +17,41 @@ def _pair(pre_kind: str):
     return pre, nn.Linear(24, 16)
 
 
-def _grads(pre, linear, x, fn, autocast: bool):
+def _grads(pre, linear, x, fn, dtype: torch.dtype | None):
     x = x.clone().requires_grad_()
     params = list(linear.parameters()) + (list(pre.parameters()) if isinstance(pre, nn.Module) else [])
-    with torch.autocast("cpu", torch.bfloat16, enabled=autocast):
+    with torch.autocast(x.device.type, dtype or torch.bfloat16, enabled=dtype is not None):
         y = fn(x)
-    (y.float() * torch.linspace(-1, 1, y.shape[-1])).sum().backward()
+    (y.float() * torch.linspace(-1, 1, y.shape[-1], device=y.device)).sum().backward()
     grads = [x.grad] + [p.grad.clone() for p in params]
     for p in params:
         p.grad = None
     return y.detach(), grads
 
 
+GPU = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+
+
 @pytest.mark.parametrize("pre_kind", ["layernorm", "gelu"])
-@pytest.mark.parametrize("autocast", [False, True])
-def test_outputs_and_gradients_equal_the_plain_composition(pre_kind, autocast):
+@pytest.mark.parametrize(
+    ("device", "dtype"),
+    [
+        ("cpu", None),
+        ("cpu", torch.bfloat16),
+        pytest.param("cuda", torch.float16, marks=GPU),
+        pytest.param("cuda", torch.bfloat16, marks=GPU),
+    ],
+)
+def test_outputs_and_gradients_equal_the_plain_composition(pre_kind, device, dtype):
+    """In fp32 and under the training's autocast (the LayerNorm in fp32, the Linear in bf16/fp16)."""
     pre, linear = _pair(pre_kind)
-    x = torch.randn(3, 7, 24)
-    y_plain, g_plain = _grads(pre, linear, x, lambda t: linear(pre(t)), autocast)
-    y_ours, g_ours = _grads(pre, linear, x, lambda t: linear_after(pre, t, linear), autocast)
-    assert y_ours.dtype == y_plain.dtype == (torch.bfloat16 if autocast else torch.float32)
+    if isinstance(pre, nn.Module):
+        pre.to(device)
+    linear.to(device)
+    x = torch.randn(3, 7, 24, device=device)
+    y_plain, g_plain = _grads(pre, linear, x, lambda t: linear(pre(t)), dtype)
+    y_ours, g_ours = _grads(pre, linear, x, lambda t: linear_after(pre, t, linear), dtype)
+    assert y_ours.dtype == y_plain.dtype == (dtype or torch.float32)
     assert torch.equal(y_ours, y_plain)
     for ours, plain in zip(g_ours, g_plain, strict=True):
         assert ours.dtype == plain.dtype
