@@ -215,19 +215,23 @@ class CacheData:
         shuffle_shards: int = 8,
         rank: int = 0,
         world: int = 1,
+        skip: int = 0,
     ) -> Iterator[dict[str, torch.Tensor]]:
         """Yield batches in cache order, or shuffled (across all rows in RAM; across windows of shards when streaming).
 
         With `world` > 1 every process draws the same global batches and keeps its contiguous part `rank` of each
         (a distributed sampler that keeps the global order of a single process); "global_size" tells the whole
         and "share" this part's weight in the global mean. Streaming, a process reads only the rows of its parts.
+        The first `skip` batches (resuming mid-epoch) are drawn but neither read nor yielded.
         """
         plans = []
         for shards, rows in self._windows(shuffle, generator, shuffle_shards):
             order = torch.randperm(len(rows), generator=generator).numpy() if shuffle else np.arange(len(rows))
             starts = range(0, len(order), batch_size)
             parts = [_part(order[start : start + batch_size], rank, world) for start in starts]
-            plans.append((shards, rows, parts))
+            skipped, skip = min(skip, len(parts)), skip - min(skip, len(parts))
+            if parts[skipped:]:
+                plans.append((shards, rows, parts[skipped:]))
         # The next window's share is read and decompressed by a background thread while this one trains.
         windows = [(self.features, None)] if self.in_ram else read_ahead(self._share, plans)
         for (_, rows, parts), (features, held) in zip(plans, windows):

@@ -295,13 +295,17 @@ class Trainer:
         epoch, skip = self.position["epoch"], self.position["batches_done"]
         started = time.perf_counter()
         self.order.set_state(self.position["order_state"])
+        # Resuming mid-epoch: the same permutation, minus what was already trained on (not even read).
         batches = self.train_data.batches(
-            self.cfg.data.batch_size, shuffle=True, generator=self.order, rank=self.dist.rank, world=self.dist.world
+            self.cfg.data.batch_size,
+            shuffle=True,
+            generator=self.order,
+            rank=self.dist.rank,
+            world=self.dist.world,
+            skip=skip,
         )
         pending: list[tuple[int, torch.Tensor, int]] = []
-        for i, batch in enumerate(batches):
-            if i < skip:
-                continue  # resuming mid-epoch: the same permutation, minus what was already trained on
+        for i, batch in enumerate(batches, start=skip):
             pending.append((i + 1, self._train_step(batch), batch["global_size"]))
             # Every process flushes at the same steps. A signal is seen at the next flush under torchrun (the
             # processes agree there), at once otherwise (no collective needed).

@@ -304,6 +304,31 @@ def test_each_process_streams_only_its_share_of_every_global_batch(tmp_path, mon
             assert torch.equal(part[step]["semantic"], in_ram["semantic"][rows])
 
 
+def test_resuming_mid_epoch_skips_batches_without_reading_their_windows(tmp_path, monkeypatch):
+    from pipeline.cache.shards import CacheShards
+
+    cache = make_feature_cache(tmp_path / "c", 96, "ssv2", semantic=(4, 8), motion=(2, 4), shard_size=8)
+    decoded: list[int] = []
+    read = CacheShards.read
+
+    def counting(self, name, shard, picks=None):
+        block = read(self, name, shard, picks)
+        decoded.extend([len(block)] if name == "semantic" else [])
+        return block
+
+    monkeypatch.setattr(CacheShards, "read", counting)
+    for mode in ("streamed", "ram"):
+        data = CacheData(cache, mode=mode)
+        generators = [torch.Generator().manual_seed(2) for _ in range(2)]
+        whole = list(data.batches(8, shuffle=True, generator=generators[0], shuffle_shards=3))
+        decoded.clear()
+        resumed = list(data.batches(8, shuffle=True, generator=generators[1], shuffle_shards=3, skip=7))
+        assert [b["row"].tolist() for b in resumed] == [b["row"].tolist() for b in whole[7:]]
+        assert torch.equal(generators[0].get_state(), generators[1].get_state())  # the same draws were made
+        # 3-shard windows of 24 rows = 3 batches: the first two windows are not read, the third only in part
+        assert sum(decoded) == (96 - 7 * 8 if mode == "streamed" else 0)
+
+
 def test_augmentation_trains(ssv2_caches, tmp_path):
     summary = train(
         ssv2_caches,
