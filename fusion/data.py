@@ -4,8 +4,6 @@ fit, else streamed with shuffling across shards. Dimensions, label fields and na
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from fusion.read_ahead import read_ahead
 from pipeline.cache.layout import FEATURES, open_cache
 from pipeline.cache.reader import check_finite, usable_rows
 from pipeline.cache.shards import CacheShards
@@ -307,36 +306,3 @@ def choose_mode(mode: str, nbytes: int, ram_limit_gb: float, device: torch.devic
     if device.type == "cuda" and nbytes <= 0.5 * torch.cuda.mem_get_info(device)[0]:
         return "device"
     return "ram" if nbytes <= ram_limit_gb * 2**30 else "streamed"
-
-
-def read_ahead(read: Any, items: list[Any]) -> Iterator[Any]:
-    """`read(item)` for each item in order, the next one computed by a background thread meanwhile. Errors
-    arrive where their item would have; a consumer that stops early stops the thread."""
-    results: queue.Queue = queue.Queue(maxsize=1)
-    stop = threading.Event()
-
-    def work() -> None:
-        for item in items:
-            try:
-                result: Any = ("ok", read(item))
-            except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
-                result = ("error", exc)
-            while not stop.is_set():
-                try:
-                    results.put(result, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-            if stop.is_set() or result[0] == "error":
-                return
-
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
-    try:
-        for _ in items:
-            kind, value = results.get()
-            if kind == "error":
-                raise value
-            yield value
-    finally:
-        stop.set()
