@@ -265,14 +265,10 @@ def test_streaming_reads_every_usable_row_once_per_epoch(tmp_path):
             assert torch.equal(b["semantic"][i], batch["semantic"][by_row[r]])
 
 
-def test_each_process_streams_only_its_share_of_every_global_batch(tmp_path, monkeypatch):
-    """Under DDP a streamed window is read only for the rows of this process's parts: together the processes
-    read each row once, and their batches are the single-process global batches split, with the same features."""
+def count_decoded_rows(monkeypatch) -> list[int]:
+    """The semantic rows each shard read decodes, appended as they are read."""
     from pipeline.cache.shards import CacheShards
 
-    cache = make_feature_cache(
-        tmp_path / "c", 100, "ssv2", semantic=(4, 8), motion=(2, 4), shard_size=8, failed_rows=(5,)
-    )
     decoded: list[int] = []
     read = CacheShards.read
 
@@ -282,6 +278,16 @@ def test_each_process_streams_only_its_share_of_every_global_batch(tmp_path, mon
         return block
 
     monkeypatch.setattr(CacheShards, "read", counting)
+    return decoded
+
+
+def test_each_process_streams_only_its_share_of_every_global_batch(tmp_path, monkeypatch):
+    """Under DDP a streamed window is read only for the rows of this process's parts: together the processes
+    read each row once, and their batches are the single-process global batches split, with the same features."""
+    cache = make_feature_cache(
+        tmp_path / "c", 100, "ssv2", semantic=(4, 8), motion=(2, 4), shard_size=8, failed_rows=(5,)
+    )
+    decoded = count_decoded_rows(monkeypatch)
 
     def epoch(rank: int, world: int) -> list[dict]:
         data = CacheData(cache, mode="streamed")
@@ -305,18 +311,8 @@ def test_each_process_streams_only_its_share_of_every_global_batch(tmp_path, mon
 
 
 def test_resuming_mid_epoch_skips_batches_without_reading_their_windows(tmp_path, monkeypatch):
-    from pipeline.cache.shards import CacheShards
-
     cache = make_feature_cache(tmp_path / "c", 96, "ssv2", semantic=(4, 8), motion=(2, 4), shard_size=8)
-    decoded: list[int] = []
-    read = CacheShards.read
-
-    def counting(self, name, shard, picks=None):
-        block = read(self, name, shard, picks)
-        decoded.extend([len(block)] if name == "semantic" else [])
-        return block
-
-    monkeypatch.setattr(CacheShards, "read", counting)
+    decoded = count_decoded_rows(monkeypatch)
     for mode in ("streamed", "ram"):
         data = CacheData(cache, mode=mode)
         generators = [torch.Generator().manual_seed(2) for _ in range(2)]
