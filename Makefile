@@ -4,18 +4,25 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # Override for another CUDA build, e.g. make install TORCH_SPEC="torch==2.14.1 torchvision==0.29.1 --index-url ..."
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+# Offline compute nodes: WHEELS=DIR installs from a folder `make wheelhouse WHEELS=DIR` wrote, with no index;
+# SYSTEM_TORCH=1 builds the venv on the torch and torchvision that $(PYTHON) already imports (a module or container).
+WHEELS ?=
+SYSTEM_TORCH ?=
 PYTEST_ARGS ?=
+TORCH_ARGS := --torch-spec "$(TORCH_SPEC)" $(if $(SYSTEM_TORCH),--system-torch)
 
-.PHONY: install lint test test-gpu demo bench clean
+.PHONY: install wheelhouse lint test test-gpu gpu-check demo bench clean
 
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml Makefile
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(PYTHON) install/make_venv.py --venv $(VENV) $(TORCH_ARGS) $(if $(WHEELS),--wheels "$(WHEELS)")
 	touch $@
+
+# On a machine that reaches the package index, with the Python version the compute nodes have.
+wheelhouse:
+	@test -n "$(WHEELS)" || { echo "error: name the folder: make wheelhouse WHEELS=DIR" >&2; exit 2; }
+	$(PYTHON) install/wheelhouse.py --out "$(WHEELS)" $(TORCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
@@ -28,6 +35,10 @@ test: lint
 # machine with CUDA, with REAL_FIXTURES set for the real-clip test. Skipped (not failed) without a GPU.
 test-gpu: install
 	$(BIN)/python -m pytest -q -m gpu -rs $(PYTEST_ARGS)
+
+# The GPU tests and every benchmark on the GPU, into one markdown report; one line and nothing run without CUDA.
+gpu-check: install
+	$(BIN)/cli gpu-check
 
 demo: install
 	$(BIN)/cli demo

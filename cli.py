@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -9,6 +10,7 @@ import click
 from fusion.cli_experiments import bench_sweep, compare, sweep
 from fusion.cli_fusion import bench_fusion, bench_loader, fuse_eval, fuse_train, models, visualize
 from fusion.cli_predict import export, predict
+from fusion.gpu_check import CheckSettings
 from pipeline.cli_base import OneLineErrors, setup_logging, user_errors
 from pipeline.cli_cache import cache
 from pipeline.cli_extract import bench_extract, extract, submit, synth
@@ -70,6 +72,45 @@ def demo(out: Path, clips: int, epochs: int) -> None:
     from fusion.demo import run_demo
 
     run_demo(out, clips, epochs)
+
+
+@main.command(
+    "gpu-check",
+    help=f"The GPU tests (make test-gpu) and every bench on the GPU (fusion at batch sizes "
+    f"{CheckSettings.fusion_batch_sizes}, the loader in each data mode, extraction with the default backbones at "
+    "random init), into one markdown report whose path it prints. Without a CUDA device it says so in one line "
+    "and runs nothing.",
+    epilog="Exit status: 0 every step passed (or no CUDA device: nothing run), 1 a step failed.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="The markdown report. [default: gpu-check/report-HOST-TIME.md]",
+)
+@click.option(
+    "--real-fixtures",
+    type=click.Path(path_type=Path, exists=True, file_okay=False),
+    envvar="REAL_FIXTURES",
+    help="Folder of real public test data: also bench extraction on its SSv2 clips.",
+)
+@click.option(
+    "--work-dir", type=click.Path(path_type=Path), help="For the generated data. [default: a temporary folder]"
+)
+@user_errors
+def gpu_check(out: Path | None, real_fixtures: Path | None, work_dir: Path | None) -> None:
+    import torch
+
+    from fusion.gpu_check import default_report_path, run_check
+    from pipeline.paths import output_file
+
+    out = output_file(out or default_report_path(), "--out")
+    gpu, passed = run_check(CheckSettings(real_fixtures=real_fixtures), out, work_dir)
+    if gpu is None:
+        click.echo(f"gpu-check: no CUDA device here (torch {torch.__version__}): nothing run")
+        return
+    click.echo(f"gpu-check on {gpu.name}: {'every step passed' if passed else 'a step failed'}; report: {out}")
+    if not passed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

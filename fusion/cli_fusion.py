@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from fusion.train_config import PRESETS, TrainConfig, training_config
+from fusion.train_config import DATA_MODES, PRESETS, TrainConfig, training_config
 from pipeline import strict_json
 from pipeline.cli_base import EPILOG, parse_shape, user_errors
 from pipeline.config_loading import validate
@@ -281,9 +281,7 @@ def visualize(checkpoint: Path, cache: Path, clip: str | None, out: Path, data_r
 @click.option("--batch-size", type=int, default=64, help="Clips per step.")
 @click.option("--steps", type=int, default=10, help="Batches to time.")
 @click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
-@click.option(
-    "--mode", type=click.Choice(["auto", "device", "ram", "streamed"]), default="auto", help="data.mode to measure."
-)
+@click.option("--mode", type=click.Choice(DATA_MODES), default="auto", help="data.mode to measure.")
 @user_errors
 def bench_loader(cache: Path, model: str, batch_size: int, steps: int, device: str, mode: str) -> None:
     """Loader clips/s beside the clips/s a training step consumes: the loader must not be the bottleneck."""

@@ -12,6 +12,7 @@ from pipeline.errors import UserError
 from pipeline.extract_config import PRECISIONS, device_name_problem
 
 SCHEDULERS = ("cosine", "cosine_restarts")
+DATA_MODES = ("auto", "device", "ram", "streamed")
 
 
 @dataclass
@@ -36,7 +37,7 @@ class DataConfig:
         "auto",
         "Where the training features live: device (GPU memory; batches gathered there), ram, or streamed (shard "
         "windows read ahead); auto: the GPU when they fit in half its free memory, else RAM within ram_limit_gb.",
-        choices=("auto", "device", "ram", "streamed"),
+        choices=DATA_MODES,
     )
     token_dropout: float = setting(
         0.0, "Probability of zeroing each input token while training.", low=0.0, high=1.0, high_open=True

@@ -34,6 +34,7 @@ COMMANDS = [
     ["bench", "sweep"],
     ["export"],
     ["demo"],
+    ["gpu-check"],
 ]
 
 
