@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from fusion.metrics import topk_correct
+from pipeline import atomic
 
 
 def per_class_rows(scores: torch.Tensor, target: torch.Tensor, names: list[str]) -> list[dict[str, object]]:
@@ -36,7 +37,7 @@ def per_class_rows(scores: torch.Tensor, target: torch.Tensor, names: list[str])
 
 
 def _write_csv(path: Path, rows: list[dict[str, object]]) -> Path:
-    with path.open("w", newline="") as handle:
+    with atomic.atomic_open(path, newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
@@ -70,7 +71,8 @@ def confusion_plot(scores: torch.Tensor, target: torch.Tensor, names: list[str],
         xlabel="clips", title=f"most confused classes (true -> predicted), {int(wrong.sum())} of {len(target)} wrong"
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic.atomic_path(path) as staging:
+        fig.savefig(staging, dpi=100)
     plt.close(fig)
     return path
 

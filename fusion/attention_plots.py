@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from pipeline import atomic
+
 
 def _plt() -> Any:
     import matplotlib
@@ -38,7 +40,8 @@ def _over_frame(ax: Any, grid: np.ndarray, frame: np.ndarray | None, vmin: float
 def _save(fig: Any, path: Path) -> Path:
     plt = _plt()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic.atomic_path(path) as staging:
+        fig.savefig(staging, dpi=100)
     plt.close(fig)
     return path
 
@@ -78,7 +81,8 @@ def draw_attention(attention: dict[str, Any], frame: np.ndarray | None, title: s
                                ylabel=f"layer {i + 1}" if t == 0 else "")  # fmt: skip
             fig.colorbar(image, ax=axes[i, :].tolist(), fraction=0.02, pad=0.01)
         fig.suptitle(f"{title}\nsegment -> patch attention per fusion layer")
-        fig.savefig(out / "fusion_layers.png", dpi=100)
+        with atomic.atomic_path(out / "fusion_layers.png") as staging:
+            fig.savefig(staging, dpi=100)
         plt.close(fig)
         written.append(out / "fusion_layers.png")
     return written

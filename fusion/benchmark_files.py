@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pipeline import atomic
 from pipeline.errors import UserError
 
 SUBMISSION_VERSION = "0.2"
@@ -48,10 +49,13 @@ def write_submission(submission: dict[str, Any], path: Path) -> Path:
     """As `path` (JSON), or as the challenge expects it when `path` ends in .zip: test.json inside."""
     text = json.dumps(submission, allow_nan=False)
     if path.suffix.lower() == ".zip":
-        with zipfile.ZipFile(path, mode="w", compression=zipfile.ZIP_DEFLATED, compresslevel=5) as archive:
+        with (
+            atomic.atomic_path(path) as staging,
+            zipfile.ZipFile(staging, mode="w", compression=zipfile.ZIP_DEFLATED, compresslevel=5) as archive,
+        ):
             archive.writestr("test.json", text)
     else:
-        path.write_text(text)
+        atomic.write_text(path, text)
     return path
 
 

@@ -3,13 +3,14 @@ atomically so a kill mid-save leaves the previous checkpoint intact."""
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from pipeline.errors import UserError
+from pipeline.errors import UserError, free_mb
 
 FORMAT = "gasm-cast-checkpoint"
 VERSION = 1
@@ -17,7 +18,15 @@ VERSION = 1
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     staging = path.with_suffix(path.suffix + ".tmp")
-    torch.save({"format": FORMAT, "version": VERSION, **state}, staging)
+    try:
+        torch.save({"format": FORMAT, "version": VERSION, **state}, staging)
+    except BaseException as exc:
+        full = free_mb(path) < 64  # before the partial file is removed, which frees space again
+        staging.unlink(missing_ok=True)
+        # torch reports a write that failed (a full disk) as a RuntimeError of its zip writer.
+        if isinstance(exc, RuntimeError) and full:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from exc
+        raise
     os.replace(staging, path)
 
 

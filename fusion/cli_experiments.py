@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from pipeline import strict_json
 from pipeline.cli_base import EPILOG, user_errors
 
 EXECUTORS = ("inline", "local", "slurm")
@@ -39,16 +40,14 @@ def report(paths: list[Path], baseline: str | None, out: Path | None, extra: lis
 
 def phase_lines(out: Path, members: list[Any]) -> list[str]:
     """phase2-phase3: the winning stage-1 configuration, and Phase 2 vs Phase 3 action top-1 with spread."""
-    import json
-
     import numpy as np
 
     from fusion.experiments.presets import PHASE_MODELS, SEEDS
 
-    stage1 = json.loads((out / "stage1.json").read_text())
+    stage1 = strict_json.read(out / "stage1.json", "stage 1 record")
     scores: dict[str, list[float]] = {phase: [] for phase in PHASE_MODELS}
     for member in members:
-        best = json.loads((out / "runs" / member.name / "metrics.json").read_text())["best"]
+        best = strict_json.read(out / "runs" / member.name / "metrics.json", "run summary")["best"]
         for phase, model in PHASE_MODELS.items():
             same = dict(member.configuration.changes) == stage1["changes"]
             if member.configuration.model == model and same and member.seed in SEEDS:

@@ -3,6 +3,8 @@ elsewhere) and one line per epoch in either case."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -10,8 +12,14 @@ from typing import Any
 from fusion.train import Trainer
 from fusion.train_config import TrainConfig
 from pipeline.errors import UserError
+from pipeline.folder_lock import folder_lock
 from pipeline.paths import output_folder
 from pipeline.progress import Reporter, duration
+
+
+def _main_process() -> bool:
+    """Process 0 of a torchrun group (or the only process) holds the run folder for all of them."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 def run_training(
@@ -30,40 +38,41 @@ def run_training(
     SIGTERM/SIGINT and NonFiniteLoss when the loss diverges. `member`: a sweep member's identity, written into
     metrics.json; `loaded`: (train, validation) CacheData already read."""
     output_folder(out, "--out")
-    if not resume and (Path(out) / "last.pt").exists():
-        raise UserError(f"{out} already holds a run (last.pt): pass --resume to continue it, or choose a new --out")
-    trainer = Trainer(cache, val_cache, model, out, cfg, allow_partial, loaded)
-    trainer.member = member
-    if resume:
-        trainer.resume()
-    reporter = Reporter("epoch", "steps", live=live, enabled=trainer.dist.main)  # one process of a run speaks
-    reporter.line(
-        f"{model}: {trainer.parameters:,} trainable parameters; train {trainer.train_data.counts.describe()}; "
-        f"validation {trainer.val_data.counts.describe()}; {trainer.device} {trainer.precision}"
-    )
-    started = {"time": time.monotonic(), "epoch": trainer.position["epoch"]}
-
-    def on_step(epoch: int, steps: int, loss: float) -> None:
-        if steps == 1 or reporter.label != f"epoch {epoch + 1}/{cfg.epochs}":
-            reporter.reset(f"epoch {epoch + 1}/{cfg.epochs}")
-        reporter.update(steps, trainer.steps_per_epoch, loss=f"{loss:.4f}")
-
-    def on_epoch(row: dict[str, Any]) -> None:
-        reporter.stop()
-        done = row["epoch"] - started["epoch"]
-        per_epoch = (time.monotonic() - started["time"]) / done
-        metrics = " ".join(f"{k} {v:.4f}" for k, v in row.items() if k.startswith("val_") and isinstance(v, float))
-        best = trainer.best or {}
+    with folder_lock(out, "run folder") if _main_process() else contextlib.nullcontext():
+        if not resume and (Path(out) / "last.pt").exists():
+            raise UserError(f"{out} already holds a run (last.pt): pass --resume to continue it, or choose a new --out")
+        trainer = Trainer(cache, val_cache, model, out, cfg, allow_partial, loaded)
+        trainer.member = member
+        if resume:
+            trainer.resume()
+        reporter = Reporter("epoch", "steps", live=live, enabled=trainer.dist.main)  # one process of a run speaks
         reporter.line(
-            f"epoch {row['epoch']}/{cfg.epochs}: train_loss {row['train_loss']:.4f} {metrics} "
-            f"(best {best.get('metric')} {best.get('value', float('nan')):.4f} at epoch {best.get('epoch')}); "
-            f"{per_epoch:.1f} s/epoch, ETA {duration(per_epoch * (cfg.epochs - row['epoch']))}"
+            f"{model}: {trainer.parameters:,} trainable parameters; train {trainer.train_data.counts.describe()}; "
+            f"validation {trainer.val_data.counts.describe()}; {trainer.device} {trainer.precision}"
         )
+        started = {"time": time.monotonic(), "epoch": trainer.position["epoch"]}
 
-    try:
-        summary = trainer.fit(on_step, on_epoch)
-    finally:
-        reporter.stop()
-    best = summary["best"]
-    reporter.line(f"best {best['metric']} {best['value']:.4f} at epoch {best['epoch']}; run in {out}")
-    return summary
+        def on_step(epoch: int, steps: int, loss: float) -> None:
+            if steps == 1 or reporter.label != f"epoch {epoch + 1}/{cfg.epochs}":
+                reporter.reset(f"epoch {epoch + 1}/{cfg.epochs}")
+            reporter.update(steps, trainer.steps_per_epoch, loss=f"{loss:.4f}")
+
+        def on_epoch(row: dict[str, Any]) -> None:
+            reporter.stop()
+            done = row["epoch"] - started["epoch"]
+            per_epoch = (time.monotonic() - started["time"]) / done
+            metrics = " ".join(f"{k} {v:.4f}" for k, v in row.items() if k.startswith("val_") and isinstance(v, float))
+            best = trainer.best or {}
+            reporter.line(
+                f"epoch {row['epoch']}/{cfg.epochs}: train_loss {row['train_loss']:.4f} {metrics} "
+                f"(best {best.get('metric')} {best.get('value', float('nan')):.4f} at epoch {best.get('epoch')}); "
+                f"{per_epoch:.1f} s/epoch, ETA {duration(per_epoch * (cfg.epochs - row['epoch']))}"
+            )
+
+        try:
+            summary = trainer.fit(on_step, on_epoch)
+        finally:
+            reporter.stop()
+        best = summary["best"]
+        reporter.line(f"best {best['metric']} {best['value']:.4f} at epoch {best['epoch']}; run in {out}")
+        return summary

@@ -16,7 +16,7 @@ from fusion.config import FusionConfig
 from fusion.data import CacheData
 from fusion.metrics import epic_breakdowns, metrics_for, top_actions
 from fusion.models import FusionModel, build_model
-from pipeline import strict_json
+from pipeline import atomic, strict_json
 from pipeline.config_loading import apply_overrides
 from pipeline.devices import autocast, resolve_device, resolve_precision
 from pipeline.errors import UserError
@@ -95,7 +95,7 @@ def write_predictions(
             top = outputs[key].softmax(-1).topk(min(5, outputs[key].shape[1]), dim=1)
             columns["label" if key == "logits" else key] = (top.indices, top.values)
     actions = top_actions(outputs["verb"], outputs["noun"], 5)[0] if "verb" in outputs else None
-    with path.open("w") as handle:
+    with atomic.atomic_open(path) as handle:
         for i, row in enumerate(targets["row"].tolist()):
             record: dict[str, Any] = {"clip_id": str(clip_ids[row]), "row": row}
             record.update({f: int(targets[f][i]) for f in data.spec.label_fields})

@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from pipeline import strict_json
+from pipeline import atomic, strict_json
 
 
 def top_entries(record: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
@@ -72,10 +72,10 @@ def write_records(records: list[dict[str, Any]], path: Path) -> Path:
     if path.suffix.lower() == ".csv":
         rows = [_flat(r) for r in records]
         columns = list(dict.fromkeys(key for row in rows for key in row))
-        with path.open("w", newline="") as handle:
+        with atomic.atomic_open(path, newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=columns)
             writer.writeheader()
             writer.writerows(rows)
     else:
-        path.write_text("".join(strict_json.dumps(r) + "\n" for r in records))
+        atomic.write_text(path, "".join(strict_json.dumps(r) + "\n" for r in records))
     return path

@@ -6,6 +6,8 @@ import csv
 from pathlib import Path
 from typing import Any
 
+from pipeline import atomic
+
 
 class RunLog:
     """Written by one process only: the others of a distributed run get `enabled=False` and log nothing."""
@@ -29,7 +31,7 @@ class RunLog:
         header, *rows = path.read_text().splitlines(keepends=True)
         kept = [row for row in rows if _before(row, epoch, steps)]
         if len(kept) != len(rows):
-            path.write_text(header + "".join(kept))
+            atomic.write_text(path, header + "".join(kept))
 
     def step(self, epoch: int, step: int, loss: float) -> None:
         """Every optimizer step's loss (the global batch's mean), appended to steps.csv."""
@@ -46,7 +48,7 @@ class RunLog:
         if not self.enabled:
             return
         columns = list(dict.fromkeys(key for row in history for key in row))
-        with (self.out / "metrics.csv").open("w", newline="") as handle:
+        with atomic.atomic_open(self.out / "metrics.csv", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=columns)
             writer.writeheader()
             writer.writerows(history)
@@ -79,7 +81,8 @@ class RunLog:
         metric_ax.legend()
         fig.tight_layout()
         path = self.out / "curves.png"
-        fig.savefig(path, dpi=100)
+        with atomic.atomic_path(path) as staging:
+            fig.savefig(staging, dpi=100)
         plt.close(fig)
         return path
 

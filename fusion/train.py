@@ -28,7 +28,7 @@ from fusion.models import build_model, count_trainable
 from fusion.objective import check_same_task, make_scheduler, task_loss
 from fusion.run_log import RunLog
 from fusion.train_config import TrainConfig
-from pipeline import strict_json
+from pipeline import atomic, strict_json
 from pipeline.config_loading import leaf_differences, validate
 from pipeline.devices import autocast, resolve_device, resolve_precision
 from pipeline.errors import UserError
@@ -281,7 +281,7 @@ class Trainer:
             "data": self.data_counts(),
         }
         if self.dist.main:
-            (self.out / "metrics.json").write_text(strict_json.dumps(summary, indent=2))
+            atomic.write_text(self.out / "metrics.json", strict_json.dumps(summary, indent=2))
         return summary
 
     def _save(self, name: str, extra: dict[str, Any] | None = None) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from pipeline.errors import UserError
+from pipeline.errors import NO_SPACE, UserError, disk_full_message
 
 EPILOG = "Exit status: 0 success, 1 problems found or a run failed, 2 bad input, 130 interrupted (Ctrl-C)."
 
@@ -76,7 +76,8 @@ def setup_logging(verbose: int) -> None:
 
 
 def user_errors(command: Callable) -> Callable:
-    """Bad input becomes one line on stderr and exit status 2, never a traceback."""
+    """Bad input becomes one line on stderr and exit status 2, a full disk one line and exit status 1, never a
+    traceback."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -85,6 +86,12 @@ def user_errors(command: Callable) -> Callable:
         except UserError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
+        except OSError as exc:
+            if exc.errno not in NO_SPACE:
+                raise
+            # What was written stays resumable (shards, checkpoints and outputs are renamed into place whole).
+            click.echo(f"error: {disk_full_message(exc)}", err=True)
+            sys.exit(1)
 
     return wrapper
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
+
+from pipeline.errors import UserError
 
 
 def finite(obj: Any) -> Any:
@@ -20,3 +23,14 @@ def finite(obj: Any) -> Any:
 
 def dumps(obj: Any, **kwargs: Any) -> str:
     return json.dumps(finite(obj), allow_nan=False, **kwargs)
+
+
+def read(path: str | Path, what: str) -> Any:
+    """A JSON file the project wrote, or one line naming it (exit status 2) when it is missing or not whole."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{what} {path} does not exist") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UserError(f"{what} {path} is not valid JSON (cut short?): {exc}") from None

@@ -9,7 +9,6 @@ mean ± std, and the difference to a baseline with its standard error. `results.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from fusion.checkpoint import load_checkpoint
 from fusion.train_config import TrainConfig
+from pipeline import strict_json
 from pipeline.config_loading import leaf_differences, to_dict
 from pipeline.errors import UserError
 
@@ -45,8 +46,8 @@ class Run:
 
 
 def _run(folder: Path) -> Run:
-    summary = json.loads((folder / "metrics.json").read_text())
-    state = torch.load(folder / "best.pt", map_location="cpu", weights_only=True)
+    summary = strict_json.read(folder / "metrics.json", "run summary")
+    state = load_checkpoint(folder / "best.pt")
     config = state["config"]
     member = summary.get("member")
     if member:
@@ -85,7 +86,7 @@ def collect(paths: list[Path]) -> list[Run]:
             runs.append(_run(path))
         elif (path / "runs").is_dir():
             record = path / "sweep.json"  # the sweep's own member order, where there is one
-            order = json.loads(record.read_text())["members"] if record.is_file() else []
+            order = strict_json.read(record, "sweep record")["members"] if record.is_file() else []
             folders = [path / "runs" / name for name in order] + sorted((path / "runs").iterdir())
             runs += [_run(folder) for folder in dict.fromkeys(folders) if (folder / "metrics.json").is_file()]
         else:

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fusion.experiments.report import Run, headline_keys
+from pipeline import atomic
 
 
 def _cell(row: dict[str, Any], key: str) -> str:
@@ -58,7 +59,7 @@ def print_table(rows: list[dict[str, Any]], runs: list[Run], console: Console) -
 def write_results_csv(runs: list[Run], path: Path) -> Path:
     """One row per run: its configuration, seed, costs and every best-epoch validation metric."""
     metric_keys = sorted({k for run in runs for k in run.best if k.startswith("val_")})
-    with path.open("w", newline="") as handle:
+    with atomic.atomic_open(path, newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(
             [
@@ -120,7 +121,7 @@ def write_markdown(rows: list[dict[str, Any]], runs: list[Run], path: Path, extr
         "![validation curves](validation_curves.png)",
         "",
     ]
-    path.write_text("\n".join(lines))
+    atomic.write_text(path, "\n".join(lines))
     return path
 
 
@@ -148,7 +149,8 @@ def write_plots(rows: list[dict[str, Any]], runs: list[Run], folder: Path) -> li
             )
         ax.set(xlabel=label, ylabel=f"{key} (mean ± std over seeds)", xscale="log")
         fig.tight_layout()
-        fig.savefig(folder / name, dpi=100)
+        with atomic.atomic_path(folder / name) as staging:
+            fig.savefig(staging, dpi=100)
         plt.close(fig)
         written.append(folder / name)
     fig, ax = plt.subplots(figsize=(8, 5.5))
@@ -160,7 +162,8 @@ def write_plots(rows: list[dict[str, Any]], runs: list[Run], folder: Path) -> li
     ax.set(xlabel="epoch", ylabel=f"{key} (mean over seeds)", title="validation curves")
     ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
-    fig.savefig(folder / "validation_curves.png", dpi=100)
+    with atomic.atomic_path(folder / "validation_curves.png") as staging:
+        fig.savefig(staging, dpi=100)
     plt.close(fig)
     return [*written, folder / "validation_curves.png"]
 

@@ -9,15 +9,15 @@ its checkpoint, so at most the epoch in flight is lost.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 from fusion.experiments.presets import PHASE_MODELS, PRESETS, phase2_phase3_stage2
 from fusion.experiments.spec import Member, SweepSpec, load_spec, parse_spec
-from pipeline import strict_json
+from pipeline import atomic, strict_json
 from pipeline.errors import UserError
+from pipeline.folder_lock import folder_lock
 from pipeline.paths import output_folder
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,11 @@ def member_dir(out: Path, member: Member) -> Path:
 
 
 def finished(out: Path, member: Member) -> bool:
-    return (member_dir(out, member) / "metrics.json").is_file()
+    """Only a whole, valid metrics.json marks a member finished; anything else is trained (resumed) again."""
+    try:
+        return "best" in strict_json.read(member_dir(out, member) / "metrics.json", "run summary")
+    except UserError:
+        return False
 
 
 def run_member(
@@ -73,12 +77,12 @@ def record(out: Path, spec: SweepSpec, name: str, cache: Path, val_cache: Path, 
     }
     path = out / "sweep.json"
     if path.is_file():
-        before = json.loads(path.read_text())
+        before = strict_json.read(path, "sweep record")
         if any(before.get(key) != now[key] for key in ("cache", "val_cache", "epochs")):
             raise UserError(f"{out} holds a sweep over other caches or epochs ({path}); use a new --out")
         now["members"] = list(dict.fromkeys(before.get("members", []) + now["members"]))
     out.mkdir(parents=True, exist_ok=True)
-    path.write_text(strict_json.dumps(now, indent=1))
+    atomic.write_text(path, strict_json.dumps(now, indent=1))
 
 
 def execute(
@@ -191,12 +195,30 @@ def run_sweep(
     name = preset or str(spec_file)
     if executor == "inline":
         shared_placement(spec)  # refused before anything is written
+    with folder_lock(out, "sweep folder"):
+        return _run_stages(spec, preset, name, cache, val_cache, out, epochs, executor, allow_partial, live)
+
+
+def _run_stages(
+    spec: SweepSpec,
+    preset: str | None,
+    name: str,
+    cache: Path,
+    val_cache: Path,
+    out: Path,
+    epochs: int | None,
+    executor: str,
+    allow_partial: bool,
+    live: bool | None,
+) -> list[Member]:
     record(out, spec, name, cache, val_cache, epochs)
     members = execute(spec, cache, val_cache, out, epochs, executor, allow_partial, live)
     if preset != "phase2-phase3":
         return members
     best = best_configuration(out, members, "action_top1")
-    (out / "stage1.json").write_text(strict_json.dumps({"best": best.name, "changes": dict(best.changes)}, indent=1))
+    atomic.write_text(
+        out / "stage1.json", strict_json.dumps({"best": best.name, "changes": dict(best.changes)}, indent=1)
+    )
     log.info("phase 2 stage 1: best configuration %s", best.name)
     stage2 = parse_spec(phase2_phase3_stage2(dict(best.changes)), "preset phase2-phase3 (stage 2)")
     record(out, stage2, name, cache, val_cache, epochs)
@@ -207,7 +229,7 @@ def best_configuration(out: Path, members: list[Member], metric: str) -> Any:
     """The configuration whose members reach the highest mean best validation `metric`."""
     scores: dict[Any, list[float]] = {}
     for member in members:
-        best = json.loads((member_dir(out, member) / "metrics.json").read_text())["best"]
+        best = strict_json.read(member_dir(out, member) / "metrics.json", "run summary")["best"]
         if best["metric"] != metric:
             raise UserError(f"phase2-phase3 ranks by {metric}: it needs a verb/noun cache (EPIC-style)")
         scores.setdefault(member.configuration, []).append(best["value"])

@@ -5,15 +5,17 @@ Export then import gives back the same cache, bit for bit."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 
+from pipeline import atomic
 from pipeline.cache.layout import FEATURES, build_skeleton, num_shards, open_cache, shard_rows
 from pipeline.cache.reader import read_failures
 from pipeline.cache.shards import CacheShards
 from pipeline.cache.writer import write_failures_by_row
-from pipeline.errors import UserError
+from pipeline.errors import UserError, require_space
 
 
 def export_hdf5(cache: Path, out: Path) -> Path:
@@ -22,7 +24,11 @@ def export_hdf5(cache: Path, out: Path) -> Path:
     group = open_cache(cache)
     attrs = dict(group.attrs)
     shards = CacheShards(cache, group)
-    with h5py.File(out, "w") as h5:
+    # h5py can crash the process on a write that fails for want of space: check ahead, against the features'
+    # uncompressed size (gzip makes float16 features little smaller), and write beside the final path.
+    needed = sum(shards.num_clips * math.prod(shards.shapes[name]) * 2 for name in FEATURES)
+    require_space(out, needed)
+    with atomic.atomic_path(out) as staging, h5py.File(staging, "w") as h5:
         for name in FEATURES:
             shape = (shards.num_clips, *shards.shapes[name])
             dataset = h5.create_dataset(

@@ -1,0 +1,43 @@
+"""Outputs that appear whole or not at all: written beside their final path and renamed over it when complete,
+so a kill, a full disk or an exception never leaves a partial file that looks finished."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+
+def _staging(path: Path) -> Path:
+    # Same folder (the rename stays on one file system), hidden, the suffix kept for writers that infer the
+    # format from it (matplotlib), and the pid so two writers never share one.
+    return path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A path to write to; on success it is renamed to `path`, on any failure removed."""
+    path = Path(path)
+    staging = _staging(path)
+    try:
+        yield staging
+        os.replace(staging, path)
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[IO]:
+    """An open file whose contents appear at `path` only once it has been written completely."""
+    with atomic_path(path) as staging, open(staging, mode, **kwargs) as handle:
+        yield handle
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def write_text(path: str | Path, text: str) -> None:
+    with atomic_open(path) as handle:
+        handle.write(text)

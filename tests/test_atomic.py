@@ -1,0 +1,111 @@
+"""Outputs appear whole or not at all; a cut-short JSON file is one line, never finished work; a full disk is one
+line and exit status 1 with nothing half-written left behind."""
+
+import errno
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cli import main
+from fusion.experiments import runner
+from fusion.experiments.spec import parse_spec
+from pipeline import atomic
+from pipeline.synth.features import make_feature_cache
+
+DIMS = {"semantic": (16, 32), "motion": (4, 16)}
+
+
+@pytest.fixture(scope="module")
+def caches(tmp_path_factory):
+    root = tmp_path_factory.mktemp("caches")
+    return (make_feature_cache(root / "train", 48, "ssv2", **DIMS, shard_size=16),
+            make_feature_cache(root / "val", 16, "ssv2", **DIMS, split="validation", shard_size=16))  # fmt: skip
+
+
+def _train(caches, out, *extra):
+    args = ["fuse-train", "--cache", caches[0], "--val-cache", caches[1], "--out", out, "--model", "late_fusion",
+            "--batch-size", 16, "--device", "cpu", "--no-progress", "--epochs", 1, *extra]  # fmt: skip
+    return [str(a) for a in args]
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_partial_one(tmp_path):
+    path = tmp_path / "pred.jsonl"
+    path.write_text("the previous, complete output\n")
+    with pytest.raises(RuntimeError), atomic.atomic_open(path) as handle:
+        handle.write('{"clip_id": "1"}\n')
+        raise RuntimeError("killed mid-write")
+    assert path.read_text() == "the previous, complete output\n"
+    assert os.listdir(tmp_path) == ["pred.jsonl"]
+    with pytest.raises(RuntimeError), atomic.atomic_path(tmp_path / "new.png") as staging:
+        staging.write_bytes(b"half a figure")
+        raise RuntimeError("killed mid-write")
+    assert os.listdir(tmp_path) == ["pred.jsonl"]
+
+
+def test_predictions_are_whole_or_absent(caches, tmp_path, monkeypatch):
+    assert CliRunner().invoke(main, _train(caches, tmp_path / "run")).exit_code == 0
+    from pipeline import strict_json
+
+    written = []
+
+    def dumps_until_killed(obj, **kwargs):
+        if len(written) == 5:
+            raise KeyboardInterrupt  # as Ctrl-C would, after five of sixteen lines
+        written.append(obj)
+        return json.dumps(obj)
+
+    monkeypatch.setattr(strict_json, "dumps", dumps_until_killed)
+    args = ["fuse-eval", "--checkpoint", str(tmp_path / "run" / "best.pt"), "--cache", str(caches[1]),
+            "--predictions", str(tmp_path / "pred.jsonl")]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code != 0 and len(written) == 5
+    assert not [name for name in os.listdir(tmp_path) if "pred" in name]
+
+
+def test_a_cut_short_metrics_json_is_not_a_finished_member_and_compare_says_so(caches, tmp_path):
+    spec = parse_spec({"axes": {"model": ["late_fusion"]}, "seeds": [0]}, "test")
+    member = spec.members()[0]
+    folder = runner.member_dir(tmp_path, member)
+    assert CliRunner().invoke(main, _train(caches, folder)).exit_code == 0
+    assert runner.finished(tmp_path, member)
+    text = (folder / "metrics.json").read_text()
+    (folder / "metrics.json").write_text(text[: len(text) // 2])
+    assert not runner.finished(tmp_path, member)
+    result = CliRunner().invoke(main, ["compare", str(folder)])
+    assert result.exit_code == 2, result.output
+    assert f"error: run summary {folder / 'metrics.json'} is not valid JSON (cut short?)" in result.output
+
+
+def test_a_full_disk_while_checkpointing_is_one_line_and_leaves_no_temporary_file(caches, tmp_path, monkeypatch):
+    import torch
+
+    from fusion import checkpoint
+
+    def full_disk_save(obj, path):
+        Path(path).write_bytes(b"PK partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 128 vs 96")
+
+    monkeypatch.setattr(torch, "save", full_disk_save)
+    monkeypatch.setattr(checkpoint, "free_mb", lambda path: 0.0)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, _train(caches, out))
+    assert result.exit_code == 1, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith(f"error: disk full writing {out}/") and last.endswith(" MB free)"), result.output
+    assert "Traceback" not in result.output
+    assert not [name for name in os.listdir(out) if name.endswith(".tmp")]
+
+
+def test_an_out_of_space_error_anywhere_in_a_command_is_one_line(tmp_path, monkeypatch):
+    from pipeline.synth import features
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "c" / "train" / "semantic"))
+
+    monkeypatch.setattr(features, "make_feature_cache", no_space)
+    result = CliRunner().invoke(main, ["synth", "--dataset", "ssv2", "--features", "--out", str(tmp_path / "c")])
+    assert result.exit_code == 1
+    assert result.output.startswith(f"error: disk full writing {tmp_path / 'c' / 'train' / 'semantic'} (")
