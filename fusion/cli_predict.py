@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ import click
 
 from pipeline.cli_base import EPILOG, user_errors
 from pipeline.extract_config import ExtractConfig
+from pipeline.paths import safe_name
 
 DEFAULTS = ExtractConfig()
 
@@ -105,17 +105,13 @@ def _draw(folder: Path, clips: Any, batch: dict[str, Any], outputs: dict[str, An
         known = record.get("label_name") or record.get("action_name")
         title = f"{Path(clip.clip_id).name}: predicted {best}" + (f" (true: {known})" if known else "")
         single = {key: _slice(value, i) for key, value in outputs["attention"].items()}
-        draw_attention(single, batch["semantic"][i, middle].numpy(), title, folder / _safe(clip.clip_id))
+        draw_attention(single, batch["semantic"][i, middle].numpy(), title, folder / safe_name(clip.clip_id))
 
 
 def _slice(value: Any, i: int) -> Any:
     if isinstance(value, dict):
         return {key: _slice(v, i) for key, v in value.items()}
     return value[i : i + 1]
-
-
-def _safe(clip_id: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(clip_id).name if "/" in clip_id else clip_id).strip("_") or "clip"
 
 
 @click.command(epilog=EPILOG)

@@ -74,9 +74,10 @@ def print_info(info: dict[str, Any]) -> None:
         weights = spec.get("weights_sha256") or (
             f"random seed {spec['random_seed']}" if "random_seed" in spec else spec.get("weights")
         )
+        layer = f" {spec['layer']}" if "layer" in spec else ""  # synthetic caches have none
         table.add_row(
             f"{kind} backbone",
-            escape(f"{spec['name']} {spec['layer']} [{spec['tokens']}, {spec['dim']}] weights: {weights}"),
+            escape(f"{spec.get('name')}{layer} [{spec.get('tokens')}, {spec.get('dim')}] weights: {weights}"),
         )
     table.add_row("created with", " ".join(f"{k}={v}" for k, v in (info["created_with"] or {}).items()))
     Console(file=sys.stdout).print(table)

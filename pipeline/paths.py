@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from pipeline.errors import UserError
@@ -41,3 +42,10 @@ def output_file(path: str | Path, what: str) -> Path:
         raise UserError(f"{what} {path} is not writable")
     _writable_ancestor(path, what)
     return path
+
+
+def safe_name(text: str, fallback: str = "clip") -> str:
+    """`text` (a clip id, a manifest path) as one file name inside a folder: its last path part, only letters,
+    digits, '.', '_' and '-', never hidden, never '.' or '..'."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", text.replace("\\", "/").rsplit("/", 1)[-1]).strip("._")
+    return name or fallback

@@ -257,3 +257,12 @@ def test_benchmarks_run_and_print_their_tables(tmp_path, ssv2_root):
     )
     assert real.exit_code == 0, real.output
     assert "6 clips of ssv2/validation" in real.output and "per core" in real.output
+
+
+def test_cache_info_works_on_the_projects_own_synthetic_caches(tmp_path):
+    args = ["synth", "--dataset", "epic100", "--features", "--out", str(tmp_path), "--train", "4", "--validation",
+            "2", "--semantic-shape", "4x8", "--motion-shape", "2x4"]  # fmt: skip
+    assert CliRunner().invoke(main, args).exit_code == 0
+    result = CliRunner().invoke(main, ["cache", "info", str(tmp_path / "train")])
+    assert result.exit_code == 0, result.output
+    assert "synthetic semantic [4, 8] weights: random seed 0" in result.output

@@ -164,3 +164,59 @@ def test_real_epic_frames_layout(real_fixtures, tmp_path):
     clips = read_dataset("epic100", real_epic_frames_root(real_fixtures, tmp_path), "validation")
     assert [c.is_frames for c in clips.clips] == [True, True]
     assert clips.clips[0].source.endswith("P28/rgb_frames/P28_101") and clips.clips[1].labels == {"verb": 0, "noun": 13}
+
+
+@pytest.mark.parametrize(
+    "entry, words",
+    [
+        ({"id": "..", "template": "Closing [something]"}, r"entry 0: id: '\.\.' is not a plain name"),
+        ({"id": "/etc/passwd"}, r"entry 0: id: '/etc/passwd' is not a plain name"),
+        ({"id": "a/../../b"}, r"entry 0: id: 'a/\.\./\.\./b' is not a plain name"),
+        ({"id": None}, r"entry 0: id: expected a string or number, got NoneType None"),
+        ({"id": "7", "template": None}, r"entry 0 \(id 7\): template must be a string, got None"),
+    ],
+)
+def test_ssv2_entries_that_would_leave_the_data_root_or_are_not_strings_are_one_line(tmp_path, ssv2_root, entry,
+                                                                                      words):  # fmt: skip
+    shutil.copy(ssv2_root / "labels.json", tmp_path / "labels.json")
+    (tmp_path / "train.json").write_text(json.dumps([entry]))
+    with pytest.raises(UserError, match=words):
+        read_dataset("ssv2", tmp_path, "train")
+
+
+def test_a_clip_listed_twice_is_refused_naming_it(tmp_path, ssv2_root):
+    shutil.copy(ssv2_root / "labels.json", tmp_path / "labels.json")
+    (tmp_path / "train.json").write_text(json.dumps([{"id": "1"}, {"id": "2"}, {"id": 1}]))
+    with pytest.raises(UserError, match=r"clip id '1' is listed twice \(entries 0 and 2\)"):
+        read_dataset("ssv2", tmp_path, "train")
+
+
+def test_manifest_relative_paths_stay_in_its_folder_and_absolute_ones_are_taken_as_given(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.csv").write_text(f"path\nclips/a.mp4\n{tmp_path / 'elsewhere.mp4'}\n")
+    sources = [c.source for c in read_dataset("manifest", tmp_path / "data", "train").clips]
+    assert sources == [str(tmp_path / "data" / "clips" / "a.mp4"), str(tmp_path / "elsewhere.mp4")]
+    (tmp_path / "data" / "train.csv").write_text("path\nclips/../../escape.mp4\n")
+    with pytest.raises(UserError, match=r"train.csv: line 2: 'clips/\.\./\.\./escape.mp4' is outside"):
+        read_dataset("manifest", tmp_path / "data", "train")
+
+
+def test_epic_ids_that_name_paths_are_refused(epic_root, tmp_path):
+    root = shutil.copytree(epic_root, tmp_path / "epic")
+    path = next(root.rglob("EPIC_100_train.csv"))
+    lines = path.read_text().splitlines()
+    first = lines[1].split(",")
+    column = lines[0].split(",").index("participant_id")
+    first[column] = "../P01"
+    path.write_text("\n".join([lines[0], ",".join(first), *lines[2:]]) + "\n")
+    with pytest.raises(UserError, match=r"line 2: participant_id: '\.\./P01' is not a plain name"):
+        read_dataset("epic100", root, "train")
+
+
+@pytest.mark.parametrize(
+    "clip_id, name", [("..", "clip"), (".", "clip"), ("../../x", "x"), (".hidden", "hidden"), ("a b/c:d", "c_d")]
+)
+def test_file_names_made_from_clip_ids_stay_inside_their_folder(clip_id, name):
+    from pipeline.paths import safe_name
+
+    assert safe_name(clip_id) == name

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline.datasets.base import Clip, ClipList
+from pipeline.datasets.base import Clip, ClipList, refuse_duplicates
 from pipeline.datasets.epic100 import read_epic100
 from pipeline.datasets.manifest import read_manifest
 from pipeline.datasets.ssv2 import read_ssv2
@@ -27,6 +27,7 @@ def read_dataset(
     if classes is not None and name != "manifest":
         raise UserError(f"--classes is for --dataset manifest; {name} reads its own class list")
     clips = read_manifest(root, split, classes) if name == "manifest" else READERS[name](root, split)
+    refuse_duplicates(clips, f"{name} {split} ({root})")
     if limit is not None:
         clips.clips = clips.clips[:limit]
     return clips

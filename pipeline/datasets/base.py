@@ -55,3 +55,31 @@ def checked_root(dataset: str, root: str | Path, split: str, splits: Iterable[st
     if not root.is_dir():
         raise UserError(f"{dataset}: data root {root} is not a directory")
     return root
+
+
+def plain_name(value: object, where: str) -> str:
+    """A name from a dataset file that becomes part of a path (a clip id, a participant or video id): refused
+    unless it is one plain path part, so no entry can reach outside the data root."""
+    text = value if isinstance(value, str) else str(value) if isinstance(value, int) else None
+    if text is None:
+        raise UserError(f"{where}: expected a string or number, got {type(value).__name__} {value!r}")
+    if not text or text in (".", "..") or any(c in text for c in "/\\\0") or Path(text).is_absolute():
+        raise UserError(f"{where}: {text!r} is not a plain name (no path separators, '.' or '..')")
+    return text
+
+
+def inside(root: Path, relative: str, where: str) -> Path:
+    """`root / relative`, refused if `relative` is absolute or climbs out of `root` with '..'."""
+    path = Path(relative)
+    if path.is_absolute() or not (root / path).resolve().is_relative_to(root.resolve()):
+        raise UserError(f"{where}: {relative!r} is outside {root}")
+    return root / path
+
+
+def refuse_duplicates(clips: ClipList, where: str) -> None:
+    """Each clip once: a clip listed twice would be trained (and counted) twice."""
+    seen: dict[str, int] = {}
+    for n, clip in enumerate(clips.clips):
+        if clip.clip_id in seen:
+            raise UserError(f"{where}: clip id {clip.clip_id!r} is listed twice (entries {seen[clip.clip_id]} and {n})")
+        seen[clip.clip_id] = n

@@ -14,7 +14,7 @@ import csv
 from functools import cache
 from pathlib import Path
 
-from pipeline.datasets.base import Clip, ClipList, checked_root
+from pipeline.datasets.base import Clip, ClipList, checked_root, plain_name
 from pipeline.errors import UserError
 
 ANNOTATION_DIRS = ("", "annotations", "epic-kitchens-100-annotations")
@@ -94,6 +94,8 @@ def read_epic100(root: str | Path, split: str) -> ClipList:
                 if labelled
                 else {"verb": -1, "noun": -1}
             )
+            for key in ("narration_id", "participant_id", "video_id"):
+                plain_name(row[key], f"{path}: line {line}: {key}")
             frames = frames_dir(row["participant_id"], row["video_id"])
             if frames is not None:
                 clip = Clip(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from pipeline.datasets.base import Clip, ClipList
+from pipeline.datasets.base import Clip, ClipList, inside
 from pipeline.errors import UserError
 
 
@@ -62,9 +62,10 @@ def read_manifest(root: str | Path, split: str, classes: str | Path | None = Non
                 continue
             if len(row) > 2:
                 raise UserError(f"{path}: line {line}: expected path[,label], got {len(row)} fields")
+            # Absolute paths are the manifest's explicit choice; relative ones stay inside its folder.
             source = Path(row[0].strip())
             if not source.is_absolute():
-                source = path.parent / source
+                source = inside(path.parent, row[0].strip(), f"{path}: line {line}")
             label = _label(row[1], names, f"{path}: line {line}") if len(row) == 2 else -1
             clips.append(Clip(clip_id=row[0].strip(), source=str(source), labels={"label": label}))
     if not clips:

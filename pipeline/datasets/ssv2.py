@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipeline.datasets.base import Clip, ClipList, checked_root
+from pipeline.datasets.base import Clip, ClipList, checked_root, plain_name
 from pipeline.errors import UserError
 
 ANNOTATION_DIRS = ("", "annotations", "labels")
@@ -72,10 +72,13 @@ def read_ssv2(root: str | Path, split: str) -> ClipList:
     for n, entry in enumerate(entries):
         if not isinstance(entry, dict) or "id" not in entry:
             raise UserError(f"{path}: entry {n} has no 'id' field")
-        clip_id = str(entry["id"])
+        clip_id = plain_name(entry["id"], f"{path}: entry {n}: id")
         label = -1
         if "template" in entry:
-            template = entry["template"].replace("[", "").replace("]", "")
+            template = entry["template"]
+            if not isinstance(template, str):
+                raise UserError(f"{path}: entry {n} (id {clip_id}): template must be a string, got {template!r}")
+            template = template.replace("[", "").replace("]", "")
             if template not in class_of:
                 raise UserError(f"{path}: entry {n} (id {clip_id}) has template '{template}' not in labels.json")
             label = class_of[template]
