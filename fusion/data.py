@@ -16,6 +16,8 @@ from fusion.read_ahead import read_ahead
 from pipeline.cache.layout import FEATURES, open_cache
 from pipeline.cache.reader import check_finite, usable_rows
 from pipeline.cache.shards import CacheShards
+from pipeline.cache.stats import stats_problem
+from pipeline.errors import UserError
 
 if TYPE_CHECKING:
     from fusion.train_config import DataConfig
@@ -92,6 +94,7 @@ class CacheData:
         self.shards = CacheShards(self.path, self.group)
         self.shard_size = self.shards.shard_size
         stats = attrs.get("stats") or {}
+        self.stats_problem = stats_problem(self.path, self.group)
         self.norm = {
             name: (torch.tensor(stats[name]["mean"]), torch.tensor(stats[name]["std"]).clamp_min(1e-6))
             for name in FEATURES
@@ -173,7 +176,10 @@ class CacheData:
         return batch
 
     def normalisation(self) -> dict[str, dict[str, list[float]]]:
-        """The per-channel statistics features are standardised with, as plain lists (for checkpoints)."""
+        """The per-channel statistics features are standardised with, as plain lists (for checkpoints); refused
+        when they are the cache's own and no longer describe it."""
+        if self.stats_problem:
+            raise UserError(self.stats_problem)
         return {name: {"mean": mean.tolist(), "std": std.tolist()} for name, (mean, std) in self.norm.items()}
 
     def use_normalisation(self, stats: dict[str, dict[str, list[float]]]) -> None:
@@ -183,7 +189,7 @@ class CacheData:
             name: (torch.tensor(values["mean"]), torch.tensor(values["std"]).clamp_min(1e-6))
             for name, values in stats.items()
         }
-        self._norm_on = {}
+        self._norm_on, self.stats_problem = {}, None
 
     def normalise(self, name: str, x: torch.Tensor) -> torch.Tensor:
         """x: [B, N, D] float -> per-channel standardised with the cache's stats (if `cli cache stats` ran)."""

@@ -67,12 +67,19 @@ def cache_repair(path: Path) -> None:
 @click.option(
     "--scheduler", envvar="DASK_SCHEDULER_ADDRESS", help="dask-distributed scheduler address.  [default: local threads]"
 )
+@click.option(
+    "--allow-partial",
+    is_flag=True,
+    help="Compute them on a cache with clips not extracted yet (recorded as partial; training refuses them once "
+    "the cache has changed).",
+)
 @user_errors
-def cache_stats(path: Path, scheduler: str | None) -> None:
-    """Per-channel mean/std, token norms and NaN counts (out of core, one dask task per shard), saved in the attrs."""
+def cache_stats(path: Path, scheduler: str | None, allow_partial: bool) -> None:
+    """Per-channel mean/std, token norms and NaN counts (out of core, one dask task per shard), saved in the attrs
+    with the clips they cover. A cache still being extracted is refused."""
     from pipeline.cache.stats import compute_stats
 
-    stats = compute_stats(path, scheduler)
+    stats = compute_stats(path, scheduler, allow_partial)
     for name, values in stats.items():
         click.echo(
             f"{name}: {len(values['mean'])} channels, mean token norm {values['mean_token_norm']:.3f}, "

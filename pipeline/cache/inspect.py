@@ -11,6 +11,7 @@ import zarr
 from pipeline.cache.layout import done_shards, num_shards, open_cache, shard_rows
 from pipeline.cache.reader import finite_rows, read_failures
 from pipeline.cache.shards import CacheShards, ShardUnreadable
+from pipeline.cache.stats import stats_problem
 
 
 def cache_info(path: str | Path) -> dict[str, Any]:
@@ -75,6 +76,9 @@ def verify_cache(path: str | Path, deep: bool = False) -> list[dict[str, Any]]:
     except Exception as exc:  # noqa: BLE001 - reported, never a traceback
         return [{"clip_id": None, "row": None, "problem": "unreadable", "detail": f"clip ids or labels: {exc}"}]
     done, damaged = read_done(group, shard_size)
+    stale = stats_problem(path, group)
+    if stale:
+        problems.append({"clip_id": None, "row": None, "problem": "stale statistics", "detail": stale})
     for shard, detail in damaged:
         problems.append(_shard_problem(shard, shard_size, detail))
     failed_ids = set()

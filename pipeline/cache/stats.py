@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from pipeline.cache.layout import FEATURES, open_cache
-from pipeline.cache.reader import finite_rows
+from pipeline.cache.reader import finite_rows, read_failures
 from pipeline.cache.shards import CacheShards
 from pipeline.errors import UserError
 
@@ -44,11 +46,42 @@ def combine(parts: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def compute_stats(path: str | Path, scheduler: str | None = None) -> dict[str, Any]:
-    """Stats over every finite row (failed and missing clips are NaN and left out); written to attrs["stats"]."""
+def coverage(path: str | Path, group: Any) -> dict[str, Any]:
+    """What statistics describe: the done clips and the failures as they are now (a digest of both)."""
+    done = np.asarray(group["done"][:], dtype=bool)
+    failures = sorted((int(r.get("row", -1)), str(r.get("clip_id"))) for r in read_failures(path))
+    digest = hashlib.sha256(np.packbits(done).tobytes() + json.dumps(failures).encode()).hexdigest()
+    return {"done_clips": int(done.sum()), "clips": len(done), "failed_clips": len(failures), "state": digest}
+
+
+def stats_problem(path: str | Path, group: Any) -> str | None:
+    """Why the cache's statistics no longer describe it (clips extracted, failed or repaired since), or None."""
+    covers = group.attrs.get("stats_covers")
+    if "stats" not in group.attrs or covers is None:
+        return None  # no statistics, or made before they recorded what they cover: nothing to compare
+    now = coverage(path, group)
+    if covers.get("state") == now["state"]:
+        return None
+    return (
+        f"{path}: its statistics were computed with {covers.get('done_clips')} of {covers.get('clips')} clips "
+        f"extracted and {covers.get('failed_clips')} failed; it now has {now['done_clips']} extracted and "
+        f"{now['failed_clips']} failed: run `cli cache stats {path}` again"
+    )
+
+
+def compute_stats(path: str | Path, scheduler: str | None = None, allow_partial: bool = False) -> dict[str, Any]:
+    """Stats over every finite row (failed and missing clips are NaN and left out); written to attrs["stats"],
+    with what they cover in attrs["stats_covers"]. A cache with clips still to extract is refused unless
+    `allow_partial` (then the stats are marked partial, and refused by training once the cache has changed)."""
     import dask
 
     group = open_cache(path, mode="r+")
+    before = coverage(path, group)
+    if before["done_clips"] < before["clips"] and not allow_partial:
+        raise UserError(
+            f"{path} has {before['done_clips']} of {before['clips']} clips extracted: statistics need the whole cache "
+            "(finish the extraction, or --allow-partial to record them as partial)"
+        )
     shards = len(CacheShards(path, group))
     tasks = {name: [dask.delayed(shard_sums)(str(path), name, j) for j in range(shards)] for name in FEATURES}
     if scheduler:
@@ -61,5 +94,7 @@ def compute_stats(path: str | Path, scheduler: str | None = None) -> dict[str, A
     else:
         (parts,) = dask.compute(tasks, scheduler="threads")
     stats = {name: combine(values) for name, values in parts.items()}
-    group.attrs["stats"] = stats
+    if coverage(path, group) != before:
+        raise UserError(f"{path} changed while its statistics were computed (is an extraction running?): run again")
+    group.attrs.update({"stats": stats, "stats_covers": {**before, "partial": before["done_clips"] < before["clips"]}})
     return stats
