@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -41,3 +42,24 @@ def atomic_open(path: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[IO
 def write_text(path: str | Path, text: str) -> None:
     with atomic_open(path) as handle:
         handle.write(text)
+
+
+@contextlib.contextmanager
+def staged_folder(target: str | Path, what: str) -> Iterator[Path]:
+    """A path beside `target` to build a folder at, renamed to `target` when the block completes and removed on
+    any failure; one builder at a time (a lock beside it). One left by a killed builder is rebuilt from nothing."""
+    from pipeline.folder_lock import folder_lock
+
+    target = Path(target)
+    staging = target.with_name(f".{target.name}.partial")
+    held = False
+    try:
+        with folder_lock(target.with_name(f".{target.name}.lock"), what):
+            held = True
+            shutil.rmtree(staging, ignore_errors=True)
+            yield staging
+            os.rename(staging, target)
+    except BaseException:
+        if held:  # ours, not another builder's that refused us
+            shutil.rmtree(staging, ignore_errors=True)
+        raise

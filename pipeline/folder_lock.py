@@ -60,7 +60,7 @@ def folder_lock(folder: str | Path, what: str) -> Iterator[None]:
     finally:
         # A folder this call made and nothing else wrote to (work refused before it began) is removed again, so bad
         # input leaves nothing behind; otherwise the lock file stays: removing it would race the next holder.
-        if created and os.listdir(folder) == [LOCK_NAME]:
+        if created and folder.is_dir() and os.listdir(folder) == [LOCK_NAME]:
             (folder / LOCK_NAME).unlink(missing_ok=True)
             with contextlib.suppress(OSError):
                 folder.rmdir()

@@ -109,3 +109,29 @@ def test_an_out_of_space_error_anywhere_in_a_command_is_one_line(tmp_path, monke
     result = CliRunner().invoke(main, ["synth", "--dataset", "ssv2", "--features", "--out", str(tmp_path / "c")])
     assert result.exit_code == 1
     assert result.output.startswith(f"error: disk full writing {tmp_path / 'c' / 'train' / 'semantic'} (")
+
+
+def test_a_merge_killed_midway_leaves_no_cache_and_running_it_again_completes(caches, tmp_path, monkeypatch):
+    from pipeline.cache import merge
+
+    out = tmp_path / "merged"
+    calls = {"n": 0}
+    original = merge.write_failures_by_row
+
+    def killed(*args, **kwargs):
+        calls["n"] += 1
+        raise KeyboardInterrupt  # after every feature shard was written, before the failures and done
+
+    monkeypatch.setattr(merge, "write_failures_by_row", killed)
+    result = CliRunner().invoke(main, ["cache", "merge", str(caches[0]), str(caches[1]), "--out", str(out)])
+    assert result.exit_code != 0 and calls["n"] == 1
+    assert sorted(os.listdir(tmp_path)) == []
+    # A builder killed harder (SIGKILL) leaves its hidden staging folder: the next run starts it again.
+    (tmp_path / ".merged.partial" / "semantic").mkdir(parents=True)
+    (tmp_path / ".merged.partial" / "semantic" / "junk").write_bytes(b"half a shard")
+    monkeypatch.setattr(merge, "write_failures_by_row", original)
+    result = CliRunner().invoke(main, ["cache", "merge", str(caches[0]), str(caches[1]), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert sorted(os.listdir(tmp_path)) == ["merged"]
+    verify = CliRunner().invoke(main, ["cache", "verify", str(out)])
+    assert verify.exit_code == 0, verify.output

@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from pipeline import atomic
-from pipeline.cache.layout import FEATURES, build_skeleton, num_shards, open_cache, shard_rows
+from pipeline.cache.layout import FEATURES, build_skeleton, check_layout, num_shards, open_cache, shard_rows
 from pipeline.cache.reader import read_failures
 from pipeline.cache.shards import CacheShards
 from pipeline.cache.writer import write_failures_by_row
@@ -53,6 +54,32 @@ def export_hdf5(cache: Path, out: Path) -> Path:
     return out
 
 
+def _exported(h5: Any, source: Path) -> tuple[dict[str, Any], list[Any]]:
+    """The export's attrs and failure records, checked against its datasets before anything is built: a forged
+    or damaged file is one line, never a half-built cache or work sized by a forged number."""
+    try:
+        attrs, failures = json.loads(h5.attrs["gasm_cast_attrs"]), json.loads(h5.attrs["gasm_cast_failures"])
+    except KeyError:
+        raise UserError(f"{source} was not exported by gasm-cast (no gasm_cast_attrs attribute)") from None
+    except (ValueError, TypeError):
+        raise UserError(f"{source}: its gasm_cast attributes are not the JSON `cli cache export` writes") from None
+    if not isinstance(attrs, dict) or not isinstance(failures, list):
+        raise UserError(f"{source}: its gasm_cast attributes are not the JSON `cli cache export` writes")
+    n, shard_size = attrs.get("num_clips"), attrs.get("shard_size")
+    for key, value, low in (("num_clips", n, 0), ("shard_size", shard_size, 1)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise UserError(f"{source}: attrs {key} {value!r} is not an integer >= {low}")
+    fields = [*attrs.get("label_fields", []), *attrs.get("meta_fields", [])]
+    for name in ("clip_id", "done", *FEATURES, *fields):
+        if name not in h5 or not hasattr(h5[name], "shape") or h5[name].shape[:1] != (n,):
+            found = h5[name].shape if name in h5 and hasattr(h5[name], "shape") else "missing"
+            raise UserError(f"{source}: dataset {name!r} is {found}, expected {n} rows (attrs num_clips)")
+    for name in FEATURES:
+        if h5[name].ndim != 3 or h5[name].dtype != np.float16:
+            raise UserError(f"{source}: dataset {name} is {h5[name].dtype} {h5[name].shape}, expected float16 3-D")
+    return attrs, failures
+
+
 def import_hdf5(source: Path, cache: Path) -> Path:
     import h5py
 
@@ -63,10 +90,8 @@ def import_hdf5(source: Path, cache: Path) -> Path:
     except OSError as exc:
         raise UserError(f"{source} is not a readable HDF5 file: {exc}") from None
     with h5:
-        if "gasm_cast_attrs" not in h5.attrs:
-            raise UserError(f"{source} was not exported by gasm-cast (no gasm_cast_attrs attribute)")
-        attrs = json.loads(h5.attrs["gasm_cast_attrs"])
-        shard_size, n = int(attrs["shard_size"]), int(attrs["num_clips"])
+        attrs, failures = _exported(h5, source)
+        shard_size, n = attrs["shard_size"], attrs["num_clips"]
         labels = {field: h5[field][:] for field in attrs.get("label_fields", [])}
         shapes = {name: tuple(h5[name].shape[1:]) for name in FEATURES}
         strings = {
@@ -74,11 +99,19 @@ def import_hdf5(source: Path, cache: Path) -> Path:
             for field in ("clip_id", *attrs.get("meta_fields", []))
         }
         clip_ids = strings.pop("clip_id")
-        group = build_skeleton(Path(cache), clip_ids, labels, shard_size, shapes, attrs, strings)
-        for shard in range(num_shards(n, shard_size)):
-            lo, hi = shard_rows(shard, shard_size, n)
-            for name in FEATURES:
-                group[name][lo:hi] = h5[name][lo:hi]
-        write_failures_by_row(Path(cache), json.loads(h5.attrs["gasm_cast_failures"]), shard_size)
-        group["done"][:] = h5["done"][:]
+        # Built beside the cache path and renamed into place once whole and checked: a killed or refused import
+        # leaves nothing at the cache path.
+        with atomic.staged_folder(cache, "imported cache") as staging:
+            group = build_skeleton(staging, clip_ids, labels, shard_size, shapes, attrs, strings)
+            for shard in range(num_shards(n, shard_size)):
+                lo, hi = shard_rows(shard, shard_size, n)
+                for name in FEATURES:
+                    group[name][lo:hi] = h5[name][lo:hi]
+            try:
+                write_failures_by_row(staging, failures, shard_size)
+            except (KeyError, TypeError, ValueError, AttributeError):
+                raise UserError(f"{source}: a failure record has no integer row") from None
+            read_failures(staging, clip_ids)  # every record names its own row's clip
+            group["done"][:] = h5["done"][:]
+            check_layout(group, staging)
     return Path(cache)

@@ -82,7 +82,7 @@ def verify_cache(path: str | Path, deep: bool = False) -> list[dict[str, Any]]:
     for shard, detail in damaged:
         problems.append(_shard_problem(shard, shard_size, detail))
     failed_ids = set()
-    for record in read_failures(path):
+    for record in read_failures(path, clip_ids):
         failed_ids.add(record["clip_id"])
         problems.append(
             {

@@ -182,4 +182,38 @@ def open_cache(path: str | Path, mode: str = "r") -> zarr.Group:
     if group.attrs.get("schema_version") != SCHEMA_VERSION:
         version = group.attrs.get("schema_version")
         raise UserError(f"cache {path} has schema_version {version!r}, expected {SCHEMA_VERSION}")
+    check_layout(group, path)
     return group
+
+
+def check_layout(group: zarr.Group, path: Path) -> None:
+    """The attrs agree with the arrays (from their metadata alone: nothing is read or allocated by a forged
+    number): one line naming the first disagreement, before any work."""
+    attrs = group.attrs
+    shard_size = attrs.get("shard_size")
+    if not isinstance(shard_size, int) or isinstance(shard_size, bool) or shard_size < 1:
+        raise UserError(f"cache {path}: attrs shard_size {shard_size!r} is not a positive integer")
+    try:
+        arrays = dict(group.arrays())
+    except (ValueError, KeyError, TypeError, OSError) as exc:  # an array's zarr.json forged or damaged
+        raise UserError(f"cache {path}: an array's metadata is unreadable ({type(exc).__name__}: {exc})") from None
+    n = attrs.get("num_clips")
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        raise UserError(f"cache {path}: attrs num_clips {n!r} is not a non-negative integer")
+    fields = [*attrs.get("label_fields", []), *attrs.get("meta_fields", [])]
+    for name in ("clip_id", "done", *FEATURES, *fields):
+        if name not in arrays:
+            raise UserError(f"cache {path}: array {name!r} is missing (the attrs or the layout name it)")
+        shape = arrays[name].shape
+        if not shape or shape[0] != n or any(size < 1 for size in shape[1:]):
+            raise UserError(f"cache {path}: array {name} has shape {shape}, expected {n} rows (attrs num_clips)")
+    for name in FEATURES:
+        array = arrays[name]
+        if array.ndim != 3 or array.dtype != np.float16:
+            raise UserError(f"cache {path}: array {name} is {array.dtype} {array.shape}, expected float16 [clips, "
+                            "tokens, width]")  # fmt: skip
+    for name in attrs.get("label_fields", []):
+        if arrays[name].ndim != 1 or not np.issubdtype(arrays[name].dtype, np.integer):
+            raise UserError(f"cache {path}: label array {name} is {arrays[name].dtype}, expected integers")
+    if arrays["done"].dtype != np.bool_:
+        raise UserError(f"cache {path}: array done is {arrays['done'].dtype}, expected bool")

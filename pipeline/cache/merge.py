@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline import atomic
 from pipeline.cache.layout import FEATURES, build_skeleton, num_shards, open_cache, shard_rows
 from pipeline.cache.reader import read_failures
 from pipeline.cache.shards import CacheShards
@@ -51,25 +52,28 @@ def merge_caches(sources: list[Path], out: Path, shard_size: int | None = None) 
         "manifest_sha256": hashlib.sha256(json.dumps([p["manifest_sha256"] for p in parts]).encode()).hexdigest(),
     }
     attrs.pop("stats", None)  # statistics of the parts are not those of the whole
+    attrs.pop("stats_covers", None)
     shapes = {name: tuple(groups[0][name].shape[1:]) for name in FEATURES}
-    target = build_skeleton(Path(out), clip_ids, labels, shard_size, shapes, attrs, meta)
-    done = np.concatenate([g["done"][:] for g in groups])
-    readers = [CacheShards(path, group) for path, group in zip(sources, groups)]
-    for shard in range(num_shards(len(clip_ids), shard_size)):
-        lo, hi = shard_rows(shard, shard_size, len(clip_ids))
-        for name in FEATURES:
-            target[name][lo:hi] = np.concatenate(
-                [
-                    reader.read_range(name, max(lo - start, 0), min(hi - start, n))
-                    for reader, start, n in zip(readers, offsets[:-1], sizes)
-                    if start < hi and start + n > lo
-                ]
-            )
-    failures = [
-        {**record, "row": int(record["row"]) + int(start)}
-        for path, start in zip(sources, offsets[:-1])
-        for record in read_failures(path)
-    ]
-    write_failures_by_row(Path(out), failures, shard_size)
-    target["done"][:] = done
+    # Built beside OUT and renamed into place: a killed merge leaves no cache at OUT, and running it again redoes it.
+    with atomic.staged_folder(out, "merged cache") as staging:
+        target = build_skeleton(staging, clip_ids, labels, shard_size, shapes, attrs, meta)
+        done = np.concatenate([g["done"][:] for g in groups])
+        readers = [CacheShards(path, group) for path, group in zip(sources, groups)]
+        for shard in range(num_shards(len(clip_ids), shard_size)):
+            lo, hi = shard_rows(shard, shard_size, len(clip_ids))
+            for name in FEATURES:
+                target[name][lo:hi] = np.concatenate(
+                    [
+                        reader.read_range(name, max(lo - start, 0), min(hi - start, n))
+                        for reader, start, n in zip(readers, offsets[:-1], sizes)
+                        if start < hi and start + n > lo
+                    ]
+                )
+        failures = [
+            {**record, "row": int(record["row"]) + int(start)}
+            for path, start in zip(sources, offsets[:-1])
+            for record in read_failures(path)
+        ]
+        write_failures_by_row(staging, failures, shard_size)
+        target["done"][:] = done
     return Path(out)

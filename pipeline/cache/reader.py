@@ -14,11 +14,31 @@ import zarr
 from pipeline.cache.shards import map_rows
 from pipeline.errors import UserError
 
+FAILURE_KEYS = ("clip_id", "row", "stage", "error")
 
-def read_failures(cache: str | Path) -> list[dict[str, Any]]:
+
+def read_failures(cache: str | Path, clip_ids: np.ndarray | None = None) -> list[dict[str, Any]]:
+    """Every failure record; one line (exit status 2) for a record that is not one. With the cache's `clip_ids`,
+    each record's row must be in range and hold its clip id (a forged row must never drop a real clip)."""
     records = []
     for file in sorted((Path(cache) / "failures").glob("shard-*.jsonl")):
-        records.extend(json.loads(line) for line in file.read_text().splitlines() if line.strip())
+        for number, line in enumerate(file.read_text(errors="replace").splitlines(), start=1):
+            if not line.strip():
+                continue
+            where = f"failure record {file}:{number}"
+            try:
+                record = json.loads(line)
+            except ValueError:
+                raise UserError(f"{where} is not JSON: {line[:80]!r}") from None
+            if not isinstance(record, dict) or any(key not in record for key in FAILURE_KEYS):
+                raise UserError(f"{where}: expected an object with {', '.join(FAILURE_KEYS)}, got {line[:80]!r}")
+            row = record["row"]
+            if clip_ids is not None:
+                if not isinstance(row, int) or isinstance(row, bool) or not 0 <= row < len(clip_ids):
+                    raise UserError(f"{where}: row {row!r} is not a row of the cache (0..{len(clip_ids) - 1})")
+                if str(clip_ids[row]) != str(record["clip_id"]):
+                    raise UserError(f"{where}: row {row} holds clip {clip_ids[row]}, not {record['clip_id']}")
+            records.append(record)
     return records
 
 
@@ -52,7 +72,7 @@ def usable_rows(
     is refused unless `allow_partial`: a metric on part of a split must never pass for one on all of it."""
     done = group["done"][:]
     failed = np.zeros(len(done), dtype=bool)
-    failed[[int(r["row"]) for r in read_failures(path) if r.get("row") is not None]] = True
+    failed[[r["row"] for r in read_failures(path, group["clip_id"][:])]] = True
     failed &= done
     labelled = np.ones(len(done), dtype=bool)
     for values in labels.values():

@@ -49,7 +49,7 @@ def combine(parts: list[dict[str, Any]]) -> dict[str, Any]:
 def coverage(path: str | Path, group: Any) -> dict[str, Any]:
     """What statistics describe: the done clips and the failures as they are now (a digest of both)."""
     done = np.asarray(group["done"][:], dtype=bool)
-    failures = sorted((int(r.get("row", -1)), str(r.get("clip_id"))) for r in read_failures(path))
+    failures = sorted((r["row"], str(r["clip_id"])) for r in read_failures(path, group["clip_id"][:]))
     digest = hashlib.sha256(np.packbits(done).tobytes() + json.dumps(failures).encode()).hexdigest()
     return {"done_clips": int(done.sum()), "clips": len(done), "failed_clips": len(failures), "state": digest}
 
