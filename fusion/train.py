@@ -31,22 +31,18 @@ from fusion.train_config import TrainConfig
 from pipeline import atomic, strict_json
 from pipeline.config_loading import leaf_differences, validate
 from pipeline.devices import autocast, resolve_device, resolve_precision
-from pipeline.errors import UserError
+from pipeline.errors import Interrupted, UserError
 from pipeline.provenance import created_with
 
 log = logging.getLogger(__name__)
 
 
-class Preempted(Exception):
+class Preempted(Interrupted):
     """SIGTERM (pre-emption) or SIGINT (Ctrl-C) arrived; a checkpoint to resume from was written."""
 
     def __init__(self, checkpoint: Path, signum: int):
-        super().__init__(str(checkpoint))
-        self.checkpoint, self.signum = checkpoint, signum
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + self.signum
+        super().__init__(str(checkpoint), signum)
+        self.checkpoint = checkpoint
 
 
 class NonFiniteLoss(Exception):

@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import functools
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any
 
 import click
 
-from pipeline.errors import NO_SPACE, UserError, disk_full_message
+from pipeline.errors import NO_SPACE, Interrupted, UserError, disk_full_message
 
 EPILOG = "Exit status: 0 success, 1 problems found or a run failed, 2 bad input, 130 interrupted (Ctrl-C)."
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise Interrupted("terminated", signum)
 
 
 class OneLineErrors(click.Group):
@@ -29,11 +34,20 @@ class OneLineErrors(click.Group):
     ) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        # Ctrl-C raises KeyboardInterrupt even where the process was started with SIGINT ignored (a background
+        # job of a script, as under some batch systems); SIGTERM (pre-emption, scancel) raises Interrupted.
+        # Commands with a checkpoint to write (training) install their own handlers while they run.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, _terminated)
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.exceptions.Abort:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except Interrupted as exc:
+            what = "interrupted" if exc.signum == signal.SIGINT else "terminated"
+            click.echo(f"{what} (signal {exc.signum}); finished work is kept: run the same command to go on", err=True)
+            sys.exit(exc.exit_code)
         except click.ClickException as exc:
             ctx = getattr(exc, "ctx", None)
             hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""

@@ -12,6 +12,20 @@ class UserError(Exception):
     """Bad input the user must fix: names the file or field and what was expected."""
 
 
+class Interrupted(BaseException):
+    """A signal (SIGINT: Ctrl-C; SIGTERM: pre-emption, scancel) stopped the work; what was finished is kept.
+    The command line ends with one line and exit status 128 + the signal's number. A BaseException, as
+    KeyboardInterrupt is: no `except Exception` that records a per-clip failure may swallow it."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
 # Errors of a write that ran out of space (or quota): one line naming the path and what is left, never a trace.
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 

@@ -1,6 +1,7 @@
 """Extraction refuses bad input before writing anything, and repairs instead of rebuilding."""
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -155,3 +156,28 @@ def test_a_cache_made_with_another_frame_conversion_is_refused_by_name(ssv2_root
         backbones[kind] = {k: v for k, v in backbones[kind].items() if k != "frame_resize"}
     group.attrs["backbones"] = backbones
     one_line_error(run(*extract_args(ssv2_root, cache)), "backbones.motion.frame_resize: (absent) -> 'video: centre")
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_to_the_process_group_stops_extraction_and_the_same_command_resumes_bit_identically(
+    ssv2_root, tmp_path, signum, code
+):
+    """As a terminal's Ctrl-C (or a batch system's SIGTERM) reaches the command and its decoder workers at once;
+    started with SIGINT ignored, as a script's background job is."""
+    cache, reference = tmp_path / "c", tmp_path / "reference"
+    args = [*map(str, extract_args(ssv2_root, cache, "--workers", 2))]
+    args[args.index("validation")] = "train"
+    job = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), *args], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True, start_new_session=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline and not (cache / "done" / "c" / "0").exists():
+        time.sleep(0.02)
+    os.killpg(job.pid, signum)
+    assert job.wait(timeout=60) == code
+    assert job.stderr.read().strip().splitlines()[-1].startswith(("interrupted", "terminated"))
+    assert 0 < zarr.open_group(str(cache), mode="r")["done"][:].sum() < 12
+    assert run(*args).exit_code == 0
+    reference_args = [str(reference) if a == str(cache) else a for a in args]
+    assert run(*reference_args).exit_code == 0
+    assert_same_cache(cache, reference)

@@ -9,6 +9,7 @@ resumes from the next batch.
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,7 +30,14 @@ def _loader(dataset: ClipFrames, batches: list[list[int]], workers: int, timeout
         pin_memory=pin,
         timeout=timeout if workers else 0,
         prefetch_factor=2 if workers else None,
+        worker_init_fn=_quiet_on_sigterm if workers else None,
     )
+
+
+def _quiet_on_sigterm(worker: int) -> None:
+    """A decoder worker ends quietly on SIGTERM (sent to the whole process group); the main process, which gets
+    it too, stops the job and says so once."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _isolated(dataset: ClipFrames, batch: list[int], timeout: float) -> dict[str, Any]:
