@@ -19,6 +19,7 @@ import torch
 from fusion.checkpoint import load_checkpoint
 from fusion.complete_model import TemporalCrossAttentionModel, check_package, package_from_checkpoint
 from fusion.metrics import top_actions
+from pipeline import atomic
 from pipeline.datasets import Clip, ClipList, read_dataset
 from pipeline.datasets.manifest import read_manifest
 from pipeline.devices import resolve_device
@@ -61,9 +62,8 @@ def export_model(checkpoint: Path, out: Path) -> Path:
     """One self-contained file: fusion weights, backbone identities and sampling, class names, code version,
     and what the model was trained and validated on."""
     package = package_from_checkpoint(load_checkpoint(checkpoint))
-    staging = out.with_suffix(out.suffix + ".tmp")
-    torch.save(package, staging)
-    staging.replace(out)
+    with atomic.atomic_path(out) as staging:
+        torch.save(package, staging)
     return out
 
 

@@ -22,6 +22,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """A path to write to; on success it is renamed to `path`, on any failure removed."""
     path = Path(path)
     staging = _staging(path)
+    # The commands check their output paths before any work (pipeline/paths.py); a missing parent folder is
+    # made here, at the end, so that no finished work is lost to it.
+    path.parent.mkdir(parents=True, exist_ok=True)
     try:
         yield staging
         os.replace(staging, path)

@@ -95,8 +95,9 @@ def cache_stats(path: Path, scheduler: str | None, allow_partial: bool) -> None:
 def cache_export(path: Path, fmt: str, out: Path) -> None:
     """Write the cache as one HDF5 file (a dataset per feature, clip ids, labels, done; attrs as JSON)."""
     from pipeline.cache.hdf5 import export_hdf5
+    from pipeline.paths import output_file
 
-    click.echo(f"wrote {export_hdf5(path, out)}")
+    click.echo(f"wrote {export_hdf5(path, output_file(out, '--out'))}")
 
 
 @cache.command("import")

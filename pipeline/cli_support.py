@@ -57,6 +57,11 @@ def run_extract_command(
         f"{summary.clips_per_second:.2f}",
     )
     Console(file=sys.stdout).print(table)
+    if summary.busy:
+        console.print(
+            f"{summary.busy} clip(s) of this job were being extracted by another running process and were left to it; "
+            f"`cli cache verify {cache}` says when the cache is complete"
+        )
     if summary.failed:
         console.print(
             f"{summary.failed} clip(s) failed: listed in {cache}/failures/; `cli cache verify {cache}` names them; "

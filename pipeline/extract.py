@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from pipeline.backbones import BackboneSpec, build_backbone, get_spec
+from pipeline.cache.claims import ShardClaims
 from pipeline.cache.layout import num_shards, open_or_create, shard_rows
 from pipeline.cache.writer import ShardWriter
 from pipeline.config_loading import validate
@@ -39,6 +40,7 @@ class ExtractSummary:
     failed: int
     skipped: int  # rows in owned shards that were already done
     seconds: float
+    busy: int = 0  # rows in owned shards that another running process was extracting: left to it
 
     @property
     def clips_per_second(self) -> float:
@@ -201,8 +203,26 @@ def run_extraction(
             for spec in target.specs
         }
         writer = writer or target.open(create=True)
-        writer.reopen(retry)
-        _extract_shards(clips, cfg, target.specs, models, device, precision, writer, todo, summary, on_progress)
+        claims = ShardClaims(target.path)
+        try:
+            # Never a shard that another process is extracting (two identical commands, an array task run twice),
+            # nor one it finished since this job looked.
+            claimed = claims.claim(todo)
+            busy = [j for j in todo if j not in claimed]
+            retry &= set(claimed)
+            writer.reopen(retry)
+            done_now = writer.done_shards()
+            todo = [j for j in claimed if j not in done_now]
+            summary.busy = sum(hi - lo for lo, hi in map(writer.rows, busy))
+            summary.skipped += sum(hi - lo for lo, hi in map(writer.rows, set(claimed) - set(todo)))
+            if busy:
+                log.warning(
+                    "%d shards of this job are being extracted by another running process: left to it", len(busy)
+                )
+            if todo:
+                _extract_shards(clips, cfg, target.specs, models, device, precision, writer, todo, summary, on_progress)
+        finally:
+            claims.close()
     summary.seconds = time.perf_counter() - started
     return summary
 

@@ -135,3 +135,55 @@ def test_a_merge_killed_midway_leaves_no_cache_and_running_it_again_completes(ca
     assert sorted(os.listdir(tmp_path)) == ["merged"]
     verify = CliRunner().invoke(main, ["cache", "verify", str(out)])
     assert verify.exit_code == 0, verify.output
+
+
+def test_outputs_into_folders_not_made_yet_are_written_after_the_work(caches, tmp_path):
+    assert CliRunner().invoke(main, _train(caches, tmp_path / "run")).exit_code == 0
+    checkpoint = str(tmp_path / "run" / "best.pt")
+    predictions = tmp_path / "new" / "deeper" / "pred.jsonl"
+    args = ["fuse-eval", "--checkpoint", checkpoint, "--cache", str(caches[1]), "--predictions", str(predictions)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert len(predictions.read_text().splitlines()) == 16
+    exported = tmp_path / "exports" / "val.h5"
+    result = CliRunner().invoke(main, ["cache", "export", str(caches[1]), "--out", str(exported)])
+    assert result.exit_code == 0 and exported.is_file(), result.output
+    (tmp_path / "a-file").write_text("")
+    result = CliRunner().invoke(main, [*args[:-1], str(tmp_path / "a-file" / "pred.jsonl")])
+    assert result.exit_code == 2 and "is a file, expected a folder" in result.output  # refused before the work
+
+
+def test_an_hdf5_export_that_cannot_fit_is_refused_before_writing(caches, tmp_path, monkeypatch):
+    from pipeline import errors
+
+    monkeypatch.setattr(errors, "free_mb", lambda path: 0.01)
+    out = tmp_path / "val.h5"
+    result = CliRunner().invoke(main, ["cache", "export", str(caches[1]), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"error: {out}: needs up to ") and "MB free there" in result.output
+    assert os.listdir(tmp_path) == []
+
+
+def test_an_interrupted_demo_is_one_line_with_the_signals_exit_status(monkeypatch, tmp_path):
+    import signal
+
+    from fusion import demo
+    from fusion.train import Preempted
+
+    def stopped(*args):
+        raise Preempted(tmp_path / "run" / "last.pt", signal.SIGINT)
+
+    monkeypatch.setattr(demo, "run_demo", stopped)
+    result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path)])
+    assert result.exit_code == 130
+    assert result.output.strip().splitlines() == [
+        "interrupted (signal 2); finished work is kept: run the same command to go on"
+    ]
+
+
+def test_a_damaged_checkpoint_in_a_compared_folder_is_one_line(caches, tmp_path):
+    assert CliRunner().invoke(main, _train(caches, tmp_path / "run")).exit_code == 0
+    best = tmp_path / "run" / "best.pt"
+    best.write_bytes(best.read_bytes()[:100])
+    result = CliRunner().invoke(main, ["compare", str(tmp_path / "run")])
+    assert result.exit_code == 2 and f"error: checkpoint {best} is corrupt" in result.output, result.output

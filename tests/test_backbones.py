@@ -119,3 +119,14 @@ def test_dinov3_loads_a_local_directory(tmp_path):
     loaded = build_backbone(get_spec("dinov3_tiny", "semantic"), str(tmp_path / "dino"), False, 0)
     frames = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (1, 1, 224, 224, 3), dtype=np.uint8))
     assert torch.equal(loaded(frames), model(frames))
+
+
+def test_hub_weights_offline_are_one_line_at_once_without_trying_the_hub(monkeypatch, tmp_path):
+    from huggingface_hub import constants
+    from transformers import DINOv3ViTModel
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(DINOv3ViTModel, "from_pretrained", lambda *a, **k: pytest.fail("the hub was tried"))
+    spec = get_spec("dinov3_vitb16", "semantic")
+    with pytest.raises(UserError, match="not in the local Hugging Face cache, and HF_HUB_OFFLINE is set"):
+        build_backbone(spec, "some-org/not-cached-here", False, 0)

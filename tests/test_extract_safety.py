@@ -181,3 +181,69 @@ def test_a_signal_to_the_process_group_stops_extraction_and_the_same_command_res
     reference_args = [str(reference) if a == str(cache) else a for a in args]
     assert run(*reference_args).exit_code == 0
     assert_same_cache(cache, reference)
+
+
+def test_two_identical_extractions_started_together_never_extract_a_shard_twice(ssv2_root, tmp_path):
+    code = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]); from conftest import tiny_config; "
+        "from pipeline.extract import run_extraction; "
+        "s = run_extraction('ssv2', sys.argv[2], 'train', sys.argv[3], tiny_config(shard_size=2, workers=0)); "
+        "print(json.dumps([s.extracted + s.failed, s.busy]))"
+    )
+    command = [sys.executable, "-c", code, str(ROOT / "tests"), str(ssv2_root), str(tmp_path / "c")]
+    jobs = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    counts = [json.loads(job.communicate(timeout=300)[0].strip().splitlines()[-1]) for job in jobs]
+    assert all(job.returncode == 0 for job in jobs)
+    assert sum(handled for handled, _ in counts) == 12, counts  # every clip once, by one of the two
+    run_extraction("ssv2", ssv2_root, "train", tmp_path / "reference", tiny_config(shard_size=2, workers=0))
+    assert_same_cache(tmp_path / "c", tmp_path / "reference")
+
+
+def test_a_shard_claimed_by_a_running_process_is_left_to_it(tmp_path):
+    from pipeline.cache.claims import ShardClaims
+
+    code = "import sys, time; from pipeline.cache.claims import ShardClaims\n" \
+           "c = ShardClaims(sys.argv[1]); print(c.claim([1, 3]), flush=True); time.sleep(600)"  # fmt: skip
+    command = [sys.executable, "-c", code, str(tmp_path / "c")]
+    holder = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "[1, 3]"
+        claims = ShardClaims(tmp_path / "c")
+        assert claims.claim([0, 1, 2, 3, 4]) == [0, 2, 4]
+        claims.close()
+    finally:
+        holder.kill()
+        holder.wait()
+    claims = ShardClaims(tmp_path / "c")  # the kernel released the killed holder's claims
+    assert claims.claim([1, 3]) == [1, 3]
+    claims.close()
+
+
+def test_a_full_disk_during_extraction_is_one_line_and_the_same_command_resumes_bit_identically(
+    ssv2_root, tmp_path, monkeypatch
+):
+    import errno
+
+    import zarr.storage._local as local
+
+    put, writes = local._put, {"n": 0}
+
+    def fills_up(path, value, exclusive=False):
+        if "/semantic/c/" in str(path):
+            writes["n"] += 1
+            if writes["n"] > 2:  # the first two shards fit
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return put(path, value, exclusive)
+
+    cache = tmp_path / "c"
+    monkeypatch.setattr(local, "_put", fills_up)
+    result = run(*extract_args(ssv2_root, cache))
+    assert result.exit_code == 1, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith(f"error: disk full writing {cache}/semantic/c/") and last.endswith("MB free)"), last
+    assert "Traceback" not in result.output
+    assert 0 < zarr.open_group(str(cache), mode="r")["done"][:].sum() < 6
+    monkeypatch.setattr(local, "_put", put)
+    assert run(*extract_args(ssv2_root, cache)).exit_code == 0
+    assert run(*extract_args(ssv2_root, tmp_path / "reference")).exit_code == 0
+    assert_same_cache(cache, tmp_path / "reference")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
 import torch
 from einops import rearrange
 
@@ -40,6 +44,29 @@ class DINOv3Patches(FrozenBackbone):
         return rearrange(tokens, "(b f) p d -> b f p d", b=batch).mean(dim=1)
 
 
+def _hub_cached(repo: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(repo, "config.json"), str)
+    except ValueError:  # not a repository id at all
+        return False
+
+
+def _hub_unreachable() -> str | None:
+    """Why the Hugging Face hub cannot be reached from here (offline mode, no route to it), or None."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=5).close()
+    except OSError as exc:
+        return f"the hub ({host}) is unreachable from here ({exc})"
+    return None
+
+
 def _build(spec: BackboneSpec, weights: str | None, random_init: bool, seed: int) -> FrozenBackbone:
     from transformers import DINOv3ViTConfig, DINOv3ViTModel
 
@@ -49,6 +76,11 @@ def _build(spec: BackboneSpec, weights: str | None, random_init: bool, seed: int
     else:
         source = weights or spec.model
         try:
+            if not Path(source).exists() and not _hub_cached(source):
+                # Checked first: offline, from_pretrained would retry for about a minute before failing.
+                problem = _hub_unreachable()
+                if problem:
+                    raise OSError(f"not in the local Hugging Face cache, and {problem}")
             model = DINOv3ViTModel.from_pretrained(source)
         except OSError as exc:
             raise UserError(
