@@ -20,8 +20,9 @@ def _presets() -> list[str]:
     return list(PRESETS)
 
 
-def report(paths: list[Path], baseline: str | None, out: Path | None, extra: list[str] | None = None) -> None:
-    """Collect the runs, measure each configuration's cost, print the table, write the files if `out`."""
+def report(paths: list[Path], baseline: str | None, out: Path | None, stage1: dict[str, Any] | None = None) -> None:
+    """Collect the runs, measure each configuration's cost, print the table, write the files if `out`;
+    `stage1`: a phase2-phase3 sweep's stage-1 record, for its headline lines."""
     from rich.console import Console
 
     from fusion.experiments.report import collect, measure_costs, summarize
@@ -30,36 +31,30 @@ def report(paths: list[Path], baseline: str | None, out: Path | None, extra: lis
     runs = collect(paths)
     measure_costs(runs)
     rows = summarize(runs, baseline)
+    extra = phase_lines(stage1, rows) if stage1 is not None else []
     print_table(rows, runs, Console(width=max(Console().width, 180)))  # a wide table: never squeezed
-    for line in extra or []:
+    for line in extra:
         click.echo(line)
     if out is not None:
-        for path in write_report(rows, runs, out, extra or []):
+        for path in write_report(rows, runs, out, extra):
             click.echo(f"wrote {path}", err=True)
 
 
-def phase_lines(out: Path, members: list[Any]) -> list[str]:
-    """phase2-phase3: the winning stage-1 configuration, and Phase 2 vs Phase 3 action top-1 with spread."""
-    import numpy as np
+def phase_lines(stage1: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
+    """phase2-phase3: the stage-1 winner, and Phase 2 vs Phase 3 computed from the table's own rows (the same
+    runs, each counted once: n seeds, mean ± sample std)."""
+    from fusion.experiments.presets import PHASE_MODELS
+    from fusion.experiments.report import changes_text, headline_keys_of
+    from fusion.experiments.report_files import cell
 
-    from fusion.experiments.presets import PHASE_MODELS, SEEDS
-
-    stage1 = strict_json.read(out / "stage1.json", "stage 1 record")
-    scores: dict[str, list[float]] = {phase: [] for phase in PHASE_MODELS}
-    for member in members:
-        best = strict_json.read(out / "runs" / member.name / "metrics.json", "run summary")["best"]
-        for phase, model in PHASE_MODELS.items():
-            same = dict(member.configuration.changes) == stage1["changes"]
-            if member.configuration.model == model and same and member.seed in SEEDS:
-                scores[phase].append(best["value"])
-    lines = [f"stage 1 winner (by validation action top-1): {stage1['best']}"]
-    for phase, values in scores.items():
-        if values:
-            spread = np.std(values, ddof=1) if len(values) > 1 else 0.0
-            lines.append(
-                f"{phase} ({PHASE_MODELS[phase]}): action top-1 {np.mean(values):.4f} ± {spread:.4f} "
-                f"over {len(values)} seeds"
-            )
+    key = headline_keys_of(rows)[0]
+    changes = changes_text(stage1["changes"])
+    lines = [f"stage 1 winner (by its seed-0 runs' {key.removeprefix('val_')}; ties to the configuration listed "
+             f"first): {stage1['best']}"]  # fmt: skip
+    for phase, model in PHASE_MODELS.items():
+        row = next((r for r in rows if r["model"] == model and r["changes"] == changes), None)
+        if row is not None:
+            lines.append(f"{phase} ({model}): {key.removeprefix('val_')} {cell(row, key)} over {row['seeds']} seeds")
     return lines
 
 
@@ -103,7 +98,7 @@ def sweep(
     from fusion.train import NonFiniteLoss, Preempted
 
     try:
-        members = run_sweep(preset, spec_file, model, cache, val_cache, out, epochs, executor, allow_partial, progress)
+        run_sweep(preset, spec_file, model, cache, val_cache, out, epochs, executor, allow_partial, progress)
     except Preempted as exc:
         click.echo(f"stopped: {exc} holds the member in flight; re-run the same command to go on", err=True)
         sys.exit(exc.exit_code)
@@ -114,7 +109,7 @@ def sweep(
         [out],
         baseline or ("gasm_cast" if preset == "ablations" else None),
         out,
-        phase_lines(out, members) if preset == "phase2-phase3" else [],
+        strict_json.read(out / "stage1.json", "stage 1 record") if preset == "phase2-phase3" else None,
     )
 
 

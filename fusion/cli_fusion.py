@@ -85,6 +85,12 @@ ALLOW_PARTIAL = click.option(
     is_flag=True,
     help="Use a cache with clips not extracted yet; the metrics then say how many were missing.",
 )
+ALLOW_OTHER_FEATURES = click.option(
+    "--allow-other-features",
+    is_flag=True,
+    help="Use caches extracted with other backbones, weights or sampling than the training cache's (refused "
+    "otherwise: their numbers are not comparable); the outputs record the differences.",
+)
 
 
 @click.command()
@@ -163,6 +169,7 @@ def models(semantic_shape: str, motion_shape: str, classes: int, verbs: int, nou
     help="Continue the run in --out exactly where its last checkpoint left it (a larger --epochs extends it).",
 )
 @ALLOW_PARTIAL
+@ALLOW_OTHER_FEATURES
 @click.option("--progress/--no-progress", default=None, help="Progress bar.  [default: on a terminal; else log lines]")
 @user_errors
 def fuse_train(
@@ -174,6 +181,7 @@ def fuse_train(
     config_file: Path | None,
     resume: bool,
     allow_partial: bool,
+    allow_other_features: bool,
     progress: bool | None,
     **options: Any,
 ) -> None:
@@ -187,7 +195,17 @@ def fuse_train(
 
     cfg = validate(TRAIN_OPTIONS.apply(training_config(preset, config_file, {}), options))
     try:
-        summary = run_training(cache, val_cache, model, out, cfg, resume, progress, allow_partial)
+        summary = run_training(
+            cache,
+            val_cache,
+            model,
+            out,
+            cfg,
+            resume,
+            progress,
+            allow_partial,
+            allow_other_features=allow_other_features,
+        )
     except Preempted as exc:
         click.echo(f"stopped: checkpoint written to {exc}; continue with the same command and --resume", err=True)
         sys.exit(exc.exit_code)
@@ -227,6 +245,11 @@ SLS = {
     help="SSv2 test split: score against the public test-answers.csv (id;template per line).",
 )
 @click.option(
+    "--answers-out",
+    type=click.Path(path_type=Path),
+    help="SSv2: write every clip's predicted class as `id;label name` lines (the test split's answers file).",
+)
+@click.option(
     "--analysis",
     type=click.Path(path_type=Path),
     help="Folder for per-class accuracy CSVs (and, single-label, a plot of the most confused class pairs).",
@@ -234,6 +257,12 @@ SLS = {
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, help="Clips per forward pass.")
 @click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
 @ALLOW_PARTIAL
+@ALLOW_OTHER_FEATURES
+@click.option(
+    "--allow-training-clips",
+    is_flag=True,
+    help="Score the model on the cache it was trained on (refused otherwise); the result says so.",
+)
 @user_errors
 def fuse_eval(
     checkpoint: Path,
@@ -241,6 +270,8 @@ def fuse_eval(
     batch_size: int,
     device: str,
     allow_partial: bool,
+    allow_other_features: bool,
+    allow_training_clips: bool,
     sls_pt: int,
     sls_tl: int,
     sls_td: int,
@@ -253,7 +284,9 @@ def fuse_eval(
     """
     from fusion.evaluate import EvalOptions, evaluate_checkpoint
 
-    options = EvalOptions(**files, sls={"pt": sls_pt, "tl": sls_tl, "td": sls_td})
+    options = EvalOptions(**files, sls={"pt": sls_pt, "tl": sls_tl, "td": sls_td},
+                          allow_other_features=allow_other_features,
+                          allow_training_clips=allow_training_clips)  # fmt: skip
     result = evaluate_checkpoint(checkpoint, cache, batch_size, device, options, allow_partial)
     click.echo(strict_json.dumps(result, indent=2))
 

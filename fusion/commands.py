@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fusion.feature_identity import check_same_features, refuse_same_cache
 from fusion.train import Trainer
 from fusion.train_config import TrainConfig
 from pipeline.errors import UserError
@@ -33,15 +34,24 @@ def run_training(
     allow_partial: bool = False,
     member: dict[str, Any] | None = None,
     loaded: Any = None,
+    allow_other_features: bool = False,
+    allow_same_clips: bool = False,
 ) -> dict[str, Any]:
     """Train (or resume) one run and return its summary; raises Preempted after writing a checkpoint on
     SIGTERM/SIGINT and NonFiniteLoss when the loss diverges. `member`: a sweep member's identity, written into
-    metrics.json; `loaded`: (train, validation) CacheData already read."""
+    metrics.json; `loaded`: (train, validation) CacheData already read. The two caches must hold the same features
+    (`allow_other_features`: recorded) and different clips (`allow_same_clips`)."""
     output_folder(out, "--out")
     with folder_lock(out, "run folder") if _main_process() else contextlib.nullcontext():
         if not resume and (Path(out) / "last.pt").exists():
             raise UserError(f"{out} already holds a run (last.pt): pass --resume to continue it, or choose a new --out")
         trainer = Trainer(cache, val_cache, model, out, cfg, allow_partial, loaded)
+        train, val = trainer.train_data.spec.provenance, trainer.val_data.spec.provenance
+        if not allow_same_clips:  # a deliberate case only (a scorer checked on the clips a model fits)
+            refuse_same_cache(cache, val_cache, train, val)
+        trainer.feature_override = check_same_features(
+            f"--cache {cache}", train, f"--val-cache {val_cache}", val, allow_other_features
+        )
         trainer.member = member
         if resume:
             trainer.resume()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from fusion.benchmark_files import epic_submission, ssv2_answers, write_submissi
 from fusion.checkpoint import load_checkpoint
 from fusion.config import FusionConfig
 from fusion.data import CacheData
+from fusion.feature_identity import check_same_features, same_clips
 from fusion.metrics import epic_breakdowns, metrics_for, top_actions
 from fusion.models import FusionModel, build_model
 from pipeline import atomic, strict_json
@@ -21,6 +23,8 @@ from pipeline.config_loading import apply_overrides
 from pipeline.devices import autocast, resolve_device, resolve_precision
 from pipeline.errors import UserError
 from pipeline.paths import output_file, output_folder
+
+log = logging.getLogger(__name__)
 
 
 @torch.inference_mode()
@@ -115,7 +119,39 @@ class EvalOptions:
     submission: Path | None = None  # EPIC-KITCHENS-100 challenge JSON (zipped when it ends in .zip)
     sls: dict[str, int] = field(default_factory=lambda: {"pt": 2, "tl": 3, "td": 4})
     answers: Path | None = None  # SSv2 test-answers.csv: labels for an unlabelled (test) cache
+    answers_out: Path | None = None  # SSv2: the predicted class of every clip, `id;label name` per line
     analysis: Path | None = None  # per-class CSVs and the confusion plot
+    allow_other_features: bool = False  # evaluate on features other than the training cache's, recorded
+    allow_training_clips: bool = False  # evaluate on the clips the model was trained on, recorded
+
+
+def benchmark_completeness(data: CacheData, options: EvalOptions, allow_partial: bool) -> int:
+    """A benchmark file (EPIC submission, SSv2 answers) must answer every clip of the split: refused when the
+    cache has clips not extracted or failed, unless --allow-partial (then the count is returned, to say so);
+    a warning when the cache is not of the benchmark's test split."""
+    if options.submission is None and options.answers_out is None:
+        return 0
+    what = "--submission" if options.submission is not None else "--answers-out"
+    missing = data.counts.not_done + data.counts.failed
+    if missing and not allow_partial:
+        raise UserError(f"{what}: cache {data.path} is missing {missing} of {data.counts.clips} clips "
+                        f"({data.counts.describe()}): a benchmark file must answer every clip; --allow-partial "
+                        "writes it anyway and says how many are missing")  # fmt: skip
+    if missing:
+        log.warning("%s: %d of %d clips are missing from it (--allow-partial)", what, missing, data.counts.clips)
+    split = data.spec.provenance.get("split")
+    if split != "test":
+        log.warning("%s: cache %s is of the %s split, not the benchmark's test split", what, data.path, split)
+    limit = ((data.group.attrs.get("config") or {}).get("source") or {}).get("limit")
+    if limit is not None:
+        log.warning("%s: cache %s holds only the first %d clips of its split (--limit)", what, data.path, limit)
+    return missing
+
+
+def write_answers(path: Path, clip_ids: Any, predicted: torch.Tensor, names: list[str]) -> None:
+    """SSv2 answers: `id;label name` per clip (the template without brackets, as labels.json names it)."""
+    lines = [f"{clip_id};{names[int(c)] if int(c) < len(names) else int(c)}" for clip_id, c in zip(clip_ids, predicted)]
+    atomic.write_text(path, "".join(line + "\n" for line in lines))
 
 
 def evaluate_checkpoint(
@@ -129,7 +165,9 @@ def evaluate_checkpoint(
     """Metrics over the cache's labelled clips (or the --answers' labels); predictions and a submission (if
     asked) for every usable clip. The result says how many clips were evaluated and why any were left out."""
     options = options or EvalOptions()
-    for path, what in ((options.predictions, "--predictions"), (options.submission, "--submission")):
+    written = ((options.predictions, "--predictions"), (options.submission, "--submission"),
+               (options.answers_out, "--answers-out"))  # fmt: skip
+    for path, what in written:
         if path is not None:
             output_file(path, what)
     if options.analysis is not None:
@@ -140,6 +178,17 @@ def evaluate_checkpoint(
         raise UserError("--answers holds SSv2 test answers: it needs a single-label (SSv2) cache")
     if options.submission is not None and "verb" not in data.spec.label_fields:
         raise UserError("--submission writes the EPIC-KITCHENS-100 challenge file: it needs a verb/noun cache")
+    if options.answers_out is not None and data.spec.label_fields != ("label",):
+        raise UserError("--answers-out writes SSv2 answers: it needs a single-label (SSv2) cache")
+    on_training_clips = same_clips(state.get("cache") or {}, data.spec.provenance)
+    if on_training_clips and not options.allow_training_clips:
+        raise UserError(f"cache {cache} is the model's training cache: evaluate it on clips it was not trained on "
+                        "(--allow-training-clips scores it there anyway, recorded in the result)")  # fmt: skip
+    override = check_same_features(
+        "the model's training cache", state.get("cache") or {}, f"cache {cache}", data.spec.provenance,
+        options.allow_other_features,
+    )  # fmt: skip
+    missing = benchmark_completeness(data, options, allow_partial)
     model = model_from_checkpoint(state, data)
     dev = resolve_device(device)
     outputs, targets, _ = predict(model.to(dev), data, batch_size, dev, resolve_precision("auto", dev))
@@ -153,6 +202,9 @@ def evaluate_checkpoint(
     if options.submission is not None:
         ids = [str(c) for c in data.clip_ids[targets["row"].numpy()]]
         write_submission(epic_submission(outputs["verb"], outputs["noun"], ids, options.sls), options.submission)
+    if options.answers_out is not None:
+        write_answers(options.answers_out, data.clip_ids[targets["row"].numpy()], outputs["logits"].argmax(1),
+                      data.spec.label_names.get("label") or [])  # fmt: skip
     labelled = torch.ones(len(targets["row"]), dtype=torch.bool)
     for name in data.spec.label_fields:
         labelled &= targets[name] >= 0
@@ -163,6 +215,9 @@ def evaluate_checkpoint(
         "clips": int(labelled.sum()),
         "data": {**data.counts.as_dict(), "unlabelled": int((~labelled).sum()), "evaluated": int(labelled.sum())},
         "metrics": {},
+        **({"feature_override": override} if override else {}),
+        **({"evaluated_on_training_clips": True} if on_training_clips else {}),
+        **({"benchmark_file_missing_clips": missing} if missing else {}),
     }
     if not labelled.any():
         result["notes"] = ["no clip of this cache is labelled: nothing to score (see --predictions, --answers)"]

@@ -101,6 +101,7 @@ class Trainer:
         self.epoch_seconds: list[float] = []  # wall time of each epoch (training and validation); apart from
         # the history, whose rows an interrupted and resumed run reproduces exactly
         self.member: dict[str, Any] | None = None  # set by a sweep: the member's name, changed keys and seed
+        self.feature_override: list[str] = []  # differences between the caches' features the user allowed
         self.best: dict[str, Any] | None = None
         self.stop_signal = 0
 
@@ -125,6 +126,7 @@ class Trainer:
             "trainable_parameters": self.parameters,
             "data": self.data_counts(),
             "normalisation": self.train_data.normalisation(),
+            "feature_override": self.feature_override,
         }
 
     def data_counts(self) -> dict[str, dict[str, int]]:
@@ -274,6 +276,7 @@ class Trainer:
             "processes": self.dist.world,
             "epoch_seconds": self.epoch_seconds,
             **({"member": self.member} if self.member else {}),
+            **({"feature_override": self.feature_override} if self.feature_override else {}),
             "data": self.data_counts(),
         }
         if self.dist.main:

@@ -79,10 +79,10 @@ def test_epic_metrics_and_submission_equal_the_official_scorer_on_real_segments(
     # trained on the segments it is scored on, so that every breakdown has hits and misses to agree on
     overrides = {"epochs": 12, "device": "cpu", "data": {"batch_size": 8}, "optim": {"lr": 2e-3}}
     cfg = training_config("default", None, overrides)
-    run_training(cache, cache, "gasm_cast_independent", tmp_path / "run", cfg, False, live=False)
+    run_training(cache, cache, "gasm_cast_independent", tmp_path / "run", cfg, False, live=False, allow_same_clips=True)
     submission = tmp_path / "submission.zip"
     args = ["fuse-eval", "--checkpoint", tmp_path / "run" / "best.pt", "--cache", cache, "--submission", submission,
-            "--analysis", tmp_path / "a"]  # fmt: skip
+            "--analysis", tmp_path / "a", "--allow-training-clips"]  # fmt: skip
     result = CliRunner().invoke(main, [str(a) for a in args])
     assert result.exit_code == 0, result.output
     ours = json.loads(result.stdout)["metrics"]
@@ -117,10 +117,11 @@ def test_caches_without_participants_still_evaluate_and_say_why_breakdowns_are_m
 
     cache = make_feature_cache(tmp_path / "c", 40, "epic100", semantic=(16, 32), motion=(4, 16), shard_size=16)
     cfg = training_config("default", None, {"epochs": 1, "device": "cpu", "data": {"batch_size": 8}})
-    run_training(cache, cache, "late_fusion", tmp_path / "run", cfg, False, live=False)
+    run_training(cache, cache, "late_fusion", tmp_path / "run", cfg, False, live=False, allow_same_clips=True)
     predictions = tmp_path / "p.jsonl"
-    result = CliRunner().invoke(main, ["fuse-eval", "--checkpoint", str(tmp_path / "run" / "best.pt"), "--cache",
-                                       str(cache), "--predictions", str(predictions)])  # fmt: skip
+    args = ["fuse-eval", "--checkpoint", str(tmp_path / "run" / "best.pt"), "--cache", str(cache), "--predictions",
+            str(predictions), "--allow-training-clips"]  # fmt: skip
+    result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert "action_top1" in report["metrics"] and not any(k.startswith(("unseen", "tail")) for k in report["metrics"])
@@ -154,7 +155,7 @@ def test_fuse_eval_scores_an_unlabelled_test_cache_with_answers_and_analyses_it(
     answers = tmp_path / "answers.csv"
     answers.write_text("".join(f"{c};{names[t]}\n" for c, t in zip(group["clip_id"][:], truth)))
     cfg = training_config("default", None, {"epochs": 1, "device": "cpu", "data": {"batch_size": 16}})
-    run_training(train, train, "late_fusion", tmp_path / "run", cfg, False, live=False)
+    run_training(train, train, "late_fusion", tmp_path / "run", cfg, False, live=False, allow_same_clips=True)
     args = ["fuse-eval", "--checkpoint", tmp_path / "run" / "best.pt", "--cache", test]
     unlabelled = json.loads(CliRunner().invoke(main, [str(a) for a in args]).stdout)
     assert unlabelled["metrics"] == {} and unlabelled["data"]["unlabelled"] == 30

@@ -131,7 +131,7 @@ def test_models_of_synthetic_features_cannot_run_on_video(tmp_path):
 
     cache = make_feature_cache(tmp_path / "c", 20, "ssv2", semantic=(16, 32), motion=(4, 16))
     cfg = training_config("default", None, {"epochs": 1, "device": "cpu", "data": {"batch_size": 8}})
-    run_training(cache, cache, "late_fusion", tmp_path / "run", cfg, False, live=False)
+    run_training(cache, cache, "late_fusion", tmp_path / "run", cfg, False, live=False, allow_same_clips=True)
     result = run("predict", "--checkpoint", tmp_path / "run" / "best.pt", tmp_path)
     assert result.exit_code == 2 and "trained on features of no registered backbone" in result.output
 

@@ -1,6 +1,7 @@
 """`cli sweep` and `cli compare`: members equal standalone runs, interrupted sweeps resume without touching
 finished members, the phase2-phase3 plan runs end to end, reports compare hand-made runs too."""
 
+import csv
 import json
 import os
 import signal
@@ -9,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -197,12 +199,26 @@ def test_phase2_phase3_runs_end_to_end_and_names_the_winner(epic_caches, tmp_pat
         "--no-progress",
     )
     assert result.exit_code == 0, result.output
-    winner = json.loads((tmp_path / "P" / "stage1.json").read_text())["best"]
-    assert f"stage 1 winner (by validation action top-1): {winner}" in result.output
-    for phase in ("phase2 (temporal_transformer)", "phase3 (temporal_transformer_cross_task)"):
-        assert f"{phase}: action top-1" in result.output and "over 3 seeds" in result.output
+    stage1 = json.loads((tmp_path / "P" / "stage1.json").read_text())
+    assert f"stage 1 winner (by its seed-0 runs' action_top1; ties to the configuration listed first): " \
+           f"{stage1['best']}" in result.output  # fmt: skip
     report = (tmp_path / "P" / "report.md").read_text()
     assert "stage 1 winner" in report and report.count("\n| temporal_transformer") >= 9
+    # Each headline is computed from exactly the results.csv rows of its configuration: every run once.
+    changes = "; ".join(f"{k}={v}" for k, v in stage1["changes"].items())  # as results.csv writes them
+    rows = list(csv.DictReader((tmp_path / "P" / "results.csv").open()))
+    for phase, model in (("phase2", "temporal_transformer"), ("phase3", "temporal_transformer_cross_task")):
+        values = [float(r["val_action_top1"]) for r in rows if r["model"] == model and r["changes"] == changes]
+        assert len(values) == 3
+        headline = f"{phase} ({model}): action_top1 {np.mean(values):.4f} ± {np.std(values, ddof=1):.4f} over 3 seeds"
+        assert headline in result.output, (headline, result.output)
+
+
+def test_phase2_phase3_needs_a_verb_noun_cache_before_anything_trains(caches, tmp_path):
+    result = run("sweep", "--preset", "phase2-phase3", "--cache", caches[0], "--val-cache", caches[1], "--out",
+                 tmp_path / "P", "--epochs", 1, "--no-progress")  # fmt: skip
+    assert result.exit_code == 2 and "it needs a verb/noun cache" in result.output
+    assert not (tmp_path / "P").exists()
 
 
 def test_compare_two_hand_made_runs_and_a_local_executor_sweep(caches, tmp_path):

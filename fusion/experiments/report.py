@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from fusion.checkpoint import load_checkpoint
+from fusion.feature_identity import differences
 from fusion.train_config import TrainConfig
 from pipeline import strict_json
 from pipeline.config_loading import leaf_differences, to_dict
@@ -43,6 +44,8 @@ class Run:
     shapes: dict[str, list[int]]
     label_sizes: dict[str, int]
     costs: dict[str, float] = field(default_factory=dict)
+    trained_on: dict[str, Any] = field(default_factory=dict)  # the training cache's provenance
+    validated_on: dict[str, Any] = field(default_factory=dict)  # the validation cache's provenance
 
 
 def _run(folder: Path) -> Run:
@@ -75,7 +78,25 @@ def _run(folder: Path) -> Run:
         config["model"],
         state["spec"]["shapes"],
         state["spec"]["label_sizes"],
+        trained_on=state.get("cache") or {},
+        validated_on=state.get("val_cache") or {},
     )
+
+
+def refuse_mixed(runs: list[Run]) -> None:
+    """One table compares runs on the same features, validated on the same clips; anything else is refused,
+    naming the first run that differs and how."""
+    first, clips = runs[0], ("dataset", "split", "manifest_sha256")
+    for run in runs[1:]:
+        for what, a, b in (("trained", first.trained_on, run.trained_on), ("validated", first.validated_on,
+                                                                            run.validated_on)):  # fmt: skip
+            found = differences(a, b)
+            if what == "validated":
+                found += [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in clips if a.get(k) != b.get(k)]
+            if found:
+                raise UserError(f"{run.folder} was {what} on other features or clips than {first.folder} "
+                                f"({'; '.join(found[:3])}): one table compares runs trained and validated on the same "
+                                "ones")  # fmt: skip
 
 
 def collect(paths: list[Path]) -> list[Run]:
@@ -93,6 +114,7 @@ def collect(paths: list[Path]) -> list[Run]:
             raise UserError(f"{path} is neither a run folder (metrics.json) nor a sweep folder (runs/)")
     if not runs:
         raise UserError("no finished run in the folders given")
+    refuse_mixed(runs)
     return runs
 
 
@@ -132,6 +154,15 @@ def headline_keys(runs: list[Run]) -> list[str]:
     return ["val_top1", "val_top5"]
 
 
+def changes_text(changes: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in changes.items()) or "base"
+
+
+def headline_keys_of(rows: list[dict[str, Any]]) -> list[str]:
+    """The metric keys a summary's rows hold, headline first (as headline_keys gives them for the runs)."""
+    return [key.removesuffix("_mean") for key in rows[0] if key.endswith("_mean")]
+
+
 def summarize(runs: list[Run], baseline: str | None) -> list[dict[str, Any]]:
     """One row per configuration, in first-seen order."""
     keys = headline_keys(runs)
@@ -152,7 +183,7 @@ def summarize(runs: list[Run], baseline: str | None) -> list[dict[str, Any]]:
         row: dict[str, Any] = {
             "configuration": name,
             "model": first.model,
-            "changes": ", ".join(f"{k}={v}" for k, v in first.changes.items()) or "base",
+            "changes": changes_text(first.changes),
             "seeds": len(members),
             "parameters": first.parameters,
             **first.costs,
@@ -162,14 +193,19 @@ def summarize(runs: list[Run], baseline: str | None) -> list[dict[str, Any]]:
             values = np.array([m.best[key] for m in members], dtype=float)
             row[f"{key}_mean"], row[f"{key}_std"] = (
                 float(values.mean()),
-                float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+                float(values.std(ddof=1)) if len(values) > 1 else None,
             )
         rows.append(row)
     if baseline is not None:
         base = next(r for r in rows if r["configuration"] == baseline)
         for row in rows:
             for key in keys[:1]:
-                spread = math.sqrt(row[f"{key}_std"] ** 2 / row["seeds"] + base[f"{key}_std"] ** 2 / base["seeds"])
+                known = row[f"{key}_std"] is not None and base[f"{key}_std"] is not None
+                spread = (
+                    math.sqrt(row[f"{key}_std"] ** 2 / row["seeds"] + base[f"{key}_std"] ** 2 / base["seeds"])
+                    if known
+                    else None
+                )
                 row[f"{key}_vs_baseline"] = row[f"{key}_mean"] - base[f"{key}_mean"]
                 row[f"{key}_vs_baseline_se"] = spread
     return rows

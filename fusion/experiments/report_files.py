@@ -14,10 +14,16 @@ from fusion.experiments.report import Run, headline_keys
 from pipeline import atomic
 
 
-def _cell(row: dict[str, Any], key: str) -> str:
-    text = f"{row[f'{key}_mean']:.4f} ± {row[f'{key}_std']:.4f}"
+def cell(row: dict[str, Any], key: str) -> str:
+    """mean ± sample std over seeds; one seed has no spread to show ("n=1"), and a difference to the baseline
+    has a standard error only when both sides have two seeds or more."""
+    if row["seeds"] < 2:
+        text = f"{row[f'{key}_mean']:.4f} (n=1)"
+    else:
+        text = f"{row[f'{key}_mean']:.4f} ± {row[f'{key}_std']:.4f}"
     if f"{key}_vs_baseline" in row:
-        text += f" ({row[f'{key}_vs_baseline']:+.4f} ± {row[f'{key}_vs_baseline_se']:.4f})"
+        se = row[f"{key}_vs_baseline_se"]
+        text += f" ({row[f'{key}_vs_baseline']:+.4f}" + (f" ± {se:.4f})" if se is not None else ", no SE: n=1)")
     return text
 
 
@@ -37,7 +43,7 @@ def columns(runs: list[Run]) -> list[tuple[str, str]]:
 
 def _format(row: dict[str, Any], key: str) -> str:
     if f"{key}_mean" in row:
-        return _cell(row, key)
+        return cell(row, key)
     value = row.get(key, "")
     if isinstance(value, float):
         return f"{value:.3f}" if key != "seconds_per_epoch" else f"{value:.1f}"
@@ -101,8 +107,9 @@ def write_markdown(rows: list[dict[str, Any]], runs: list[Run], path: Path, extr
     lines = [
         f"# Comparison of {len(runs)} runs ({len(rows)} configurations)",
         "",
-        "Best validation epoch of each run; mean ± std over seeds (sample std), and where a baseline is given, "
-        "the difference of means ± its standard error.",
+        "Best validation epoch of each run; mean ± std over seeds (sample std; n=1: one seed, no spread), and "
+        "where a baseline is given, the difference of means ± its standard error. Ties between configurations "
+        "go to the one listed first in the sweep.",
         "",
         *extra,
         "| " + " | ".join(title for _, title in cols) + " |",
@@ -113,7 +120,7 @@ def write_markdown(rows: list[dict[str, Any]], runs: list[Run], path: Path, extr
     lines += ["", "## Best configuration of each model", "", "| model | configuration | " + key + " |", "|---|---|---|"]
     for model in dict.fromkeys(row["model"] for row in rows):
         best = max((r for r in rows if r["model"] == model), key=lambda r: r[f"{key}_mean"])
-        lines.append(f"| {model} | {best['configuration']} | {_cell(best, key)} |")
+        lines.append(f"| {model} | {best['configuration']} | {cell(best, key)} |")
     lines += [
         "",
         "![accuracy vs parameters](accuracy_vs_parameters.png)",
@@ -139,7 +146,7 @@ def write_plots(rows: list[dict[str, Any]], runs: list[Run], folder: Path) -> li
     ):
         fig, ax = plt.subplots(figsize=(8, 5.5))
         for row in rows:
-            ax.errorbar(row.get(x_key, np.nan), row[f"{key}_mean"], yerr=row[f"{key}_std"], fmt="o", capsize=3)
+            ax.errorbar(row.get(x_key, np.nan), row[f"{key}_mean"], yerr=row[f"{key}_std"] or 0.0, fmt="o", capsize=3)
             ax.annotate(
                 row["configuration"],
                 (row.get(x_key, np.nan), row[f"{key}_mean"]),

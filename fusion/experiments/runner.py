@@ -16,6 +16,7 @@ from typing import Any
 from fusion.experiments.presets import PHASE_MODELS, PRESETS, phase2_phase3_stage2
 from fusion.experiments.spec import Member, SweepSpec, load_spec, parse_spec
 from pipeline import atomic, strict_json
+from pipeline.cache.layout import open_cache
 from pipeline.errors import UserError
 from pipeline.folder_lock import folder_lock
 from pipeline.paths import output_folder
@@ -193,6 +194,10 @@ def run_sweep(
         raise UserError(f"unknown preset '{preset}' (expected one of {', '.join(PRESETS)})")
     spec = parse_spec(PRESETS[preset], f"preset {preset}", model) if preset else load_spec(spec_file, model)
     name = preset or str(spec_file)
+    fields = list(open_cache(cache).attrs.get("label_fields") or [])
+    if preset == "phase2-phase3" and "verb" not in fields:  # before anything trains
+        raise UserError(f"phase2-phase3 ranks by action top-1: it needs a verb/noun cache (EPIC-style); {cache} "
+                        f"has labels {fields}")  # fmt: skip
     if executor == "inline":
         shared_placement(spec)  # refused before anything is written
     with folder_lock(out, "sweep folder"):

@@ -19,10 +19,12 @@ def cache_info(path: str | Path) -> dict[str, Any]:
     attrs = dict(group.attrs)
     done = group["done"][:]
     shard_size = int(attrs["shard_size"])
+    limit = ((attrs.get("config") or {}).get("source") or {}).get("limit")
     return {
         "path": str(path),
         "dataset": attrs.get("dataset"),
         "split": attrs.get("split"),
+        "subset": f"the first {limit} clips of the split (--limit)" if limit is not None else "the whole split",
         "num_clips": attrs.get("num_clips"),
         "done": int(done.sum()),
         "failed": len(read_failures(path)),
