@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from fusion.train_config import SELECT_ON
 from pipeline import strict_json
 from pipeline.cli_base import EPILOG, user_errors
 
@@ -74,6 +75,12 @@ def phase_lines(stage1: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]
 )
 @click.option("--baseline", help="Configuration (or model) the report's differences are taken to.")
 @click.option("--allow-partial", is_flag=True, help="Use caches with clips not extracted yet (counted in metrics).")
+@click.option(
+    "--select-on",
+    type=click.Choice(SELECT_ON),
+    help="Clips that choose each member's epoch and the best configurations: holdout (a fixed part of the training "
+    "cache, never trained on) or validation (optimistic).  [default: the spec's data.select_on, else holdout]",
+)
 @click.option("--progress/--no-progress", default=None, help="Progress bar.  [default: on a terminal; else log lines]")
 @user_errors
 def sweep(
@@ -87,6 +94,7 @@ def sweep(
     executor: str,
     baseline: str | None,
     allow_partial: bool,
+    select_on: str | None,
     progress: bool | None,
 ) -> None:
     """Train an ablation set or a grid over one cache, then write DIR/results.csv, DIR/report.md and plots.
@@ -98,7 +106,7 @@ def sweep(
     from fusion.train import NonFiniteLoss, Preempted
 
     try:
-        run_sweep(preset, spec_file, model, cache, val_cache, out, epochs, executor, allow_partial, progress)
+        run_sweep(preset, spec_file, model, cache, val_cache, out, epochs, executor, allow_partial, progress, select_on)
     except Preempted as exc:
         click.echo(f"stopped: {exc} holds the member in flight; re-run the same command to go on", err=True)
         sys.exit(exc.exit_code)

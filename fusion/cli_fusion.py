@@ -77,6 +77,7 @@ TRAIN_OPTIONS = ConfigOptions(
         "--device": "device",
         "--precision": "precision",
         "--data-mode": "data.mode",
+        "--select-on": "data.select_on",
         "--log-every": "log_every",
     },
 )

@@ -46,6 +46,30 @@ class CacheSpec:
         }
 
 
+HOLDOUT_SEED = 0  # fixed, not the run's seed: every run and sweep member on a cache holds out the same clips
+
+
+@dataclass(frozen=True)
+class HoldoutPart:
+    """Which side of the training cache's holdout a CacheData holds: the held-out clips, or the rest."""
+
+    fraction: float
+    held: bool
+
+
+def stratified_holdout(rows: np.ndarray, labels: np.ndarray, fraction: float) -> np.ndarray:
+    """round(fraction * n) of each class's n usable rows (a class of one clip keeps it for training), drawn with
+    a fixed seed, ascending."""
+    rng = np.random.default_rng(HOLDOUT_SEED)
+    classes = labels[rows]
+    held = []
+    for value in np.unique(classes):
+        members = rows[classes == value]
+        take = int(round(fraction * len(members))) if len(members) > 1 else 0
+        held.append(rng.permutation(members)[:take])
+    return np.sort(np.concatenate(held)) if held else rows[:0]
+
+
 class CacheData:
     """The usable rows of a cache (done, not failed, labelled) as batches {"semantic", "motion", labels..., "row"}.
 
@@ -58,6 +82,7 @@ class CacheData:
         ram_limit_gb: float = 8.0,
         require_labels: bool = True,
         allow_partial: bool = False,
+        holdout: HoldoutPart | None = None,
         part: tuple[int, int] = (0, 1),
         mode: str = "auto",
         device: torch.device | None = None,
@@ -88,6 +113,14 @@ class CacheData:
             },
         )
         self.rows, self.counts = usable_rows(self.path, self.group, self.labels, require_labels, allow_partial)
+        self.held_out = 0  # clips of this cache's holdout (select_on holdout)
+        if holdout is not None:
+            held = stratified_holdout(self.rows, self.labels[fields[0]], holdout.fraction)
+            if len(held) == 0:
+                raise UserError(f"cache {self.path}: a holdout of {holdout.fraction} of each class is empty (too few "
+                                "clips a class): raise data.holdout_fraction, or select on validation")  # fmt: skip
+            self.rows = held if holdout.held else np.setdiff1d(self.rows, held, assume_unique=True)
+            self.held_out = len(held)
         self.rows = np.array_split(self.rows, part[1])[part[0]]
         if self.counts.not_done:
             log.warning("cache %s is incomplete: %s (--allow-partial)", self.path, self.counts.describe())
@@ -293,15 +326,23 @@ def open_caches(
     device: torch.device,
     allow_partial: bool = False,
     share: tuple[int, int] = (0, 1),
-) -> tuple[CacheData, CacheData]:
-    """The training cache and this process's `share` (k, n) of the validation cache, where `data.mode` puts
-    them for training on `device`; the validation cache standardised with the training cache's statistics."""
-    train = CacheData(cache, data.ram_limit_gb, allow_partial=allow_partial, mode=data.mode, device=device)
-    val = CacheData(
-        val_cache, data.ram_limit_gb, allow_partial=allow_partial, part=share, mode=data.mode, device=device
-    )
+) -> tuple[CacheData, CacheData, CacheData]:
+    """The training data, this process's `share` (k, n) of the validation cache, and of the clips that select
+    (the training cache's holdout, or the validation cache itself), where `data.mode` puts them for training on
+    `device`; all standardised with the training cache's statistics."""
+    options = {"allow_partial": allow_partial, "mode": data.mode, "device": device}
+    holdout = data.select_on == "holdout"
+    train = CacheData(cache, data.ram_limit_gb, holdout=HoldoutPart(data.holdout_fraction, False) if holdout else None,
+                      **options)  # fmt: skip
+    val = CacheData(val_cache, data.ram_limit_gb, part=share, **options)
     val.use_normalisation(train.normalisation())
-    return train, val
+    if not holdout:
+        return train, val, val
+    select = CacheData(
+        cache, data.ram_limit_gb, part=share, holdout=HoldoutPart(data.holdout_fraction, True), **options
+    )
+    select.use_normalisation(train.normalisation())
+    return train, val, select
 
 
 def choose_mode(mode: str, nbytes: int, ram_limit_gb: float, device: torch.device) -> str:

@@ -58,16 +58,17 @@ class Trainer:
         out: Path,
         cfg: TrainConfig,
         allow_partial: bool = False,
-        loaded: tuple[CacheData, CacheData] | None = None,
+        loaded: tuple[CacheData, CacheData, CacheData] | None = None,
     ):
-        """`loaded`: the two caches already read (a sweep reads them once for all its members)."""
+        """`loaded`: the training, validation and selecting data already read (a sweep reads them once for all
+        its members)."""
         self.out, self.cfg, self.model_name = Path(out), validate(cfg), model_name
         requested = resolve_device(cfg.device)
         self.dist = Distributed.from_env(requested)
         self.device = self.dist.device(requested)
         # Each process validates its share of the clips; every process then gathers the whole.
         share = (self.dist.rank, self.dist.world)
-        self.train_data, self.val_data = loaded or open_caches(
+        self.train_data, self.val_data, self.select_data = loaded or open_caches(
             cache, val_cache, cfg.data, self.device, allow_partial, share
         )
         check_same_task(self.train_data.spec, self.val_data.spec)
@@ -131,7 +132,10 @@ class Trainer:
 
     def data_counts(self) -> dict[str, dict[str, int]]:
         """Clips used and left out (not extracted, failed, unlabelled) of each cache: in every metrics file."""
-        return {"train": self.train_data.counts.as_dict(), "validation": self.val_data.counts.as_dict()}
+        counts = {"train": self.train_data.counts.as_dict(), "validation": self.val_data.counts.as_dict()}
+        if self.train_data.held_out:  # of the training cache's usable clips, these chose the epoch, untrained on
+            counts["train"]["held_out"] = self.train_data.held_out
+        return counts
 
     def resume(self) -> None:
         """Continue the run in `out` from last.pt. Every setting must match, except a larger --epochs, which
@@ -270,7 +274,9 @@ class Trainer:
         summary = {
             "model": self.model_name,
             "trainable_parameters": self.parameters,
+            "selected_on": self.cfg.data.select_on,
             "best": self.best,
+            **self._optimistic(),
             "last": self.history[-1],
             "out": str(self.out),
             "processes": self.dist.world,
@@ -282,6 +288,18 @@ class Trainer:
         if self.dist.main:
             atomic.write_text(self.out / "metrics.json", strict_json.dumps(summary, indent=2))
         return summary
+
+    def _optimistic(self) -> dict[str, Any]:
+        """Where the holdout chose, the epoch the validation clips would have chosen, when it is another one:
+        shown beside, never reported as the result (choosing on the clips reported is optimistic)."""
+        if self.cfg.data.select_on != "holdout" or self.best is None:
+            return {}
+        key = f"val_{self.best['metric']}"
+        row = max(self.history, key=lambda r: r[key])  # the earliest of equals
+        if row["epoch"] == self.best["epoch"]:
+            return {}
+        return {"best_on_validation_optimistic": {"epoch": row["epoch"], "metric": self.best["metric"],
+                                                  "value": row[key]}}  # fmt: skip
 
     def _save(self, name: str, extra: dict[str, Any] | None = None) -> None:
         """Process 0 writes (with every process's RNG states); the others wait, so nobody reads it half written."""
@@ -316,7 +334,7 @@ class Trainer:
                 self._save("last.pt")
                 raise Preempted(self.out / "last.pt", stop)
         self._flush(pending, epoch, run_log, on_step)
-        metrics, val_loss = self._validate()
+        metrics, val_loss = self._validate(self.val_data)
         row = {
             "epoch": epoch + 1,
             "lr": self.optimizer.param_groups[0]["lr"],
@@ -324,26 +342,33 @@ class Trainer:
             "val_loss": val_loss,
             **{f"val_{k}": v for k, v in metrics.items()},
         }
+        selecting = metrics
+        if self.select_data is not self.val_data:  # the holdout chooses; validation is only reported
+            selecting, holdout_loss = self._validate(self.select_data)
+            row.update({"holdout_loss": holdout_loss, **{f"holdout_{k}": v for k, v in selecting.items()}})
         self.history.append(row)
         self.epoch_seconds.append(time.perf_counter() - started)
-        name, value = headline(metrics)
-        if self.dist.from_main(self.best is None or value > self.best["value"]):  # one decision for every process
-            self.best = {"epoch": epoch + 1, "metric": name, "value": value, **row}
+        name, value = headline(selecting)
+        # Ties keep the earlier epoch. One decision for every process.
+        if self.dist.from_main(self.best is None or value > self.best["value"]):
+            self.best = {"epoch": epoch + 1, "metric": name, "value": value, "selected_on": self.cfg.data.select_on,
+                         **row}  # fmt: skip
             self._save("best.pt", {"metrics": metrics})
         self.position = {"epoch": epoch + 1, "batches_done": 0, "order_state": self.order.get_state(), "loss_sum": 0.0}
         self._save("last.pt")
 
-    def _validate(self) -> tuple[dict[str, float], float]:
-        """Metrics and mean loss over the validation clips; each process predicts its share, all get the whole."""
+    def _validate(self, data: CacheData) -> tuple[dict[str, float], float]:
+        """Metrics and mean loss over `data` (validation or holdout clips); each process predicts its share, all
+        get the whole."""
         outputs, targets, loss = predict(
             self.model,
-            self.val_data,
+            data,
             self.cfg.data.batch_size,
             self.device,
             self.precision,
             lambda out, target: task_loss(out, target, self.criterion),
         )
-        parts = self.dist.gather((outputs, targets, loss * len(self.val_data), len(self.val_data)))
+        parts = self.dist.gather((outputs, targets, loss * len(data), len(data)))
         outputs = {k: torch.cat([p[0][k] for p in parts]) for k in outputs}
         targets = {k: torch.cat([p[1][k] for p in parts]) for k in targets}
         return metrics_for(outputs, targets), sum(p[2] for p in parts) / sum(p[3] for p in parts)

@@ -13,6 +13,7 @@ from pipeline.extract_config import PRECISIONS, device_name_problem
 
 SCHEDULERS = ("cosine", "cosine_restarts")
 DATA_MODES = ("auto", "device", "ram", "streamed")
+SELECT_ON = ("validation", "holdout")
 
 
 @dataclass
@@ -39,6 +40,17 @@ class DataConfig:
         "windows read ahead); auto: the GPU when they fit in half its free memory, else RAM within ram_limit_gb.",
         choices=DATA_MODES,
     )
+    select_on: str = setting(
+        "validation",
+        "Clips that choose the best epoch (and a sweep's configurations): holdout, a fixed class-stratified part "
+        "of the training cache never trained on (sweeps default to it), or validation (optimistic: the clips the "
+        "numbers are reported on).",
+        choices=SELECT_ON,
+    )
+    holdout_fraction: float = setting(
+        0.1, "Part of each class of the training cache held out when select_on is holdout.", low=0.0, high=0.5,
+        low_open=True, high_open=True,
+    )  # fmt: skip
     token_dropout: float = setting(
         0.0, "Probability of zeroing each input token while training.", low=0.0, high=1.0, high_open=True
     )

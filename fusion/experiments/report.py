@@ -115,6 +115,7 @@ def collect(paths: list[Path]) -> list[Run]:
     if not runs:
         raise UserError("no finished run in the folders given")
     refuse_mixed(runs)
+    selected_on(runs)
     return runs
 
 
@@ -149,9 +150,20 @@ class _Called(torch.nn.Module):
 
 
 def headline_keys(runs: list[Run]) -> list[str]:
-    if runs[0].metric == "action_top1":
-        return ["val_action_top1", "val_verb_top1", "val_noun_top1"]
-    return ["val_top1", "val_top5"]
+    """The reported validation metrics, headline first, and the holdout headline where runs selected on it."""
+    keys = ["val_action_top1", "val_verb_top1", "val_noun_top1"] if runs[0].metric == "action_top1" else [
+        "val_top1", "val_top5"]  # fmt: skip
+    holdout = f"holdout_{runs[0].metric}"
+    return keys + ([holdout] if all(holdout in run.best for run in runs) else [])
+
+
+def selected_on(runs: list[Run]) -> str:
+    """Which clips chose the runs' epochs (and so the table's best configurations): stated in every report."""
+    found = {run.best.get("selected_on", "validation") for run in runs}
+    if len(found) > 1:
+        raise UserError(f"the runs chose their epochs on different clips ({', '.join(sorted(found))}): compare runs "
+                        "that select the same way")  # fmt: skip
+    return found.pop()
 
 
 def changes_text(changes: dict[str, Any]) -> str:

@@ -10,8 +10,13 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from fusion.experiments.report import Run, headline_keys
+from fusion.experiments.report import Run, headline_keys, selected_on
 from pipeline import atomic
+
+SELECTED_TEXT = {
+    "holdout": "its holdout (a fixed, class-stratified part of the training cache it never trained on)",
+    "validation": "the validation clips themselves (optimistic: the numbers are reported on the clips that chose)",
+}
 
 
 def cell(row: dict[str, Any], key: str) -> str:
@@ -51,7 +56,8 @@ def _format(row: dict[str, Any], key: str) -> str:
 
 
 def print_table(rows: list[dict[str, Any]], runs: list[Run], console: Console) -> None:
-    table = Table(title=f"{len(runs)} runs, {len(rows)} configurations (best validation epoch of each run)")
+    table = Table(title=f"{len(runs)} runs, {len(rows)} configurations (each run's best epoch, selected on "
+                        f"{selected_on(runs)}; validation metrics of that epoch)")  # fmt: skip
     for key, title in columns(runs):
         if key == "configuration":  # copied into --baseline and scripts: never wrapped or cut
             table.add_column(title, no_wrap=True, min_width=max(len(r["configuration"]) for r in rows))
@@ -107,7 +113,8 @@ def write_markdown(rows: list[dict[str, Any]], runs: list[Run], path: Path, extr
     lines = [
         f"# Comparison of {len(runs)} runs ({len(rows)} configurations)",
         "",
-        "Best validation epoch of each run; mean ± std over seeds (sample std; n=1: one seed, no spread), and "
+        f"Each run's best epoch, chosen on {SELECTED_TEXT[selected_on(runs)]}; its validation metrics, mean ± std "
+        "over seeds (sample std; n=1: one seed, no spread), and "
         "where a baseline is given, the difference of means ± its standard error. Ties between configurations "
         "go to the one listed first in the sweep.",
         "",
@@ -116,10 +123,13 @@ def write_markdown(rows: list[dict[str, Any]], runs: list[Run], path: Path, extr
         "|" + "---|" * len(cols),
     ]
     lines += ["| " + " | ".join(_format(row, key) for key, _ in cols) + " |" for row in rows]
-    key = headline_keys(runs)[0]
-    lines += ["", "## Best configuration of each model", "", "| model | configuration | " + key + " |", "|---|---|---|"]
+    keys = headline_keys(runs)
+    key, by = keys[0], keys[-1] if keys[-1].startswith("holdout_") else keys[0]
+    lines += ["", "## Best configuration of each model", "", f"Chosen by the mean {by} (ties: the configuration "
+              "listed first); its validation numbers are reported.", "", f"| model | configuration | {key} |",
+              "|---|---|---|"]  # fmt: skip
     for model in dict.fromkeys(row["model"] for row in rows):
-        best = max((r for r in rows if r["model"] == model), key=lambda r: r[f"{key}_mean"])
+        best = max((r for r in rows if r["model"] == model), key=lambda r: r[f"{by}_mean"])
         lines.append(f"| {model} | {best['configuration']} | {cell(best, key)} |")
     lines += [
         "",

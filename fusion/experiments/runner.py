@@ -15,6 +15,7 @@ from typing import Any
 
 from fusion.experiments.presets import PHASE_MODELS, PRESETS, phase2_phase3_stage2
 from fusion.experiments.spec import Member, SweepSpec, load_spec, parse_spec
+from fusion.train_config import training_config
 from pipeline import atomic, strict_json
 from pipeline.cache.layout import open_cache
 from pipeline.errors import UserError
@@ -110,15 +111,29 @@ def execute(
     return members
 
 
+def selecting(spec: SweepSpec, select_on: str | None) -> SweepSpec:
+    """Sweeps choose epochs and configurations on the training cache's holdout unless told otherwise (the spec's
+    base.overrides data.select_on, or --select-on, which takes precedence)."""
+    data = dict(spec.overrides.get("data") or {})
+    if select_on is not None or "select_on" not in data:
+        data["select_on"] = select_on or "holdout"
+    spec.overrides = {**spec.overrides, "data": data}
+    training_config(spec.preset, None, spec.overrides)  # checked before anything trains
+    return spec
+
+
 def shared_placement(spec: SweepSpec) -> Any:
     """The members' common training config for where the caches live: an inline sweep reads its caches once
     for every member, so they must agree on device, data.mode and data.ram_limit_gb."""
     configs = [spec.config_for(m) for m in spec.members()]
-    placements = {(c.device, c.data.mode, c.data.ram_limit_gb) for c in configs}
+    placements = {
+        (c.device, c.data.mode, c.data.ram_limit_gb, c.data.select_on, c.data.holdout_fraction) for c in configs
+    }
     if len(placements) > 1:
         raise UserError(
             "an inline sweep reads its caches once for every member, so its members must share device, "
-            f"data.mode and data.ram_limit_gb (they vary: {sorted(placements)}); sweep those with --executor local"
+            "data.mode, data.ram_limit_gb, data.select_on and data.holdout_fraction (they vary: "
+            f"{sorted(placements)}); sweep those with --executor local"
         )
     return configs[0]
 
@@ -185,14 +200,17 @@ def run_sweep(
     executor: str,
     allow_partial: bool = False,
     live: bool | None = None,
+    select_on: str | None = None,
 ) -> list[Member]:
-    """Run a preset or a spec file to the end (both stages for phase2-phase3); returns every member trained."""
+    """Run a preset or a spec file to the end (both stages for phase2-phase3); returns every member trained.
+    `select_on`: the clips that choose epochs and configurations (default: the spec's, else holdout)."""
     if (preset is None) == (spec_file is None):
         raise UserError("give exactly one of --preset NAME and --spec FILE")
     output_folder(out, "--out")
     if preset is not None and preset not in PRESETS:
         raise UserError(f"unknown preset '{preset}' (expected one of {', '.join(PRESETS)})")
     spec = parse_spec(PRESETS[preset], f"preset {preset}", model) if preset else load_spec(spec_file, model)
+    spec = selecting(spec, select_on)
     name = preset or str(spec_file)
     fields = list(open_cache(cache).attrs.get("label_fields") or [])
     if preset == "phase2-phase3" and "verb" not in fields:  # before anything trains
@@ -201,7 +219,8 @@ def run_sweep(
     if executor == "inline":
         shared_placement(spec)  # refused before anything is written
     with folder_lock(out, "sweep folder"):
-        return _run_stages(spec, preset, name, cache, val_cache, out, epochs, executor, allow_partial, live)
+        return _run_stages(spec, preset, name, cache, val_cache, out, epochs, executor, allow_partial, live,
+                           select_on)  # fmt: skip
 
 
 def _run_stages(
@@ -215,6 +234,7 @@ def _run_stages(
     executor: str,
     allow_partial: bool,
     live: bool | None,
+    select_on: str | None,
 ) -> list[Member]:
     record(out, spec, name, cache, val_cache, epochs)
     members = execute(spec, cache, val_cache, out, epochs, executor, allow_partial, live)
@@ -225,7 +245,9 @@ def _run_stages(
         out / "stage1.json", strict_json.dumps({"best": best.name, "changes": dict(best.changes)}, indent=1)
     )
     log.info("phase 2 stage 1: best configuration %s", best.name)
-    stage2 = parse_spec(phase2_phase3_stage2(dict(best.changes)), "preset phase2-phase3 (stage 2)")
+    stage2 = selecting(
+        parse_spec(phase2_phase3_stage2(dict(best.changes)), "preset phase2-phase3 (stage 2)"), select_on
+    )
     record(out, stage2, name, cache, val_cache, epochs)
     return members + execute(stage2, cache, val_cache, out, epochs, executor, allow_partial, live)
 
