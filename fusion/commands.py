@@ -61,14 +61,18 @@ def run_training(
             f"validation {trainer.val_data.counts.describe()}; {trainer.device} {trainer.precision}"
         )
         started = {"time": time.monotonic(), "epoch": trainer.position["epoch"]}
+        # When this process's epoch began, and at which step (a resumed epoch starts part-way): the steps/s of
+        # progress lines count from there.
+        epoch_began = {"at": (time.monotonic(), trainer.position["batches_done"])}
 
         def on_step(epoch: int, steps: int, loss: float) -> None:
-            if steps == 1 or reporter.label != f"epoch {epoch + 1}/{cfg.epochs}":
-                reporter.reset(f"epoch {epoch + 1}/{cfg.epochs}")
+            if reporter.label != f"epoch {epoch + 1}/{cfg.epochs}":
+                reporter.reset(f"epoch {epoch + 1}/{cfg.epochs}", since=epoch_began["at"])
             reporter.update(steps, trainer.steps_per_epoch, loss=f"{loss:.4f}")
 
         def on_epoch(row: dict[str, Any]) -> None:
             reporter.stop()
+            epoch_began["at"] = (time.monotonic(), 0)
             done = row["epoch"] - started["epoch"]
             per_epoch = (time.monotonic() - started["time"]) / done
             metrics = " ".join(f"{k} {v:.4f}" for k, v in row.items() if k.startswith("val_") and isinstance(v, float))

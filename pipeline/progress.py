@@ -91,11 +91,14 @@ class Reporter:
         else:
             log.info("%s", text)
 
-    def reset(self, label: str | None = None) -> None:
-        """Start counting again (a new epoch)."""
+    def reset(self, label: str | None = None, since: tuple[float, int] | None = None) -> None:
+        """Start counting again (a new epoch); `since`: (monotonic time, done) the rate counts from, when the
+        work began before the first update (updates that come every N steps would otherwise show no rate)."""
         self.stop()
         self.label = label or self.label
-        self.first = None
+        self.first = since
+        if since is not None:
+            self.last_line = time.monotonic()
 
     def stop(self) -> None:
         if self.bar is not None:

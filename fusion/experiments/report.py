@@ -9,6 +9,7 @@ mean ± std, and the difference to a baseline with its standard error. `results.
 
 from __future__ import annotations
 
+import csv
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +21,11 @@ import torch
 from fusion.checkpoint import load_checkpoint
 from fusion.feature_identity import differences
 from fusion.train_config import TrainConfig
-from pipeline import strict_json
+from pipeline import atomic, strict_json
 from pipeline.config_loading import leaf_differences, to_dict
 from pipeline.errors import UserError
+
+COSTS_FILE = "costs.json"  # a run's configuration's FLOPs per clip and training-step memory, as the report measured
 
 # Settings that say how or where a run trained, not what: left out of a hand-made run's configuration name.
 NOT_CONFIGURATION = ("seed", "epochs", "device", "precision")
@@ -73,7 +76,7 @@ def _run(folder: Path) -> Run:
         summary["trainable_parameters"],
         summary["best"]["metric"],
         summary["best"],
-        state["history"],
+        _history(folder, state["history"]),
         summary.get("epoch_seconds", []),
         config["model"],
         state["spec"]["shapes"],
@@ -81,6 +84,18 @@ def _run(folder: Path) -> Run:
         trained_on=state.get("cache") or {},
         validated_on=state.get("val_cache") or {},
     )
+
+
+def _history(folder: Path, saved: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every epoch's row from metrics.csv (best.pt holds the history only up to the best epoch)."""
+    path = folder / "metrics.csv"
+    if not path.is_file():
+        return saved
+    with path.open(newline="") as handle:
+        return [
+            {k: float(v) if k != "epoch" else int(v) for k, v in row.items() if v != ""}
+            for row in csv.DictReader(handle)
+        ]
 
 
 def refuse_mixed(runs: list[Run]) -> None:
@@ -128,6 +143,9 @@ def measure_costs(runs: list[Run]) -> None:
 
     seen: dict[str, dict[str, float]] = {}
     for run in runs:
+        stored = run.folder / COSTS_FILE  # measured once per run folder, read back by every later report
+        if run.configuration not in seen and stored.is_file():
+            seen[run.configuration] = strict_json.read(stored, "measured costs")
         if run.configuration not in seen:
             torch.manual_seed(0)
             cfg = apply_overrides(FusionConfig(), run.model_config, where=f"{run.folder} config.model")
@@ -137,6 +155,8 @@ def measure_costs(runs: list[Run]) -> None:
             costs = measure(_Called(model), inputs, torch.device("cpu"), repeats=1)
             seen[run.configuration] = {"gflops_per_clip": costs["gflops"] / 8, "memory_mb": costs["memory"]}
         run.costs = seen[run.configuration]
+        if not stored.is_file():
+            atomic.write_text(stored, strict_json.dumps(run.costs))
 
 
 class _Called(torch.nn.Module):

@@ -155,14 +155,17 @@ def write_plots(rows: list[dict[str, Any]], runs: list[Run], folder: Path) -> li
         ("gflops_per_clip", "GFLOPs per clip (training step)", "accuracy_vs_flops.png"),
     ):
         fig, ax = plt.subplots(figsize=(8, 5.5))
-        for row in rows:
+        for number, row in enumerate(rows):
             ax.errorbar(row.get(x_key, np.nan), row[f"{key}_mean"], yerr=row[f"{key}_std"] or 0.0, fmt="o", capsize=3)
+            # Configurations of one model share their x (parameters): labels stepped up and down, never on top
+            # of one another.
             ax.annotate(
                 row["configuration"],
                 (row.get(x_key, np.nan), row[f"{key}_mean"]),
                 fontsize=7,
-                xytext=(4, 3),
+                xytext=(5, 11 * (number % 5) - 22),
                 textcoords="offset points",
+                arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "0.5"},
             )
         ax.set(xlabel=label, ylabel=f"{key} (mean ± std over seeds)", xscale="log")
         fig.tight_layout()
@@ -173,7 +176,7 @@ def write_plots(rows: list[dict[str, Any]], runs: list[Run], folder: Path) -> li
     fig, ax = plt.subplots(figsize=(8, 5.5))
     for row in rows:
         members = [r for r in runs if r.configuration == row["configuration"]]
-        epochs = min(len(r.history) for r in members)
+        epochs = min(len(r.history) for r in members)  # every epoch each seed trained (metrics.csv)
         curve = np.mean([[h[key] for h in r.history[:epochs]] for r in members], axis=0)
         ax.plot(range(1, epochs + 1), curve, label=row["configuration"])
     ax.set(xlabel="epoch", ylabel=f"{key} (mean over seeds)", title="validation curves")

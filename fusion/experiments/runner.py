@@ -10,6 +10,7 @@ its checkpoint, so at most the epoch in flight is lost.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ from pipeline.cache.layout import open_cache
 from pipeline.errors import UserError
 from pipeline.folder_lock import folder_lock
 from pipeline.paths import output_folder
+from pipeline.progress import duration
+from pipeline.progress import log as progress
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +106,12 @@ def execute(
     log.info("%d members, %d finished, %d to train (%s)", len(members), len(members) - len(todo), len(todo), executor)
     if executor == "inline":
         loaded = _load(cache, val_cache, shared_placement(spec), allow_partial) if todo else None
+        started = time.monotonic()
         for i, member in enumerate(todo, start=1):
-            log.info("member %d/%d: %s", i, len(todo), member.name)
+            done = time.monotonic() - started
+            eta = f"; sweep ETA {duration(done / (i - 1) * (len(todo) - i + 1))}" if i > 1 else ""
+            progress.info("member %d of %d: %s (%s, seed %d)%s", i, len(todo), member.name,
+                          member.configuration.name, member.seed, eta)  # fmt: skip
             run_member(str(cache), str(val_cache), str(out), spec, member, epochs, allow_partial, loaded, live)
     elif todo:
         _submit(todo, spec, cache, val_cache, out, epochs, executor, allow_partial)
