@@ -226,37 +226,20 @@ def run_sweep(
     if executor == "inline":
         shared_placement(spec)  # refused before anything is written
     with folder_lock(out, "sweep folder"):
-        return _run_stages(spec, preset, name, cache, val_cache, out, epochs, executor, allow_partial, live,
-                           select_on)  # fmt: skip
-
-
-def _run_stages(
-    spec: SweepSpec,
-    preset: str | None,
-    name: str,
-    cache: Path,
-    val_cache: Path,
-    out: Path,
-    epochs: int | None,
-    executor: str,
-    allow_partial: bool,
-    live: bool | None,
-    select_on: str | None,
-) -> list[Member]:
-    record(out, spec, name, cache, val_cache, epochs)
-    members = execute(spec, cache, val_cache, out, epochs, executor, allow_partial, live)
-    if preset != "phase2-phase3":
-        return members
-    best = best_configuration(out, members, "action_top1")
-    atomic.write_text(
-        out / "stage1.json", strict_json.dumps({"best": best.name, "changes": dict(best.changes)}, indent=1)
-    )
-    log.info("phase 2 stage 1: best configuration %s", best.name)
-    stage2 = selecting(
-        parse_spec(phase2_phase3_stage2(dict(best.changes)), "preset phase2-phase3 (stage 2)"), select_on
-    )
-    record(out, stage2, name, cache, val_cache, epochs)
-    return members + execute(stage2, cache, val_cache, out, epochs, executor, allow_partial, live)
+        record(out, spec, name, cache, val_cache, epochs)
+        members = execute(spec, cache, val_cache, out, epochs, executor, allow_partial, live)
+        if preset != "phase2-phase3":
+            return members
+        best = best_configuration(out, members, "action_top1")
+        atomic.write_text(
+            out / "stage1.json", strict_json.dumps({"best": best.name, "changes": dict(best.changes)}, indent=1)
+        )
+        log.info("phase 2 stage 1: best configuration %s", best.name)
+        stage2 = selecting(
+            parse_spec(phase2_phase3_stage2(dict(best.changes)), "preset phase2-phase3 (stage 2)"), select_on
+        )
+        record(out, stage2, name, cache, val_cache, epochs)
+        return members + execute(stage2, cache, val_cache, out, epochs, executor, allow_partial, live)
 
 
 def best_configuration(out: Path, members: list[Member], metric: str) -> Any:
