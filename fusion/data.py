@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from fusion.holdout import HoldoutPart, stratified_holdout
 from fusion.read_ahead import read_ahead
 from pipeline.cache.layout import FEATURES, open_cache
 from pipeline.cache.reader import check_finite, usable_rows
@@ -44,30 +45,6 @@ class CacheSpec:
             "label_sizes": self.label_sizes,
             "label_names": self.label_names,
         }
-
-
-HOLDOUT_SEED = 0  # fixed, not the run's seed: every run and sweep member on a cache holds out the same clips
-
-
-@dataclass(frozen=True)
-class HoldoutPart:
-    """Which side of the training cache's holdout a CacheData holds: the held-out clips, or the rest."""
-
-    fraction: float
-    held: bool
-
-
-def stratified_holdout(rows: np.ndarray, labels: np.ndarray, fraction: float) -> np.ndarray:
-    """round(fraction * n) of each class's n usable rows (a class of one clip keeps it for training), drawn with
-    a fixed seed, ascending."""
-    rng = np.random.default_rng(HOLDOUT_SEED)
-    classes = labels[rows]
-    held = []
-    for value in np.unique(classes):
-        members = rows[classes == value]
-        take = int(round(fraction * len(members))) if len(members) > 1 else 0
-        held.append(rng.permutation(members)[:take])
-    return np.sort(np.concatenate(held)) if held else rows[:0]
 
 
 class CacheData:
