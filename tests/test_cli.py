@@ -195,7 +195,7 @@ def test_benchmarks_run_and_print_their_tables(tmp_path, ssv2_root):
             "--cache",
             str(cache),
             "--val-cache",
-            str(cache),
+            str(make_feature_cache(tmp_path / "val", 8, "ssv2", semantic=(16, 64), motion=(4, 32), split="validation")),
             "--members",
             "1",
             "--epochs",
