@@ -30,7 +30,7 @@ def report(paths: list[Path], baseline: str | None, out: Path | None, stage1: di
     from fusion.experiments.report_files import print_table, write_report
 
     runs = collect(paths)
-    measure_costs(runs)
+    measure_costs(runs, paths, out)
     rows = summarize(runs, baseline)
     extra = phase_lines(stage1, rows) if stage1 is not None else []
     print_table(rows, runs, Console(width=max(Console().width, 180)))  # a wide table: never squeezed

@@ -180,6 +180,7 @@ def evaluate_checkpoint(
         raise UserError("--submission writes the EPIC-KITCHENS-100 challenge file: it needs a verb/noun cache")
     if options.answers_out is not None and data.spec.label_fields != ("label",):
         raise UserError("--answers-out writes SSv2 answers: it needs a single-label (SSv2) cache")
+    model = model_from_checkpoint(state, data)  # first: a cache of other shapes is told so plainly
     on_training_clips = same_clips(state.get("cache") or {}, data.spec.provenance)
     if on_training_clips and not options.allow_training_clips:
         raise UserError(f"cache {cache} is the model's training cache: evaluate it on clips it was not trained on "
@@ -189,7 +190,6 @@ def evaluate_checkpoint(
         options.allow_other_features,
     )  # fmt: skip
     missing = benchmark_completeness(data, options, allow_partial)
-    model = model_from_checkpoint(state, data)
     dev = resolve_device(device)
     outputs, targets, _ = predict(model.to(dev), data, batch_size, dev, resolve_precision("auto", dev))
     if options.answers is not None:

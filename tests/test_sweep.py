@@ -96,7 +96,7 @@ def test_inline_sweeps_keep_their_caches_where_data_mode_puts_them(caches, mode)
 
     overrides = {"data": {"mode": mode}, "device": "cpu"}
     spec = parse_spec({"base": {"overrides": overrides}, "axes": {"optim.lr": [0.1, 0.01]}}, "test")
-    train, val = _load(Path(caches[0]), Path(caches[1]), shared_placement(spec), False)
+    train, val, _ = _load(Path(caches[0]), Path(caches[1]), shared_placement(spec), False)
     assert train.mode == val.mode == mode
     assert train.normalisation() == val.normalisation()  # validation standardised as the training cache
 
@@ -148,6 +148,8 @@ def test_a_member_equals_the_standalone_run_of_its_config_and_seed(caches, tmp_p
         16,
         "--device",
         "cpu",
+        "--select-on",
+        "holdout",  # as the sweep's members select by default
         "--no-progress",
     )
     assert alone.exit_code == 0, alone.output

@@ -346,9 +346,8 @@ def test_visualize_draws_over_the_centre_frame_of_an_extracted_clip(ssv2_root, t
     frame = _centre_frame(dict(group.attrs), str(group["clip_id"][0]), None)
     assert frame is not None and frame.shape == (224, 224, 3) and frame.std() > 0
     run = tmp_path / "run"
-    run_training(
-        cache, cache, "gasm_cast", run, training_config("default", None, {"epochs": 1, "device": "cpu"}), False, False
-    )
+    cfg = training_config("default", None, {"epochs": 1, "device": "cpu"})
+    run_training(cache, cache, "gasm_cast", run, cfg, False, False, allow_same_clips=True)
     result = CliRunner().invoke(
         main, ["visualize", "--checkpoint", str(run / "best.pt"), "--cache", str(cache), "--out", str(tmp_path / "png")]
     )

@@ -10,6 +10,7 @@ mean ± std, and the difference to a baseline with its standard error. `results.
 from __future__ import annotations
 
 import csv
+import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from pipeline import atomic, strict_json
 from pipeline.config_loading import leaf_differences, to_dict
 from pipeline.errors import UserError
 
-COSTS_FILE = "costs.json"  # a run's configuration's FLOPs per clip and training-step memory, as the report measured
+COSTS_FILE = "costs.json"  # configurations' FLOPs per clip and training-step memory, as a report measured them
 
 # Settings that say how or where a run trained, not what: left out of a hand-made run's configuration name.
 NOT_CONFIGURATION = ("seed", "epochs", "device", "precision")
@@ -134,29 +135,39 @@ def collect(paths: list[Path]) -> list[Run]:
     return runs
 
 
-def measure_costs(runs: list[Run]) -> None:
-    """FLOPs per clip and training-step memory of each configuration, measured once at its cache's shapes."""
+def _cost_key(run: Run) -> str:
+    """What a configuration's cost depends on: its model, model settings and the cache's shapes and classes."""
+    identity = [run.model, run.model_config, run.shapes, run.label_sizes]
+    return hashlib.sha256(strict_json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def measure_costs(runs: list[Run], folders: list[Path], out: Path | None) -> None:
+    """FLOPs per clip and training-step memory of each configuration, measured once at its cache's shapes; kept
+    in OUT/costs.json (a sweep's own folder) and read back from there, or from any folder given, by later
+    reports. Run folders are never written to."""
     from fusion.bench import measure
     from fusion.config import FusionConfig
     from fusion.models import build_model
     from pipeline.config_loading import apply_overrides
 
-    seen: dict[str, dict[str, float]] = {}
+    known: dict[str, dict[str, float]] = {}
+    for folder in folders:
+        if (folder / COSTS_FILE).is_file():
+            known.update(strict_json.read(folder / COSTS_FILE, "measured costs"))
     for run in runs:
-        stored = run.folder / COSTS_FILE  # measured once per run folder, read back by every later report
-        if run.configuration not in seen and stored.is_file():
-            seen[run.configuration] = strict_json.read(stored, "measured costs")
-        if run.configuration not in seen:
+        key = _cost_key(run)
+        if key not in known:
             torch.manual_seed(0)
             cfg = apply_overrides(FusionConfig(), run.model_config, where=f"{run.folder} config.model")
             (ns, ds), (nm, dm) = run.shapes["semantic"], run.shapes["motion"]
             model = build_model(run.model, ds, dm, run.label_sizes, cfg)
             inputs = (torch.randn(8, ns, ds), torch.randn(8, nm, dm))
             costs = measure(_Called(model), inputs, torch.device("cpu"), repeats=1)
-            seen[run.configuration] = {"gflops_per_clip": costs["gflops"] / 8, "memory_mb": costs["memory"]}
-        run.costs = seen[run.configuration]
-        if not stored.is_file():
-            atomic.write_text(stored, strict_json.dumps(run.costs))
+            known[key] = {"gflops_per_clip": costs["gflops"] / 8, "memory_mb": costs["memory"]}
+        run.costs = known[key]
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic.write_text(out / COSTS_FILE, strict_json.dumps(known, indent=1))
 
 
 class _Called(torch.nn.Module):

@@ -139,8 +139,8 @@ def shared_placement(spec: SweepSpec) -> Any:
     if len(placements) > 1:
         raise UserError(
             "an inline sweep reads its caches once for every member, so its members must share device, "
-            "data.mode, data.ram_limit_gb, data.select_on and data.holdout_fraction (they vary: "
-            f"{sorted(placements)}); sweep those with --executor local"
+            "data.mode and data.ram_limit_gb, and how they select (data.select_on, data.holdout_fraction) (they "
+            f"vary: {sorted(placements)}); sweep those with --executor local"
         )
     return configs[0]
 
