@@ -18,6 +18,9 @@ EPILOG = "Exit status: 0 success, 1 problems found or a run failed, 2 bad input,
 
 
 def _terminated(signum: int, frame: Any) -> None:
+    # The same SIGTERM ends the DataLoader workers of the process group; their deaths are expected now, not
+    # failures for torch's SIGCHLD handler to raise about while the command stops.
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     raise Interrupted("terminated", signum)
 
 

@@ -30,13 +30,15 @@ def _loader(dataset: ClipFrames, batches: list[list[int]], workers: int, timeout
         pin_memory=pin,
         timeout=timeout if workers else 0,
         prefetch_factor=2 if workers else None,
-        worker_init_fn=_quiet_on_sigterm if workers else None,
+        worker_init_fn=_quiet_on_signals if workers else None,
     )
 
 
-def _quiet_on_sigterm(worker: int) -> None:
-    """A decoder worker ends quietly on SIGTERM (sent to the whole process group); the main process, which gets
-    it too, stops the job and says so once."""
+def _quiet_on_signals(worker: int) -> None:
+    """Ctrl-C and SIGTERM reach the whole process group: a decoder worker ignores Ctrl-C (the main process,
+    which gets it too, stops the job and shuts the workers down) and dies at once on SIGTERM (what shutting
+    down a hung worker sends, and what the main process answers with its one line)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
