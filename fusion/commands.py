@@ -56,9 +56,11 @@ def run_training(
         if resume:
             trainer.resume()
         reporter = Reporter("epoch", "steps", live=live, enabled=trainer.dist.main)  # one process of a run speaks
+        held = trainer.train_data.held_out
         reporter.line(
-            f"{model}: {trainer.parameters:,} trainable parameters; train {trainer.train_data.counts.describe()}; "
-            f"validation {trainer.val_data.counts.describe()}; {trainer.device} {trainer.precision}"
+            f"{model}: {trainer.parameters:,} trainable parameters; train {trainer.train_data.counts.describe()}"
+            f"{f', {held} of them held out to select on' if held else ''}; validation "
+            f"{trainer.val_data.counts.describe()}; {trainer.device} {trainer.precision}"
         )
         started = {"time": time.monotonic(), "epoch": trainer.position["epoch"]}
         # When this process's epoch began, and at which step (a resumed epoch starts part-way): the steps/s of
@@ -75,11 +77,14 @@ def run_training(
             epoch_began["at"] = (time.monotonic(), 0)
             done = row["epoch"] - started["epoch"]
             per_epoch = (time.monotonic() - started["time"]) / done
-            metrics = " ".join(f"{k} {v:.4f}" for k, v in row.items() if k.startswith("val_") and isinstance(v, float))
+            metrics = " ".join(
+                f"{k} {v:.4f}" for k, v in row.items() if k.startswith(("val_", "holdout_")) and isinstance(v, float)
+            )
             best = trainer.best or {}
             reporter.line(
                 f"epoch {row['epoch']}/{cfg.epochs}: train_loss {row['train_loss']:.4f} {metrics} "
-                f"(best {best.get('metric')} {best.get('value', float('nan')):.4f} at epoch {best.get('epoch')}); "
+                f"(best {best.get('selected_on')} {best.get('metric')} {best.get('value', float('nan')):.4f} at epoch "
+                f"{best.get('epoch')}); "
                 f"{per_epoch:.1f} s/epoch, ETA {duration(per_epoch * (cfg.epochs - row['epoch']))}"
             )
 
@@ -88,5 +93,9 @@ def run_training(
         finally:
             reporter.stop()
         best = summary["best"]
-        reporter.line(f"best {best['metric']} {best['value']:.4f} at epoch {best['epoch']}; run in {out}")
+        name = best["metric"]
+        reporter.line(
+            f"best {best['selected_on']} {name} {best['value']:.4f} at epoch {best['epoch']} (validation {name} "
+            f"{best['val_' + name]:.4f}); run in {out}"
+        )
         return summary
