@@ -142,6 +142,19 @@ def write_markdown(rows: list[dict[str, Any]], runs: list[Run], path: Path, extr
     return path
 
 
+def _label_offsets(rows: list[dict[str, Any]], x_key: str, y_key: str) -> list[float]:
+    """Vertical label offsets (points): configurations with nearly the same x (one model's variants share their
+    parameter count) get labels stacked in the order of their y, 11 points apart, never on top of each other."""
+    x = np.log10(np.maximum([float(r.get(x_key) or 1e-9) for r in rows], 1e-9))
+    y = np.array([r[y_key] for r in rows])
+    offsets = []
+    for i in range(len(rows)):
+        near = np.flatnonzero(np.abs(x - x[i]) < 0.45)  # labels are wide: a neighbourhood of ~3x in x
+        order = sorted(near, key=lambda j: (y[j], j))
+        offsets.append(11.0 * (order.index(i) - (len(near) - 1) / 2))
+    return offsets
+
+
 def write_plots(rows: list[dict[str, Any]], runs: list[Run], folder: Path) -> list[Path]:
     import matplotlib
 
@@ -155,15 +168,13 @@ def write_plots(rows: list[dict[str, Any]], runs: list[Run], folder: Path) -> li
         ("gflops_per_clip", "GFLOPs per clip (training step)", "accuracy_vs_flops.png"),
     ):
         fig, ax = plt.subplots(figsize=(8, 5.5))
-        for number, row in enumerate(rows):
+        for row, offset in zip(rows, _label_offsets(rows, x_key, f"{key}_mean")):
             ax.errorbar(row.get(x_key, np.nan), row[f"{key}_mean"], yerr=row[f"{key}_std"] or 0.0, fmt="o", capsize=3)
-            # Configurations of one model share their x (parameters): labels stepped up and down, never on top
-            # of one another.
             ax.annotate(
                 row["configuration"],
                 (row.get(x_key, np.nan), row[f"{key}_mean"]),
                 fontsize=7,
-                xytext=(5, 11 * (number % 5) - 22),
+                xytext=(6, offset),
                 textcoords="offset points",
                 arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "0.5"},
             )
@@ -178,7 +189,8 @@ def write_plots(rows: list[dict[str, Any]], runs: list[Run], folder: Path) -> li
         members = [r for r in runs if r.configuration == row["configuration"]]
         epochs = min(len(r.history) for r in members)  # every epoch each seed trained (metrics.csv)
         curve = np.mean([[h[key] for h in r.history[:epochs]] for r in members], axis=0)
-        ax.plot(range(1, epochs + 1), curve, label=row["configuration"])
+        style = ("-", "--", ":")[len(ax.lines) // 10 % 3]  # the colour cycle has 10 colours
+        ax.plot(range(1, epochs + 1), curve, style, label=row["configuration"])
     ax.set(xlabel="epoch", ylabel=f"{key} (mean over seeds)", title="validation curves")
     ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
