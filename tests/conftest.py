@@ -46,3 +46,15 @@ def real_fixtures() -> Path:
     if not folder or not Path(folder).is_dir():
         pytest.skip("REAL_FIXTURES is not set to the folder of real test data")
     return Path(folder)
+
+
+SMALL_DIMS = {"semantic": (16, 32), "motion": (4, 16)}
+
+
+def small_caches(root: Path, train: int, validation: int, kind: str = "ssv2") -> tuple[Path, Path]:
+    """A training and a validation feature cache of one synthetic task at small shapes, 16-clip shards."""
+    from pipeline.synth.features import make_feature_cache
+
+    train_cache = make_feature_cache(root / "train", train, kind, **SMALL_DIMS, shard_size=16)
+    val = make_feature_cache(root / "val", validation, kind, **SMALL_DIMS, split="validation", shard_size=16)
+    return train_cache, val

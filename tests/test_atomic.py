@@ -8,21 +8,17 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import small_caches
 
 from cli import main
 from fusion.experiments import runner
 from fusion.experiments.spec import parse_spec
 from pipeline import atomic
-from pipeline.synth.features import make_feature_cache
-
-DIMS = {"semantic": (16, 32), "motion": (4, 16)}
 
 
 @pytest.fixture(scope="module")
 def caches(tmp_path_factory):
-    root = tmp_path_factory.mktemp("caches")
-    return (make_feature_cache(root / "train", 48, "ssv2", **DIMS, shard_size=16),
-            make_feature_cache(root / "val", 16, "ssv2", **DIMS, split="validation", shard_size=16))  # fmt: skip
+    return small_caches(tmp_path_factory.mktemp("caches"), 48, 16)
 
 
 def _train(caches, out, *extra):

@@ -11,21 +11,18 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import small_caches
 
 from cli import main
 from pipeline.errors import UserError
 from pipeline.folder_lock import LOCK_NAME, folder_lock
-from pipeline.synth.features import make_feature_cache
 
 ROOT = Path(__file__).resolve().parents[1]
-DIMS = {"semantic": (16, 32), "motion": (4, 16)}
 
 
 @pytest.fixture(scope="module")
 def caches(tmp_path_factory):
-    root = tmp_path_factory.mktemp("caches")
-    return (make_feature_cache(root / "train", 64, "ssv2", **DIMS, shard_size=16),
-            make_feature_cache(root / "val", 32, "ssv2", **DIMS, split="validation", shard_size=16))  # fmt: skip
+    return small_caches(tmp_path_factory.mktemp("caches"), 64, 32)
 
 
 def _train(caches, out, epochs):
