@@ -3,6 +3,7 @@ fit, else streamed with shuffling across shards. Dimensions, label fields and na
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -95,7 +96,7 @@ class CacheData:
             held = stratified_holdout(self.rows, self.labels[fields[0]], holdout.fraction)
             if len(held) == 0:
                 raise UserError(f"cache {self.path}: a holdout of {holdout.fraction} of each class is empty (too few "
-                                "clips a class): raise data.holdout_fraction, or select on validation")  # fmt: skip
+                                "clips a class): raise data.holdout_fraction, or --select-on validation")  # fmt: skip
             self.rows = held if holdout.held else np.setdiff1d(self.rows, held, assume_unique=True)
             self.held_out = len(held)
         self.rows = np.array_split(self.rows, part[1])[part[0]]
@@ -104,7 +105,7 @@ class CacheData:
         self.shards = CacheShards(self.path, self.group)
         self.shard_size = self.shards.shard_size
         stats = attrs.get("stats") or {}
-        self.stats_problem = stats_problem(self.path, self.group)
+        self.own_stats = True  # standardised with this cache's own statistics (until use_normalisation)
         self.norm = {
             name: (torch.tensor(stats[name]["mean"]), torch.tensor(stats[name]["std"]).clamp_min(1e-6))
             for name in FEATURES
@@ -185,11 +186,16 @@ class CacheData:
         batch["row"] = torch.from_numpy(rows)
         return batch
 
+    @functools.cached_property
+    def _stale_stats(self) -> str | None:
+        """Checked once, and only for a cache whose own statistics are used (the training cache)."""
+        return stats_problem(self.path, self.group)
+
     def normalisation(self) -> dict[str, dict[str, list[float]]]:
         """The per-channel statistics features are standardised with, as plain lists (for checkpoints); refused
         when they are the cache's own and no longer describe it."""
-        if self.stats_problem:
-            raise UserError(self.stats_problem)
+        if self.own_stats and self._stale_stats:
+            raise UserError(self._stale_stats)
         return {name: {"mean": mean.tolist(), "std": std.tolist()} for name, (mean, std) in self.norm.items()}
 
     def use_normalisation(self, stats: dict[str, dict[str, list[float]]]) -> None:
@@ -199,7 +205,7 @@ class CacheData:
             name: (torch.tensor(values["mean"]), torch.tensor(values["std"]).clamp_min(1e-6))
             for name, values in stats.items()
         }
-        self._norm_on, self.stats_problem = {}, None
+        self._norm_on, self.own_stats = {}, False
 
     def normalise(self, name: str, x: torch.Tensor) -> torch.Tensor:
         """x: [B, N, D] float -> per-channel standardised with the cache's stats (if `cli cache stats` ran)."""
