@@ -19,6 +19,7 @@ from fusion.feature_identity import check_same_features, same_clips
 from fusion.metrics import epic_breakdowns, metrics_for, top_actions
 from fusion.models import FusionModel, build_model
 from pipeline import atomic, strict_json
+from pipeline.cache.layout import subset_limit
 from pipeline.config_loading import apply_overrides
 from pipeline.devices import autocast, resolve_device, resolve_precision
 from pipeline.errors import UserError
@@ -142,7 +143,7 @@ def benchmark_completeness(data: CacheData, options: EvalOptions, allow_partial:
     split = data.spec.provenance.get("split")
     if split != "test":
         log.warning("%s: cache %s is of the %s split, not the benchmark's test split", what, data.path, split)
-    limit = ((data.group.attrs.get("config") or {}).get("source") or {}).get("limit")
+    limit = subset_limit(dict(data.group.attrs))
     if limit is not None:
         log.warning("%s: cache %s holds only the first %d clips of its split (--limit)", what, data.path, limit)
     return missing

@@ -40,10 +40,17 @@ def check_same_features(first: str, a: dict[str, Any], second: str, b: dict[str,
     return found
 
 
+# What names a cache's clips, whatever its path: the same dataset, split and ordered clip list.
+CLIP_KEYS = ("dataset", "split", "manifest_sha256")
+
+
+def clip_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    return [f"{key}: {a.get(key)!r} -> {b.get(key)!r}" for key in CLIP_KEYS if a.get(key) != b.get(key)]
+
+
 def same_clips(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Whether two caches list the same clips of the same split (the same clip list, whatever their paths)."""
-    keys = ("dataset", "split", "manifest_sha256")
-    return all(a.get(key) is not None for key in keys) and all(a.get(key) == b.get(key) for key in keys)
+    return all(a.get(key) is not None for key in CLIP_KEYS) and not clip_differences(a, b)
 
 
 def refuse_same_cache(train: Path, val: Path, train_prov: dict[str, Any], val_prov: dict[str, Any]) -> None:

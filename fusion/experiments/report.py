@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from fusion.checkpoint import load_checkpoint
-from fusion.feature_identity import differences
+from fusion.feature_identity import clip_differences, differences
 from fusion.train_config import TrainConfig
 from pipeline import atomic, strict_json
 from pipeline.config_loading import leaf_differences, to_dict
@@ -102,13 +102,13 @@ def _history(folder: Path, saved: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def refuse_mixed(runs: list[Run]) -> None:
     """One table compares runs on the same features, validated on the same clips; anything else is refused,
     naming the first run that differs and how."""
-    first, clips = runs[0], ("dataset", "split", "manifest_sha256")
+    first = runs[0]
     for run in runs[1:]:
         for what, a, b in (("trained", first.trained_on, run.trained_on), ("validated", first.validated_on,
                                                                             run.validated_on)):  # fmt: skip
             found = differences(a, b)
             if what == "validated":
-                found += [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in clips if a.get(k) != b.get(k)]
+                found += clip_differences(a, b)
             if found:
                 raise UserError(f"{run.folder} was {what} on other features or clips than {first.folder} "
                                 f"({'; '.join(found[:3])}): one table compares runs trained and validated on the same "

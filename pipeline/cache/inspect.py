@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from pipeline.cache.layout import done_shards, num_shards, open_cache, shard_rows
+from pipeline.cache.layout import done_shards, num_shards, open_cache, shard_rows, subset_limit
 from pipeline.cache.reader import finite_rows, read_failures
 from pipeline.cache.shards import CacheShards, ShardUnreadable
 from pipeline.cache.stats import stats_problem
@@ -19,7 +19,7 @@ def cache_info(path: str | Path) -> dict[str, Any]:
     attrs = dict(group.attrs)
     done = group["done"][:]
     shard_size = int(attrs["shard_size"])
-    limit = ((attrs.get("config") or {}).get("source") or {}).get("limit")
+    limit = subset_limit(attrs)
     return {
         "path": str(path),
         "dataset": attrs.get("dataset"),

@@ -186,19 +186,29 @@ def open_cache(path: str | Path, mode: str = "r") -> zarr.Group:
     return group
 
 
+def is_count(value: Any, low: int = 0) -> bool:
+    """An integer >= `low` as JSON holds it (not a bool, not a float): what a forged attr or record is checked by."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def subset_limit(attrs: dict[str, Any]) -> int | None:
+    """The --limit the cache was extracted with (only the first N clips of its split), or None: the whole split."""
+    return ((attrs.get("config") or {}).get("source") or {}).get("limit")
+
+
 def check_layout(group: zarr.Group, path: Path) -> None:
     """The attrs agree with the arrays (from their metadata alone: nothing is read or allocated by a forged
     number): one line naming the first disagreement, before any work."""
     attrs = group.attrs
     shard_size = attrs.get("shard_size")
-    if not isinstance(shard_size, int) or isinstance(shard_size, bool) or shard_size < 1:
+    if not is_count(shard_size, 1):
         raise UserError(f"cache {path}: attrs shard_size {shard_size!r} is not a positive integer")
     try:
         arrays = dict(group.arrays())
     except (ValueError, KeyError, TypeError, OSError) as exc:  # an array's zarr.json forged or damaged
         raise UserError(f"cache {path}: an array's metadata is unreadable ({type(exc).__name__}: {exc})") from None
     n = attrs.get("num_clips")
-    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+    if not is_count(n):
         raise UserError(f"cache {path}: attrs num_clips {n!r} is not a non-negative integer")
     fields = [*attrs.get("label_fields", []), *attrs.get("meta_fields", [])]
     for name in ("clip_id", "done", *FEATURES, *fields):

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import zarr
 
+from pipeline.cache.layout import is_count
 from pipeline.cache.shards import map_rows
 from pipeline.errors import UserError
 
@@ -34,7 +35,7 @@ def read_failures(cache: str | Path, clip_ids: np.ndarray | None = None) -> list
                 raise UserError(f"{where}: expected an object with {', '.join(FAILURE_KEYS)}, got {line[:80]!r}")
             row = record["row"]
             if clip_ids is not None:
-                if not isinstance(row, int) or isinstance(row, bool) or not 0 <= row < len(clip_ids):
+                if not is_count(row) or row >= len(clip_ids):
                     raise UserError(f"{where}: row {row!r} is not a row of the cache (0..{len(clip_ids) - 1})")
                 if str(clip_ids[row]) != str(record["clip_id"]):
                     raise UserError(f"{where}: row {row} holds clip {clip_ids[row]}, not {record['clip_id']}")
