@@ -10,24 +10,24 @@ from typing import Any
 
 import torch
 
-from pipeline.errors import UserError, free_mb
+from pipeline import atomic
+from pipeline.errors import UserError
+from pipeline.paths import free_mb
 
 FORMAT = "gasm-cast-checkpoint"
 VERSION = 1
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    staging = path.with_suffix(path.suffix + ".tmp")
-    try:
-        torch.save({"format": FORMAT, "version": VERSION, **state}, staging)
-    except BaseException as exc:
-        full = free_mb(path) < 64  # before the partial file is removed, which frees space again
-        staging.unlink(missing_ok=True)
-        # torch reports a write that failed (a full disk) as a RuntimeError of its zip writer.
-        if isinstance(exc, RuntimeError) and full:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from exc
-        raise
-    os.replace(staging, path)
+    with atomic.atomic_path(path) as staging:
+        try:
+            torch.save({"format": FORMAT, "version": VERSION, **state}, staging)
+        except RuntimeError as exc:
+            # torch reports a write that failed (a full disk) as a RuntimeError of its zip writer; the space is
+            # measured before the partial file is removed, which frees it again.
+            if free_mb(path) < 64:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from exc
+            raise
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

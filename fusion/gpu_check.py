@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fusion.train_config import DATA_MODES
+from pipeline import atomic
 
 log = logging.getLogger("gasm.progress")
 ROOT = Path(__file__).resolve().parents[1]
@@ -244,9 +245,5 @@ def run_check(settings: CheckSettings, out: Path, work_dir: Path | None = None) 
             results.append(_run(step, env))
             log.info("gpu-check [%d/%d] %s: %s in %s", number, len(steps), step.title, results[-1].summary,
                      duration(results[-1].seconds))  # fmt: skip
-    text = report(gpu, settings, results, time.perf_counter() - started)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.with_name(f".{out.name}.tmp")
-    staging.write_text(text)
-    os.replace(staging, out)
+    atomic.write_text(out, report(gpu, settings, results, time.perf_counter() - started))
     return gpu, all(r.ok for r in results)

@@ -12,7 +12,8 @@ from typing import Any
 
 import click
 
-from pipeline.errors import NO_SPACE, Interrupted, UserError, disk_full_message
+from pipeline.errors import NO_SPACE, Interrupted, UserError
+from pipeline.paths import disk_full_message
 
 EPILOG = "Exit status: 0 success, 1 problems found or a run failed, 2 bad input, 130 interrupted (Ctrl-C)."
 

@@ -1,11 +1,9 @@
-"""The one exception type that the command line turns into a single clear line and exit status 2, and the one
-message for a full disk (exit status 1)."""
+"""The exception types the command line turns into a single clear line: bad input (exit status 2) and a signal
+(128 + its number); and the errors of a full disk (exit status 1; the message: pipeline/paths.py)."""
 
 from __future__ import annotations
 
 import errno
-import shutil
-from pathlib import Path
 
 
 class UserError(Exception):
@@ -28,22 +26,3 @@ class Interrupted(BaseException):
 
 # Errors of a write that ran out of space (or quota): one line naming the path and what is left, never a trace.
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
-
-
-def free_mb(path: str | Path) -> float:
-    """Free space on the file system that holds `path` (or its nearest existing ancestor), in MB."""
-    folder = Path(path).absolute()
-    while not folder.exists():
-        folder = folder.parent
-    return shutil.disk_usage(folder).free / 2**20
-
-
-def disk_full_message(exc: OSError) -> str:
-    where = exc.filename or "the output"
-    return f"disk full writing {where} ({free_mb(where if exc.filename else '.'):.0f} MB free)"
-
-
-def require_space(path: str | Path, nbytes: int) -> None:
-    """Refuse before work that would write up to `nbytes` at `path` onto a file system with less free."""
-    if free_mb(path) * 2**20 < nbytes:
-        raise UserError(f"{path}: needs up to {nbytes / 2**20:.0f} MB, {free_mb(path):.0f} MB free there")

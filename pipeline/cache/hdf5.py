@@ -12,11 +12,12 @@ from typing import Any
 import numpy as np
 
 from pipeline import atomic
-from pipeline.cache.layout import FEATURES, build_skeleton, check_layout, num_shards, open_cache, shard_rows
+from pipeline.cache.layout import FEATURES, build_skeleton, check_layout, is_count, num_shards, open_cache, shard_rows
 from pipeline.cache.reader import read_failures
 from pipeline.cache.shards import CacheShards
 from pipeline.cache.writer import write_failures_by_row
-from pipeline.errors import UserError, require_space
+from pipeline.errors import UserError
+from pipeline.paths import require_space
 
 
 def export_hdf5(cache: Path, out: Path) -> Path:
@@ -67,7 +68,7 @@ def _exported(h5: Any, source: Path) -> tuple[dict[str, Any], list[Any]]:
         raise UserError(f"{source}: its gasm_cast attributes are not the JSON `cli cache export` writes")
     n, shard_size = attrs.get("num_clips"), attrs.get("shard_size")
     for key, value, low in (("num_clips", n, 0), ("shard_size", shard_size, 1)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        if not is_count(value, low):
             raise UserError(f"{source}: attrs {key} {value!r} is not an integer >= {low}")
     fields = [*attrs.get("label_fields", []), *attrs.get("meta_fields", [])]
     for name in ("clip_id", "done", *FEATURES, *fields):

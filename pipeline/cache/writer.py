@@ -7,13 +7,13 @@ mid-shard leaves `done` false there: the restart redoes that shard whole.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import zarr
 
+from pipeline import atomic
 from pipeline.cache.layout import FEATURES, IDENTITY_KEYS, done_shards, shard_rows
 from pipeline.errors import UserError
 
@@ -66,9 +66,7 @@ def write_failures(cache: Path, shard: int, records: list[dict[str, Any]]) -> No
     """Replace a shard's failure list atomically; an empty list removes it."""
     target = failures_file(cache, shard)
     if records:
-        staging = target.with_suffix(".tmp")
-        staging.write_text("".join(json.dumps(record) + "\n" for record in records))
-        os.replace(staging, target)
+        atomic.write_text(target, "".join(json.dumps(record) + "\n" for record in records))
     elif target.exists():
         target.unlink()  # a redone shard that now succeeds must not keep its old failures
 
