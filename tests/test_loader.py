@@ -2,6 +2,8 @@
 
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -66,3 +68,18 @@ def test_order_is_kept(ssv2_root, workers):
     dataset = ClipFrames(clips(ssv2_root, 6), SamplingConfig(), 32, timeout=30)
     batches = [[0, 1], [2, 3], [4, 5]]
     assert [b["rows"] for b in decoded_batches(dataset, batches, workers=workers, pin=False)] == batches
+
+
+def test_a_worker_is_silent_about_a_handover_the_stopping_main_process_abandoned():
+    """The resource sharer's server thread reports through sys.excepthook; a reset connection (the main
+    process stopped mid-handover) says nothing, any other error still prints its traceback."""
+    code = (
+        "import sys; from pipeline.video.loader import _quiet_on_signals; _quiet_on_signals(0)\n"
+        "for error in (ConnectionResetError(104, 'Connection reset by peer'), EOFError(), ValueError('real')):\n"
+        "    try:\n        raise error\n    except BaseException:\n        sys.excepthook(*sys.exc_info())\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "ValueError: real" in done.stderr and "Traceback" in done.stderr
+    assert "Connection" not in done.stderr and "EOFError" not in done.stderr, done.stderr

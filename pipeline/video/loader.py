@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -40,6 +41,16 @@ def _quiet_on_signals(worker: int) -> None:
     down a hung worker sends, and what the main process answers with its one line)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    sys.excepthook = _quiet_on_abandoned_handover
+
+
+def _quiet_on_abandoned_handover(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
+    """A worker hands each batch's shared memory to the main process through multiprocessing's resource
+    sharer, whose server thread reports its errors through sys.excepthook. When the main process stops (a
+    signal) in the middle of a handover the connection resets: the batch was abandoned on purpose, and a
+    traceback would only bury the command's one line. Anything else is reported as usual."""
+    if not issubclass(kind, (ConnectionError, EOFError)):
+        sys.__excepthook__(kind, exc, tb)
 
 
 def _isolated(dataset: ClipFrames, batch: list[int], timeout: float) -> dict[str, Any]:
