@@ -7,13 +7,13 @@ from pathlib import Path
 
 import click
 
+from fusion.benches.gpu_check import CheckSettings
 from fusion.cli_experiments import bench_sweep, compare, sweep
 from fusion.cli_fusion import bench_fusion, bench_loader, fuse_eval, fuse_train, models, visualize
 from fusion.cli_predict import export, predict
-from fusion.gpu_check import CheckSettings
-from pipeline.cli_base import OneLineErrors, setup_logging, user_errors
 from pipeline.cli_cache import cache
 from pipeline.cli_extract import bench_extract, extract, submit, synth
+from pipeline.core.cli_base import OneLineErrors, setup_logging, user_errors
 
 
 @click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -100,8 +100,8 @@ def demo(out: Path, clips: int, epochs: int) -> None:
 def gpu_check(out: Path | None, real_fixtures: Path | None, work_dir: Path | None) -> None:
     import torch
 
-    from fusion.gpu_check import default_report_path, run_check
-    from pipeline.paths import output_file
+    from fusion.benches.gpu_check import default_report_path, run_check
+    from pipeline.core.paths import output_file
 
     out = output_file(out or default_report_path(), "--out")
     gpu, passed = run_check(CheckSettings(real_fixtures=real_fixtures), out, work_dir)

@@ -8,9 +8,9 @@ from typing import Any
 
 import click
 
-from fusion.train_config import SELECT_ON
-from pipeline import strict_json
-from pipeline.cli_base import EPILOG, user_errors
+from fusion.training.config import SELECT_ON
+from pipeline.core import strict_json
+from pipeline.core.cli_base import EPILOG, user_errors
 
 EXECUTORS = ("inline", "local", "slurm")
 
@@ -103,7 +103,7 @@ def sweep(
     finished members are kept as they are, interrupted ones resume from their last checkpoint.
     """
     from fusion.experiments.runner import run_sweep
-    from fusion.train import NonFiniteLoss, Preempted
+    from fusion.training.trainer import NonFiniteLoss, Preempted
 
     try:
         run_sweep(preset, spec_file, model, cache, val_cache, out, epochs, executor, allow_partial, progress, select_on)
@@ -128,7 +128,7 @@ def sweep(
 @user_errors
 def compare(paths: tuple[Path, ...], baseline: str | None, out: Path | None) -> None:
     """One table of runs (run folders and sweep folders): costs and validation metrics, mean ± std over seeds."""
-    from pipeline.paths import output_folder
+    from pipeline.core.paths import output_folder
 
     if out is not None:
         output_folder(out, "--out")
@@ -145,6 +145,6 @@ def compare(paths: tuple[Path, ...], baseline: str | None, out: Path | None) -> 
 @user_errors
 def bench_sweep(cache: Path, val_cache: Path, members: int, epochs: int, model: str, batch_size: int) -> None:
     """Wall time of K members in one inline sweep against K separate fuse-train runs."""
-    from fusion.bench_sweep import bench_sweep as run
+    from fusion.benches.sweep import bench_sweep as run
 
     run(cache, val_cache, members, epochs, model, batch_size)

@@ -9,11 +9,11 @@ from typing import Any
 
 import click
 
-from fusion.train_config import DATA_MODES, PRESETS, TrainConfig, training_config
-from pipeline import strict_json
-from pipeline.cli_base import EPILOG, parse_shape, user_errors
-from pipeline.config_loading import validate
-from pipeline.config_options import ConfigOptions, LazyChoice
+from fusion.training.config import DATA_MODES, PRESETS, TrainConfig, training_config
+from pipeline.core import strict_json
+from pipeline.core.cli_base import EPILOG, parse_shape, user_errors
+from pipeline.core.config_loading import validate
+from pipeline.core.config_options import ConfigOptions, LazyChoice
 from pipeline.extract_config import PRECISIONS
 
 
@@ -46,7 +46,7 @@ def bench_fusion(
     compile_models: bool,
 ) -> None:
     """FLOPs, training-step memory and time: B-CAST vs full-width cross-attention, GASM-CAST vs vanilla."""
-    from fusion.bench import bench_fusion as run
+    from fusion.benches.fusion_models import bench_fusion as run
 
     run(
         parse_shape(semantic_shape),
@@ -191,8 +191,8 @@ def fuse_train(
     SIGTERM (pre-emption) or Ctrl-C writes a checkpoint at the next step and exits 143 or 130: continue with the
     same command and --resume. A NaN/Inf loss stops the run at once (exit 1), keeping the last good checkpoints.
     """
-    from fusion.commands import run_training
-    from fusion.train import NonFiniteLoss, Preempted
+    from fusion.training.command import run_training
+    from fusion.training.trainer import NonFiniteLoss, Preempted
 
     cfg = validate(TRAIN_OPTIONS.apply(training_config(preset, config_file, {}), options))
     try:
@@ -283,7 +283,7 @@ def fuse_eval(
     EPIC-KITCHENS-100 caches: verb, noun and action top-1/top-5 as the official scorer computes them, with
     unseen-participant and tail-class top-1 when the cache holds participants and the official lists.
     """
-    from fusion.evaluate import EvalOptions, evaluate_checkpoint
+    from fusion.evaluation.evaluate import EvalOptions, evaluate_checkpoint
 
     options = EvalOptions(**files, sls={"pt": sls_pt, "tl": sls_tl, "td": sls_td},
                           allow_other_features=allow_other_features,
@@ -303,7 +303,7 @@ def fuse_eval(
 @user_errors
 def visualize(checkpoint: Path, cache: Path, clip: str | None, out: Path, data_root: Path | None) -> None:
     """Attention maps of one clip as PNG: semantic graph, motion graph, each fusion layer."""
-    from fusion.visualize import visualize_clip
+    from fusion.evaluation.visualize import visualize_clip
 
     for path in visualize_clip(checkpoint, cache, out, clip, data_root):
         click.echo(str(path))
@@ -319,6 +319,6 @@ def visualize(checkpoint: Path, cache: Path, clip: str | None, out: Path, data_r
 @user_errors
 def bench_loader(cache: Path, model: str, batch_size: int, steps: int, device: str, mode: str) -> None:
     """Loader clips/s beside the clips/s a training step consumes: the loader must not be the bottleneck."""
-    from fusion.bench_loader import bench_loader as run
+    from fusion.benches.loader import bench_loader as run
 
     run(cache, model, batch_size, steps, device, mode)

@@ -8,9 +8,9 @@ from typing import Any
 
 import click
 
-from pipeline.cli_base import EPILOG, user_errors
+from pipeline.core.cli_base import EPILOG, user_errors
+from pipeline.core.paths import safe_name
 from pipeline.extract_config import ExtractConfig
-from pipeline.paths import safe_name
 
 DEFAULTS = ExtractConfig()
 
@@ -59,11 +59,11 @@ def predict(
     """
     from rich.console import Console
 
-    from fusion.predict import Inputs, build_model, clip_list, load_package, predict_clips
-    from fusion.predict_output import print_table, summary_line, write_records
+    from fusion.prediction.output import print_table, summary_line, write_records
+    from fusion.prediction.predictor import Inputs, build_model, clip_list, load_package, predict_clips
+    from pipeline.core.paths import output_file, output_folder
+    from pipeline.core.progress import Reporter
     from pipeline.extract_config import device_name_problem
-    from pipeline.paths import output_file, output_folder
-    from pipeline.progress import Reporter
 
     if device_name_problem(device):
         raise click.BadParameter(f"expected {device_name_problem(device)}, got {device!r}", param_hint="--device")
@@ -93,8 +93,8 @@ def predict(
 
 
 def _draw(folder: Path, clips: Any, batch: dict[str, Any], outputs: dict[str, Any], package: dict[str, Any]) -> None:
-    from fusion.attention_plots import draw_attention
-    from fusion.predict import clip_record
+    from fusion.evaluation.attention_plots import draw_attention
+    from fusion.prediction.predictor import clip_record
 
     names = package["spec"]["label_names"]
     middle = batch["semantic"].shape[1] // 2
@@ -121,7 +121,7 @@ def _slice(value: Any, i: int) -> Any:
 def export(checkpoint: Path, out: Path) -> None:
     """One self-contained model file for `cli predict --model`: fusion weights, backbone identities and sampling,
     class names, code version and training metrics (`torch.load(..., weights_only=True)` reads it)."""
-    from fusion.predict import export_model
-    from pipeline.paths import output_file
+    from fusion.prediction.predictor import export_model
+    from pipeline.core.paths import output_file
 
     click.echo(f"wrote {export_model(checkpoint, output_file(out, '--out'))}")

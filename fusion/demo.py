@@ -8,13 +8,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from fusion.commands import run_training
-from fusion.evaluate import evaluate_checkpoint
-from fusion.train_config import training_config
-from fusion.visualize import visualize_clip
+from fusion.evaluation.evaluate import evaluate_checkpoint
+from fusion.evaluation.visualize import visualize_clip
+from fusion.training.command import run_training
+from fusion.training.config import training_config
 from pipeline.cache.inspect import cache_info, verify_cache
-from pipeline.cli_support import print_info, run_extract_command
-from pipeline.errors import UserError
+from pipeline.core.errors import UserError
+from pipeline.extract_command import print_info, run_extract_command
 from pipeline.extract_config import ExtractConfig
 
 MODELS = ("gasm_cast", "semantic_only", "motion_only")

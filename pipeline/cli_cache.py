@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from pipeline import strict_json
-from pipeline.cli_base import EPILOG, user_errors
+from pipeline.core import strict_json
+from pipeline.core.cli_base import EPILOG, user_errors
 
 
 @click.group()
@@ -23,7 +23,7 @@ def cache() -> None:
 def cache_info(path: Path, as_json: bool) -> None:
     """Summary of a cache: clips, shards done, arrays, backbones, provenance."""
     from pipeline.cache.inspect import cache_info as info
-    from pipeline.cli_support import print_info
+    from pipeline.extract_command import print_info
 
     summary = info(path)
     click.echo(strict_json.dumps(summary, indent=2)) if as_json else print_info(summary)
@@ -95,7 +95,7 @@ def cache_stats(path: Path, scheduler: str | None, allow_partial: bool) -> None:
 def cache_export(path: Path, fmt: str, out: Path) -> None:
     """Write the cache as one HDF5 file (a dataset per feature, clip ids, labels, done; attrs as JSON)."""
     from pipeline.cache.hdf5 import export_hdf5
-    from pipeline.paths import output_file
+    from pipeline.core.paths import output_file
 
     click.echo(f"wrote {export_hdf5(path, output_file(out, '--out'))}")
 

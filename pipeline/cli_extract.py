@@ -9,10 +9,10 @@ from typing import Any
 
 import click
 
-from pipeline.cli_base import EPILOG, parse_shape, user_errors
 from pipeline.cluster.array_config import ArraySettings
-from pipeline.config_loading import apply_overrides, load_yaml_overrides, validate
-from pipeline.config_options import ConfigOptions, LazyChoice
+from pipeline.core.cli_base import EPILOG, parse_shape, user_errors
+from pipeline.core.config_loading import apply_overrides, load_yaml_overrides, validate
+from pipeline.core.config_options import ConfigOptions, LazyChoice
 from pipeline.extract_config import ExtractConfig
 
 DEFAULTS = ExtractConfig()
@@ -112,7 +112,7 @@ def extract(
 
     Exits 130 on Ctrl-C: finished shards are kept, the shard in flight is redone by the next run.
     """
-    from pipeline.cli_support import run_extract_command
+    from pipeline.extract_command import run_extract_command
     from pipeline.sharding import parse_shard
 
     cfg = extraction_config(config_file, options)
@@ -259,8 +259,8 @@ def bench_extract(
     """Decode-only, model-only and end-to-end clips/s, decode per worker and per core: is a run bound by
     decoding or by compute, and how many cores does a GPU need? Generated clips by default; real ones with
     --dataset/--data-root/--split."""
-    from pipeline.bench import BenchData
-    from pipeline.bench import bench_extract as run
+    from pipeline.extract_bench import BenchData
+    from pipeline.extract_bench import bench_extract as run
 
     if (dataset is None) != (data_root is None):
         raise click.BadParameter("give --dataset and --data-root together", param_hint="--dataset")

@@ -17,13 +17,13 @@ from pipeline.backbones import BackboneSpec, build_backbone, get_spec
 from pipeline.cache.claims import ShardClaims
 from pipeline.cache.layout import num_shards, open_or_create, shard_rows
 from pipeline.cache.writer import ShardWriter
-from pipeline.config_loading import validate
+from pipeline.core.config_loading import validate
+from pipeline.core.devices import autocast, resolve_device, resolve_precision
+from pipeline.core.errors import UserError
+from pipeline.core.paths import output_folder
+from pipeline.core.provenance import created_with, weights_identity
 from pipeline.datasets import ClipList, read_dataset
-from pipeline.devices import autocast, resolve_device, resolve_precision
-from pipeline.errors import UserError
 from pipeline.extract_config import ExtractConfig, decoder_threads
-from pipeline.paths import output_folder
-from pipeline.provenance import created_with, weights_identity
 from pipeline.sharding import owned_shards
 from pipeline.video.clip_dataset import ClipFrames
 from pipeline.video.frames import FRAME_RESIZE

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from pipeline.config_loading import setting
+from pipeline.core.config_loading import setting
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 REDUCES = ("mean", "center")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from pipeline.errors import UserError
+from pipeline.core.errors import UserError
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:

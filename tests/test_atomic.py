@@ -13,7 +13,7 @@ from conftest import small_caches
 from cli import main
 from fusion.experiments import runner
 from fusion.experiments.spec import parse_spec
-from pipeline import atomic
+from pipeline.core import atomic
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_partial_one(tmp_path):
 
 def test_predictions_are_whole_or_absent(caches, tmp_path, monkeypatch):
     assert CliRunner().invoke(main, _train(caches, tmp_path / "run")).exit_code == 0
-    from pipeline import strict_json
+    from pipeline.core import strict_json
 
     written = []
 
@@ -78,7 +78,7 @@ def test_a_cut_short_metrics_json_is_not_a_finished_member_and_compare_says_so(c
 def test_a_full_disk_while_checkpointing_is_one_line_and_leaves_no_temporary_file(caches, tmp_path, monkeypatch):
     import torch
 
-    from fusion import checkpoint
+    from fusion.models import checkpoint
 
     def full_disk_save(obj, path):
         Path(path).write_bytes(b"PK partial")
@@ -150,7 +150,7 @@ def test_outputs_into_folders_not_made_yet_are_written_after_the_work(caches, tm
 
 
 def test_an_hdf5_export_that_cannot_fit_is_refused_before_writing(caches, tmp_path, monkeypatch):
-    from pipeline import paths
+    from pipeline.core import paths
 
     monkeypatch.setattr(paths, "free_mb", lambda path: 0.01)
     out = tmp_path / "val.h5"
@@ -164,7 +164,7 @@ def test_an_interrupted_demo_is_one_line_with_the_signals_exit_status(monkeypatc
     import signal
 
     from fusion import demo
-    from fusion.train import Preempted
+    from fusion.training.trainer import Preempted
 
     def stopped(*args):
         raise Preempted(tmp_path / "run" / "last.pt", signal.SIGINT)

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from pipeline.backbones import build_backbone, get_spec
-from pipeline.errors import UserError
+from pipeline.core.errors import UserError
 
 
 def semantic(name="dinov3_tiny"):

@@ -1,8 +1,8 @@
 import pytest
 
 from pipeline.cli_extract import extraction_config
-from pipeline.config_loading import apply_overrides, load_yaml_overrides
-from pipeline.errors import UserError
+from pipeline.core.config_loading import apply_overrides, load_yaml_overrides
+from pipeline.core.errors import UserError
 from pipeline.extract_config import ExtractConfig
 
 

@@ -4,8 +4,8 @@ import shutil
 
 import pytest
 
+from pipeline.core.errors import UserError
 from pipeline.datasets import read_dataset
-from pipeline.errors import UserError
 
 
 def test_synthetic_ssv2_labels_follow_templates(ssv2_root):
@@ -217,6 +217,6 @@ def test_epic_ids_that_name_paths_are_refused(epic_root, tmp_path):
     "clip_id, name", [("..", "clip"), (".", "clip"), ("../../x", "x"), (".hidden", "hidden"), ("a b/c:d", "c_d")]
 )
 def test_file_names_made_from_clip_ids_stay_inside_their_folder(clip_id, name):
-    from pipeline.paths import safe_name
+    from pipeline.core.paths import safe_name
 
     assert safe_name(clip_id) == name

@@ -14,9 +14,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from fusion.distributed import Distributed, backend_for
-from fusion.train import Trainer
-from fusion.train_config import training_config
+from fusion.training.config import training_config
+from fusion.training.distributed import Distributed, backend_for
+from fusion.training.trainer import Trainer
 from pipeline.synth.features import make_feature_cache
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,7 +90,7 @@ def test_collectives_dropout_and_data_order_across_processes(tmp_path):
         assert "No backend type associated with device type cpu" in report["cuda_only_group"]
         assert (report["sum"], report["max"], report["from_main"], report["rng_states"]) == ([3.0, 2.0], 1, "rank 0", 2)
     first, second = reports
-    from fusion.data import CacheData
+    from fusion.data.cache_data import CacheData
 
     alone = next(CacheData(train).batches(12, shuffle=True, generator=torch.Generator().manual_seed(0)))
     assert first["rows"] + second["rows"] == alone["row"].tolist()  # one global order, split between processes
@@ -100,7 +100,7 @@ def test_collectives_dropout_and_data_order_across_processes(tmp_path):
 
 
 def test_an_empty_part_of_a_global_batch_takes_one_row_at_weight_zero():
-    from fusion.data import _part
+    from fusion.data.cache_data import _part
 
     idx = torch.arange(10, 12).numpy()
     parts = [_part(idx, rank, 3) for rank in range(3)]

@@ -16,8 +16,8 @@ from epic_official import evaluate as official_evaluate
 from PIL import Image
 
 from cli import main
-from fusion.commands import run_training
-from fusion.train_config import training_config
+from fusion.training.command import run_training
+from fusion.training.config import training_config
 from pipeline.extract import run_extraction
 
 ANNOTATION_FILES = ("EPIC_100_verb_classes.csv", "EPIC_100_noun_classes.csv", "EPIC_100_tail_verbs.csv",
@@ -133,7 +133,7 @@ def test_caches_without_participants_still_evaluate_and_say_why_breakdowns_are_m
 
 
 def test_ssv2_test_answers_cover_the_real_test_split(real_fixtures):
-    from fusion.benchmark_files import ssv2_answers
+    from fusion.evaluation.submission import ssv2_answers
     from pipeline.datasets.ssv2 import read_label_names
 
     annotations = real_fixtures / "ssv2-annotations"

@@ -16,7 +16,7 @@ from conftest import tiny_config
 
 from pipeline.cache.inspect import verify_cache
 from pipeline.cache.reader import read_failures
-from pipeline.errors import UserError
+from pipeline.core.errors import UserError
 from pipeline.extract import run_extraction
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from conftest import small_caches
 
 from cli import main
-from pipeline.errors import UserError
-from pipeline.folder_lock import LOCK_NAME, folder_lock
+from pipeline.core.errors import UserError
+from pipeline.core.folder_lock import LOCK_NAME, folder_lock
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,8 +61,8 @@ def test_two_fuse_train_on_one_out_one_runs_and_a_killed_holder_leaves_no_stale_
 
 def test_a_sweep_on_a_folder_in_use_is_refused_naming_the_holder(caches, tmp_path):
     out = tmp_path / "sweep"
-    code = "import sys, time; from pipeline.folder_lock import folder_lock\nwith folder_lock(sys.argv[1], 'x'):\n" \
-           "    print('held', flush=True); time.sleep(600)"  # fmt: skip
+    code = ("import sys, time; from pipeline.core.folder_lock import folder_lock\n"
+            "with folder_lock(sys.argv[1], 'x'):\n    print('held', flush=True); time.sleep(600)")  # fmt: skip
     holder = subprocess.Popen([sys.executable, "-c", code, str(out)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"

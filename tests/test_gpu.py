@@ -68,7 +68,7 @@ def test_mixed_process_group_serves_cpu_and_cuda_collectives():
 
     import torch.distributed as dist
 
-    from fusion.distributed import backend_for
+    from fusion.training.distributed import backend_for
 
     os.environ.update(RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT="29562")
     torch.cuda.set_device(0)
@@ -95,8 +95,8 @@ def test_benchmarks_run_on_the_gpu(caches, tmp_path):
 
 
 def test_training_steps_do_not_wait_for_the_host(caches, tmp_path):
-    from fusion.train import Trainer
-    from fusion.train_config import training_config
+    from fusion.training.config import training_config
+    from fusion.training.trainer import Trainer
 
     cfg = training_config("default", None, {"device": "cuda", "epochs": 1, "data": {"batch_size": 64}})
     trainer = Trainer(caches[0], caches[1], "gasm_cast", tmp_path / "r", cfg)

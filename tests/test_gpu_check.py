@@ -4,8 +4,8 @@ for (every step runs for real, on the CPU at tiny shapes, so the tables are the 
 from click.testing import CliRunner
 
 from cli import main
-from fusion import gpu_check
-from fusion.gpu_check import CheckSettings, GpuInfo, plan, run_check
+from fusion.benches import gpu_check
+from fusion.benches.gpu_check import CheckSettings, GpuInfo, plan, run_check
 
 
 def test_without_cuda_it_says_so_in_one_line_and_runs_nothing(tmp_path, monkeypatch):

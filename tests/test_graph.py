@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from fusion.graph import (
+from fusion.layers.graph import (
     build_spatial_graph,
     build_temporal_graph,
     generate_spatial_positions,

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from fusion.graph import build_spatial_graph, generate_spatial_positions
 from fusion.layers import DenseGraphAttention, MotionGraphAttention, SemanticGraphAttention
+from fusion.layers.graph import build_spatial_graph, generate_spatial_positions
 
 
 def grid_adjacency(n=49):

@@ -1,6 +1,6 @@
 import torch
 
-from fusion.metrics import classification_metrics, top_actions, verb_noun_metrics
+from fusion.evaluation.metrics import classification_metrics, top_actions, verb_noun_metrics
 from fusion.models.heads import action_scores
 
 

@@ -109,7 +109,7 @@ def test_action_scores_are_the_outer_product():
 
 def test_flop_count_includes_fused_attention_on_cpu():
     """The fused (SDPA) path counts as many FLOPs as the explicit matmuls it replaces, not zero."""
-    from fusion.bench import _flops, _step
+    from fusion.benches.fusion_models import _flops, _step
     from fusion.layers.attention import CrossAttention
 
     class Explicit(torch.nn.Module):

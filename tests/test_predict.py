@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from conftest import tiny_config
 
 from cli import main
-from fusion.commands import run_training
-from fusion.train_config import training_config
+from fusion.training.command import run_training
+from fusion.training.config import training_config
 from pipeline.cache.stats import compute_stats
 from pipeline.extract import run_extraction
 
@@ -108,9 +108,9 @@ def test_bad_videos_are_rows_and_bad_inputs_are_one_line(ssv2_root, ssv2_run, tm
 
 
 def test_weights_are_checked_against_the_recorded_sha256(tmp_path):
-    from fusion.complete_model import resolve_weights
-    from pipeline.errors import UserError
-    from pipeline.provenance import sha256_of
+    from fusion.prediction.complete_model import resolve_weights
+    from pipeline.core.errors import UserError
+    from pipeline.core.provenance import sha256_of
 
     weights = tmp_path / "w.pyth"
     weights.write_bytes(b"some weights")

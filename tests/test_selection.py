@@ -11,7 +11,7 @@ import zarr
 from click.testing import CliRunner
 
 from cli import main
-from fusion.holdout import stratified_holdout
+from fusion.data.holdout import stratified_holdout
 from pipeline.synth.features import make_feature_cache
 
 DIMS = {"semantic": (16, 32), "motion": (4, 16)}

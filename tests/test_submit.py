@@ -9,8 +9,8 @@ from conftest import tiny_config
 from cli import main
 from pipeline.cluster.array_config import ArraySettings
 from pipeline.cluster.submit import local_gpu_sets, submit_extract, task_config
-from pipeline.devices import resolve_precision
-from pipeline.errors import UserError
+from pipeline.core.devices import resolve_precision
+from pipeline.core.errors import UserError
 
 
 class RecordingExecutor:

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from cli import main
 from fusion.experiments.spec import parse_spec
-from pipeline.errors import UserError
+from pipeline.core.errors import UserError
 from pipeline.synth.features import make_feature_cache
 
 ROOT = Path(__file__).resolve().parents[1]

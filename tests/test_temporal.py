@@ -4,11 +4,11 @@ cannot (the diagnosis), and GASM-CAST learns a task whose classes differ only in
 import pytest
 import torch
 
-from fusion.commands import run_training
-from fusion.config import FusionConfig
 from fusion.layers.positions import grid_sinusoid, sinusoid
 from fusion.models import build_model
-from fusion.train_config import training_config
+from fusion.models.config import FusionConfig
+from fusion.training.command import run_training
+from fusion.training.config import training_config
 from pipeline.synth.features import make_feature_cache
 
 DIMS = {"semantic": (16, 64), "motion": (8, 32)}
@@ -65,9 +65,9 @@ def test_gasm_cast_learns_order_only_with_positions_and_content_either_way(order
     with_positions = train(order_caches, tmp_path / "on")["best"]["value"]
     without = train(order_caches, tmp_path / "off", positions=False)["best"]["value"]
     assert with_positions >= 0.9 and without <= 0.55, (with_positions, without)
-    from fusion.checkpoint import load_checkpoint
-    from fusion.data import CacheData
-    from fusion.evaluate import model_from_checkpoint
+    from fusion.data.cache_data import CacheData
+    from fusion.evaluation.evaluate import model_from_checkpoint
+    from fusion.models.checkpoint import load_checkpoint
 
     data = CacheData(order_caches[1])
     model = model_from_checkpoint(load_checkpoint(tmp_path / "on" / "best.pt"), data).eval()

@@ -15,9 +15,9 @@ import zarr
 from click.testing import CliRunner
 
 from cli import main
-from fusion.commands import run_training
-from fusion.data import CacheData
-from fusion.train_config import training_config
+from fusion.data.cache_data import CacheData
+from fusion.training.command import run_training
+from fusion.training.config import training_config
 from pipeline.synth.features import make_feature_cache
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -337,7 +337,7 @@ def test_augmentation_trains(ssv2_caches, tmp_path):
 
 
 def test_visualize_draws_over_the_centre_frame_of_an_extracted_clip(ssv2_root, tmp_path, tiny):
-    from fusion.visualize import _centre_frame
+    from fusion.evaluation.visualize import _centre_frame
     from pipeline.extract import run_extraction
 
     cache = tmp_path / "cache"

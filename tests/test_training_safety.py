@@ -81,8 +81,8 @@ def test_non_finite_rows_are_refused_by_clip_id(caches, tmp_path):
     group["motion"][32:48] = block
     result = CliRunner().invoke(main, train_args((poisoned, caches[1]), tmp_path / "r", "--epochs", 1))
     error_line(result, "1 clip(s) hold NaN or Inf features: train-000035 (row 35)")
-    from fusion.data import CacheData
-    from pipeline.errors import UserError
+    from fusion.data.cache_data import CacheData
+    from pipeline.core.errors import UserError
 
     streamed = CacheData(poisoned, mode="streamed")  # read by a background thread: the error still arrives
     with pytest.raises(UserError, match="train-000035"):
@@ -92,18 +92,18 @@ def test_non_finite_rows_are_refused_by_clip_id(caches, tmp_path):
 def test_nan_loss_stops_at_once_keeping_best_and_last(caches, trained, tmp_path, monkeypatch):
     import shutil
 
-    import fusion.train
+    import fusion.training.trainer
 
     run = Path(shutil.copytree(trained, tmp_path / "run"))
     before = {name: (run / name).read_bytes() for name in ("best.pt", "last.pt")}
-    real = fusion.train.task_loss
+    real = fusion.training.trainer.task_loss
     calls = []
 
     def diverging(outputs, targets, criterion):
         calls.append(1)
         return real(outputs, targets, criterion) * (float("nan") if len(calls) == 3 else 1.0)
 
-    monkeypatch.setattr(fusion.train, "task_loss", diverging)
+    monkeypatch.setattr(fusion.training.trainer, "task_loss", diverging)
     result = CliRunner().invoke(main, train_args(caches, run, "--epochs", 2, "--resume"))
     error_line(result, "the training loss is nan at epoch 2, step 3: stopped", code=1)
     assert {name: (run / name).read_bytes() for name in before} == before

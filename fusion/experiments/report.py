@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from fusion.checkpoint import load_checkpoint
-from fusion.feature_identity import clip_differences, differences
-from fusion.train_config import TrainConfig
-from pipeline import atomic, strict_json
-from pipeline.config_loading import leaf_differences, to_dict
-from pipeline.errors import UserError
+from fusion.data.feature_identity import clip_differences, differences
+from fusion.models.checkpoint import load_checkpoint
+from fusion.training.config import TrainConfig
+from pipeline.core import atomic, strict_json
+from pipeline.core.config_loading import leaf_differences, to_dict
+from pipeline.core.errors import UserError
 
 COSTS_FILE = "costs.json"  # configurations' FLOPs per clip and training-step memory, as a report measured them
 
@@ -145,10 +145,10 @@ def measure_costs(runs: list[Run], folders: list[Path], out: Path | None) -> Non
     """FLOPs per clip and training-step memory of each configuration, measured once at its cache's shapes; kept
     in OUT/costs.json (a sweep's own folder) and read back from there, or from any folder given, by later
     reports. Run folders are never written to."""
-    from fusion.bench import measure
-    from fusion.config import FusionConfig
+    from fusion.benches.fusion_models import measure
     from fusion.models import build_model
-    from pipeline.config_loading import apply_overrides
+    from fusion.models.config import FusionConfig
+    from pipeline.core.config_loading import apply_overrides
 
     known: dict[str, dict[str, float]] = {}
     for folder in folders:

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fusion.experiments.report import Run, headline_keys, selected_on
-from pipeline import atomic
+from pipeline.core import atomic
 
 SELECTED_TEXT = {
     "holdout": "its holdout (a fixed, class-stratified part of the training cache it never trained on)",

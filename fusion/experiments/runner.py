@@ -16,14 +16,14 @@ from typing import Any
 
 from fusion.experiments.presets import PHASE_MODELS, PRESETS, phase2_phase3_stage2
 from fusion.experiments.spec import Member, SweepSpec, load_spec, parse_spec
-from fusion.train_config import training_config
-from pipeline import atomic, strict_json
+from fusion.training.config import training_config
 from pipeline.cache.layout import open_cache
-from pipeline.errors import UserError
-from pipeline.folder_lock import folder_lock
-from pipeline.paths import output_folder
-from pipeline.progress import duration
-from pipeline.progress import log as progress
+from pipeline.core import atomic, strict_json
+from pipeline.core.errors import UserError
+from pipeline.core.folder_lock import folder_lock
+from pipeline.core.paths import output_folder
+from pipeline.core.progress import duration
+from pipeline.core.progress import log as progress
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def run_member(
     live: bool | None = False,
 ) -> dict[str, Any]:
     """Train (or resume) one member; what a local or SLURM task runs, and what the inline loop calls."""
-    from fusion.commands import run_training
+    from fusion.training.command import run_training
 
     folder = member_dir(Path(out), member)
     cfg = spec.config_for(member, epochs)
@@ -147,8 +147,8 @@ def shared_placement(spec: SweepSpec) -> Any:
 
 def _load(cache: Path, val_cache: Path, cfg: Any, allow_partial: bool) -> tuple[Any, Any]:
     """Both caches, where the members' data.mode puts them for their device."""
-    from fusion.data import open_caches
-    from pipeline.devices import resolve_device
+    from fusion.data.cache_data import open_caches
+    from pipeline.core.devices import resolve_device
 
     return open_caches(cache, val_cache, cfg.data, resolve_device(cfg.device), allow_partial)
 

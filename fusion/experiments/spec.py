@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fusion.train_config import PRESETS, TrainConfig, training_config
-from pipeline.config_loading import load_yaml_overrides, set_value, validate
-from pipeline.errors import UserError
+from fusion.training.config import PRESETS, TrainConfig, training_config
+from pipeline.core.config_loading import load_yaml_overrides, set_value, validate
+from pipeline.core.errors import UserError
 
 SPEC_KEYS = {"base", "axes", "members", "seeds"}
 BASE_KEYS = {"model", "preset", "overrides"}

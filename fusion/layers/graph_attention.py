@@ -8,7 +8,7 @@ from einops import rearrange
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from fusion.graph import (
+from fusion.layers.graph import (
     generate_spatial_positions,
     generate_temporal_positions,
     near_or_similar,

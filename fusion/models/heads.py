@@ -7,8 +7,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from fusion.config import FusionConfig
 from fusion.layers import CrossAttention, CrossTaskAttention
+from fusion.models.config import FusionConfig
 
 
 def classifier(width: int, classes: int, cfg: FusionConfig, dropout: bool) -> nn.Module:

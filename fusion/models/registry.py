@@ -10,10 +10,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from fusion.config import FusionConfig
+from fusion.models.config import FusionConfig
 from fusion.models.heads import ClassifierHead, VerbNounHead
 from fusion.models.trunks import CrossStreamTrunk, LateFusionTrunk, SingleStreamTrunk, TemporalTransformerTrunk
-from pipeline.errors import UserError
+from pipeline.core.errors import UserError
 
 PARAMETER_BUDGET = 20_000_000
 TrunkFactory = Callable[[int, int, FusionConfig], nn.Module]

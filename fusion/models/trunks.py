@@ -10,7 +10,6 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from fusion.config import FusionConfig
 from fusion.layers import (
     BottleneckCrossAttention,
     FullWidthCrossAttention,
@@ -18,6 +17,7 @@ from fusion.layers import (
     PositionEmbedding,
     SemanticGraphAttention,
 )
+from fusion.models.config import FusionConfig
 
 # Late fusion's pooled vector, cut into tokens for the verb/noun heads: attention over a single token would be
 # a softmax over one key (always 1), leaving the heads' query and key projections without any gradient.

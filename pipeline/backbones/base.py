@@ -15,7 +15,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from pipeline.errors import UserError
+from pipeline.core.errors import UserError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -10,7 +10,7 @@ import torch
 from einops import rearrange
 
 from pipeline.backbones.base import IMAGENET_MEAN, IMAGENET_STD, BackboneSpec, FrozenBackbone, register
-from pipeline.errors import UserError
+from pipeline.core.errors import UserError
 
 VITB16 = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)
 VITS16 = dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, intermediate_size=1536)

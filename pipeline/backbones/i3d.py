@@ -14,7 +14,7 @@ import torch
 from einops import reduce
 
 from pipeline.backbones.base import BackboneSpec, FrozenBackbone, register
-from pipeline.errors import UserError
+from pipeline.core.errors import UserError
 
 KINETICS_MEAN = (0.45, 0.45, 0.45)
 KINETICS_STD = (0.225, 0.225, 0.225)

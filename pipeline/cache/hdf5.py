@@ -11,13 +11,13 @@ from typing import Any
 
 import numpy as np
 
-from pipeline import atomic
 from pipeline.cache.layout import FEATURES, build_skeleton, check_layout, is_count, num_shards, open_cache, shard_rows
 from pipeline.cache.reader import read_failures
 from pipeline.cache.shards import CacheShards
 from pipeline.cache.writer import write_failures_by_row
-from pipeline.errors import UserError
-from pipeline.paths import require_space
+from pipeline.core import atomic
+from pipeline.core.errors import UserError
+from pipeline.core.paths import require_space
 
 
 def export_hdf5(cache: Path, out: Path) -> Path:

@@ -18,9 +18,9 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
 
-from pipeline.config_loading import leaf_differences
+from pipeline.core.config_loading import leaf_differences
+from pipeline.core.errors import UserError
 from pipeline.datasets.base import ClipList
-from pipeline.errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import atomic
 from pipeline.cache.layout import FEATURES, build_skeleton, num_shards, open_cache, shard_rows
 from pipeline.cache.reader import read_failures
 from pipeline.cache.shards import CacheShards
 from pipeline.cache.writer import write_failures_by_row
-from pipeline.errors import UserError
+from pipeline.core import atomic
+from pipeline.core.errors import UserError
 
 SAME = ("schema_version", "dataset", "backbones", "label_fields", "meta_fields")
 

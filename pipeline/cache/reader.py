@@ -13,7 +13,7 @@ import zarr
 
 from pipeline.cache.layout import is_count
 from pipeline.cache.shards import map_rows
-from pipeline.errors import UserError
+from pipeline.core.errors import UserError
 
 FAILURE_KEYS = ("clip_id", "row", "stage", "error")
 

@@ -13,7 +13,7 @@ import numpy as np
 from pipeline.cache.layout import FEATURES, open_cache
 from pipeline.cache.reader import finite_rows, read_failures
 from pipeline.cache.shards import CacheShards
-from pipeline.errors import UserError
+from pipeline.core.errors import UserError
 
 
 def shard_sums(path: str, name: str, shard: int) -> dict[str, Any]:

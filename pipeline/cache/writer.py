@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import zarr
 
-from pipeline import atomic
 from pipeline.cache.layout import FEATURES, IDENTITY_KEYS, done_shards, shard_rows
-from pipeline.errors import UserError
+from pipeline.core import atomic
+from pipeline.core.errors import UserError
 
 
 def failures_file(cache: Path, shard: int) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.config_loading import setting
+from pipeline.core.config_loading import setting
 
 EXECUTORS = ("auto", "slurm", "local")
 

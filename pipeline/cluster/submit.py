@@ -16,8 +16,8 @@ import torch
 from pipeline.cache.layout import num_shards
 from pipeline.cluster.array_config import ArraySettings
 from pipeline.cluster.plan import clip_cost, pack
-from pipeline.devices import resolve_precision
-from pipeline.errors import UserError
+from pipeline.core.devices import resolve_precision
+from pipeline.core.errors import UserError
 from pipeline.extract import CacheTarget, run_extraction
 from pipeline.extract_config import ExtractConfig
 

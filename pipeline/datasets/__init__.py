@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from pipeline.core.errors import UserError
 from pipeline.datasets.base import Clip, ClipList, refuse_duplicates
 from pipeline.datasets.epic100 import read_epic100
 from pipeline.datasets.manifest import read_manifest
 from pipeline.datasets.ssv2 import read_ssv2
-from pipeline.errors import UserError
 
 READERS: dict[str, Callable[[str | Path, str], ClipList]] = {
     "ssv2": read_ssv2,

@@ -14,8 +14,8 @@ import csv
 from functools import cache
 from pathlib import Path
 
+from pipeline.core.errors import UserError
 from pipeline.datasets.base import Clip, ClipList, checked_root, plain_name
-from pipeline.errors import UserError
 
 ANNOTATION_DIRS = ("", "annotations", "epic-kitchens-100-annotations")
 SPLIT_FILES = {

@@ -11,8 +11,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from pipeline.core.errors import UserError
 from pipeline.datasets.base import Clip, ClipList, inside
-from pipeline.errors import UserError
 
 
 def read_classes(path: str | Path) -> list[str]:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pipeline.core.errors import UserError
 from pipeline.datasets.base import Clip, ClipList, checked_root, plain_name
-from pipeline.errors import UserError
 
 ANNOTATION_DIRS = ("", "annotations", "labels")
 VIDEO_DIRS = ("", "videos", "20bn-something-something-v2")

@@ -1,0 +1,1 @@
+"""Benches that print tables: fusion models, the loader, sweeps, and the GPU check that runs them all."""

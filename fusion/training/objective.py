@@ -1,0 +1,44 @@
+"""What a training run optimises and how: the task loss over a model's named outputs and the per-step
+learning-rate schedule; and the check that two caches pose the same task."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from fusion.data.cache_data import CacheSpec
+from fusion.training.config import TrainConfig
+from pipeline.core.errors import UserError
+
+
+def check_same_task(a: CacheSpec, b: CacheSpec) -> None:
+    for key in ("shapes", "label_fields", "label_sizes"):
+        if getattr(a, key) != getattr(b, key):
+            raise UserError(f"caches {a.path} and {b.path} differ in {key}: {getattr(a, key)} vs {getattr(b, key)}")
+
+
+def task_loss(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], criterion: nn.Module) -> torch.Tensor:
+    if "logits" in outputs:
+        return criterion(outputs["logits"].float(), targets["label"])
+    return criterion(outputs["verb"].float(), targets["verb"]) + criterion(outputs["noun"].float(), targets["noun"])
+
+
+def make_scheduler(
+    cfg: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """Stepped once per batch. The cosine is laid over `cfg.epochs`: a run extended to more epochs continues on
+    the longer curve from the step it reached."""
+    if cfg.optim.scheduler == "cosine_restarts":
+        return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+            optimizer, T_0=cfg.optim.restart_epochs * steps_per_epoch
+        )
+    warmup, total = cfg.optim.warmup_epochs * steps_per_epoch, cfg.epochs * steps_per_epoch
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1.0, total - warmup))))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

@@ -1,0 +1,97 @@
+"""What a training run leaves behind besides checkpoints: per-epoch CSV, TensorBoard scalars, PNG curves."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+from pipeline.core import atomic
+
+
+class RunLog:
+    """Written by one process only: the others of a distributed run get `enabled=False` and log nothing."""
+
+    def __init__(self, out: Path, enabled: bool = True, position: dict[str, Any] | None = None):
+        """`position` ({"epoch", "batches_done"}) is where a resumed run continues: rows logged after it (by a
+        run killed later on) are dropped, so the logs never hold a step or an epoch twice."""
+        self.out, self.enabled = out, enabled
+        if enabled:
+            from torch.utils.tensorboard import SummaryWriter
+
+            epoch, steps = (position or {}).get("epoch", 0), (position or {}).get("batches_done", 0)
+            self._truncate_steps(epoch, steps)
+            self.tensorboard = SummaryWriter(str(out / "tensorboard"), purge_step=epoch + 1 if position else None)
+
+    def _truncate_steps(self, epoch: int, steps: int) -> None:
+        """Keep the steps.csv rows of finished epochs and of the first `steps` steps of epoch `epoch + 1`."""
+        path = self.out / "steps.csv"
+        if not path.exists():
+            return
+        header, *rows = path.read_text().splitlines(keepends=True)
+        kept = [row for row in rows if _before(row, epoch, steps)]
+        if len(kept) != len(rows):
+            atomic.write_text(path, header + "".join(kept))
+
+    def step(self, epoch: int, step: int, loss: float) -> None:
+        """Every optimizer step's loss (the global batch's mean), appended to steps.csv."""
+        if not self.enabled:
+            return
+        path = self.out / "steps.csv"
+        with path.open("a") as handle:
+            if handle.tell() == 0:
+                handle.write("epoch,step,loss\n")
+            handle.write(f"{epoch},{step},{loss!r}\n")
+
+    def epoch(self, history: list[dict[str, Any]]) -> None:
+        """Rewrite the CSV from the whole history (a resumed run continues the same file) and log the last row."""
+        if not self.enabled:
+            return
+        columns = list(dict.fromkeys(key for row in history for key in row))
+        with atomic.atomic_open(self.out / "metrics.csv", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(history)
+        row = history[-1]
+        for key, value in row.items():
+            if key != "epoch" and isinstance(value, (int, float)):
+                self.tensorboard.add_scalar(
+                    key.replace("val_", "val/").replace("train_", "train/"), value, row["epoch"]
+                )
+        self.tensorboard.flush()
+
+    def plot(self, history: list[dict[str, Any]]) -> Path | None:
+        if not self.enabled:
+            return None
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        epochs = [row["epoch"] for row in history]
+        metrics = [k for k in history[-1] if k.startswith("val_") and k.endswith("top1")]
+        fig, (loss_ax, metric_ax) = plt.subplots(1, 2, figsize=(10, 4))
+        for key in ("train_loss", "val_loss"):
+            loss_ax.plot(epochs, [row[key] for row in history], label=key)
+        loss_ax.set(xlabel="epoch", ylabel="loss", title="loss")
+        loss_ax.legend()
+        for key in metrics:
+            metric_ax.plot(epochs, [row[key] for row in history], label=key)
+        metric_ax.set(xlabel="epoch", ylabel="accuracy", title="validation top-1", ylim=(0, 1))
+        metric_ax.legend()
+        fig.tight_layout()
+        path = self.out / "curves.png"
+        with atomic.atomic_path(path) as staging:
+            fig.savefig(staging, dpi=100)
+        plt.close(fig)
+        return path
+
+    def close(self) -> None:
+        if self.enabled:
+            self.tensorboard.close()
+
+
+def _before(row: str, epoch: int, steps: int) -> bool:
+    """Whether a steps.csv row (1-based epoch, step) comes before the position (epochs done, steps done)."""
+    row_epoch, row_step = (int(x) for x in row.split(",")[:2])
+    return row_epoch <= epoch or (row_epoch == epoch + 1 and row_step <= steps)

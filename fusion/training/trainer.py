@@ -1,0 +1,374 @@
+"""`cli fuse-train`: train one fusion model on a cache, evaluate each epoch on another, keep the best.
+
+Resumable exactly: checkpoints hold model, optimizer, scheduler, every RNG state and the position in the
+epoch; SIGTERM (pre-emption) or SIGINT writes one at the next step and stops.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from fusion.data.cache_data import CacheData, open_caches
+from fusion.evaluation.evaluate import predict
+from fusion.evaluation.metrics import headline, metrics_for
+from fusion.models import build_model, count_trainable
+from fusion.models.checkpoint import load_checkpoint, save_checkpoint
+from fusion.training.config import TrainConfig
+from fusion.training.distributed import Distributed
+from fusion.training.objective import check_same_task, make_scheduler, task_loss
+from fusion.training.run_log import RunLog
+from pipeline.core import atomic, strict_json
+from pipeline.core.config_loading import leaf_differences, validate
+from pipeline.core.devices import autocast, resolve_device, resolve_precision
+from pipeline.core.errors import Interrupted, UserError
+from pipeline.core.provenance import created_with
+
+log = logging.getLogger(__name__)
+
+
+class Preempted(Interrupted):
+    """SIGTERM (pre-emption) or SIGINT (Ctrl-C) arrived; a checkpoint to resume from was written."""
+
+    def __init__(self, checkpoint: Path, signum: int):
+        super().__init__(str(checkpoint), signum)
+        self.checkpoint = checkpoint
+
+
+class NonFiniteLoss(Exception):
+    """The loss became NaN or Inf; the run stopped before that step changed anything saved."""
+
+
+class Trainer:
+    def __init__(
+        self,
+        cache: Path,
+        val_cache: Path,
+        model_name: str,
+        out: Path,
+        cfg: TrainConfig,
+        allow_partial: bool = False,
+        loaded: tuple[CacheData, CacheData, CacheData] | None = None,
+    ):
+        """`loaded`: the training, validation and selecting data already read (a sweep reads them once for all
+        its members)."""
+        self.out, self.cfg, self.model_name = Path(out), validate(cfg), model_name
+        requested = resolve_device(cfg.device)
+        self.dist = Distributed.from_env(requested)
+        self.device = self.dist.device(requested)
+        # Each process validates its share of the clips; every process then gathers the whole.
+        share = (self.dist.rank, self.dist.world)
+        self.train_data, self.val_data, self.select_data = loaded or open_caches(
+            cache, val_cache, cfg.data, self.device, allow_partial, share
+        )
+        check_same_task(self.train_data.spec, self.val_data.spec)
+        self.precision = resolve_precision(cfg.precision, self.device)
+        spec = self.train_data.spec
+        torch.manual_seed(cfg.seed)  # the same initial weights in every process
+        self.model = build_model(
+            model_name, spec.shapes["semantic"][1], spec.shapes["motion"][1], spec.label_sizes, cfg.model
+        ).to(self.device)
+        if self.dist.rank:  # dropout and mixup draw their own masks in each process (data order stays global)
+            torch.manual_seed(cfg.seed + 1_000_003 * self.dist.rank)
+        # DDP averages gradients over processes; each process's loss is weighted so the average is the global mean.
+        self.forward = (
+            nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+            if self.dist.enabled
+            else self.model
+        )
+        self.parameters = count_trainable(self.model)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay
+        )
+        self.steps_per_epoch = math.ceil(len(self.train_data) / cfg.data.batch_size)
+        self.scheduler = make_scheduler(cfg, self.optimizer, self.steps_per_epoch)
+        self.scaler = torch.amp.GradScaler(enabled=self.precision == "fp16" and self.device.type == "cuda")
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        self.order = torch.Generator().manual_seed(cfg.seed)
+        self.position = {"epoch": 0, "batches_done": 0, "order_state": self.order.get_state(), "loss_sum": 0.0}
+        self.history: list[dict[str, Any]] = []
+        self.epoch_seconds: list[float] = []  # wall time of each epoch (training and validation); apart from
+        # the history, whose rows an interrupted and resumed run reproduces exactly
+        self.member: dict[str, Any] | None = None  # set by a sweep: the member's name, changed keys and seed
+        self.feature_override: list[str] = []  # differences between the caches' features the user allowed
+        self.best: dict[str, Any] | None = None
+        self.stop_signal = 0
+
+    # --- checkpoints -------------------------------------------------------------------------------------
+    def _state(self, rng: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "model_name": self.model_name,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": {"ranks": rng},
+            "position": dict(self.position),
+            "history": self.history,
+            "epoch_seconds": self.epoch_seconds,
+            "best": self.best,
+            "config": dataclasses.asdict(self.cfg),
+            "spec": self.train_data.spec.summary(),
+            "cache": self.train_data.spec.provenance,
+            "val_cache": self.val_data.spec.provenance,
+            "created_with": created_with(),
+            "trainable_parameters": self.parameters,
+            "data": self.data_counts(),
+            "normalisation": self.train_data.normalisation(),
+            "feature_override": self.feature_override,
+        }
+
+    def data_counts(self) -> dict[str, dict[str, int]]:
+        """Clips used and left out (not extracted, failed, unlabelled) of each cache: in every metrics file."""
+        counts = {"train": self.train_data.counts.as_dict(), "validation": self.val_data.counts.as_dict()}
+        if self.train_data.held_out:  # of the training cache's usable clips, these chose the epoch, untrained on
+            counts["train"]["held_out"] = self.train_data.held_out
+        return counts
+
+    def resume(self) -> None:
+        """Continue the run in `out` from last.pt. Every setting must match, except a larger --epochs, which
+        extends a finished (or unfinished) run; log_every may differ too (it changes no result)."""
+        path = self.out / "last.pt"
+        if not path.is_file():
+            raise UserError(
+                f"--resume: {self.out} holds no run to resume (no last.pt); leave out --resume to start one"
+            )
+        state = load_checkpoint(path)
+        now = {
+            "config": dataclasses.asdict(self.cfg),
+            "model_name": self.model_name,
+            "cache": self.train_data.spec.provenance,
+            "val_cache": self.val_data.spec.provenance,
+        }
+        differences = [
+            d
+            for d in leaf_differences({key: state[key] for key in now}, now)
+            if not d.startswith(("config.epochs:", "config.log_every:"))
+        ]
+        if differences:
+            raise UserError(
+                f"--resume: {path} was made with other settings (checkpoint -> now: {'; '.join(differences)}); "
+                "use the same options, or a new --out"
+            )
+        trained = state["position"]["epoch"]
+        if self.cfg.epochs < trained:
+            raise UserError(f"--epochs {self.cfg.epochs}: the run in {self.out} has already trained {trained} epochs")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        if not self.dist.restore_rng(state["rng"], self.device):
+            log.warning(
+                "%s was written by a run of %d process(es), this one has %d: weights, optimizer and data "
+                "order continue exactly, dropout draws do not",
+                path,
+                len(state["rng"].get("ranks") or [1]),
+                self.dist.world,
+            )
+        self.position, self.history, self.best = dict(state["position"]), state["history"], state["best"]
+        self.epoch_seconds = list(state.get("epoch_seconds", []))
+        log.info("resumed from epoch %d, batch %d", self.position["epoch"], self.position["batches_done"])
+
+    # --- the loop ----------------------------------------------------------------------------------------
+    def _augment(self, inputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]):
+        """Token dropout and mixup; returns inputs and a list of (weight, targets) to mix the loss over."""
+        cfg = self.cfg.data
+        if cfg.token_dropout > 0:
+            inputs = {
+                k: x * (torch.rand(*x.shape[:2], 1, device=x.device) >= cfg.token_dropout) for k, x in inputs.items()
+            }
+        if cfg.mixup_alpha <= 0:
+            return inputs, [(1.0, targets)]
+        lam = float(torch.distributions.Beta(cfg.mixup_alpha, cfg.mixup_alpha).sample())
+        perm = torch.randperm(next(iter(inputs.values())).shape[0])
+        mixed = {k: lam * x + (1 - lam) * x[perm.to(x.device)] for k, x in inputs.items()}
+        return mixed, [(lam, targets), (1 - lam, {k: t[perm.to(t.device)] for k, t in targets.items()})]
+
+    def _train_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One optimizer step on this process's part of a global batch; returns the part's weighted loss, a 0-d
+        tensor left on the device: nothing here waits for the device (`_flush` reads losses back in groups)."""
+        targets = {f: batch[f].to(self.device, non_blocking=True) for f in self.train_data.spec.label_fields}
+        inputs, parts = self._augment(self.train_data.model_inputs(batch, self.device), targets)
+        with autocast(self.device, self.precision):
+            outputs = self.forward(inputs)
+            loss = sum(weight * task_loss(outputs, part, self.criterion) for weight, part in parts)
+        share = batch["share"]
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss * share * self.dist.world).backward()
+        if self.cfg.optim.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return loss.detach().float() * share
+
+    def _flush(
+        self,
+        pending: list[tuple[int, torch.Tensor, int]],
+        epoch: int,
+        run_log: RunLog,
+        on_step: Callable[[int, int, float], None] | None,
+    ) -> None:
+        """Read back the losses of the steps since the last flush, (step, weighted loss, global batch size) each:
+        one transfer (and one collective) for all of them. A NaN/Inf loss stops the run here, before anything is
+        saved: checkpoints are written only after a flush, so best.pt and last.pt keep the last good state."""
+        if not pending:
+            return
+        values = self.dist.sum(torch.stack([loss for _, loss, _ in pending]).double()).tolist()
+        for (step, _, size), value in zip(pending, values):
+            if not math.isfinite(value):
+                raise NonFiniteLoss(
+                    f"the training loss is {value} at epoch {epoch + 1}, step {step}: stopped; best.pt and last.pt "
+                    "keep the last good state. Check the caches (`cli cache verify`), or lower --lr"
+                )
+            self.position["loss_sum"] += value * size
+            self.position["batches_done"] = step
+            run_log.step(epoch + 1, step, value)
+        pending.clear()
+        if on_step:
+            seen = min(step * self.cfg.data.batch_size, len(self.train_data))
+            on_step(epoch, step, self.position["loss_sum"] / seen)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        """Checkpoint at the next step and stop; a second Ctrl-C interrupts at once."""
+        self.stop_signal = signum
+        if signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def fit(
+        self,
+        on_step: Callable[[int, int, float], None] | None = None,
+        on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Train to `cfg.epochs`. `on_step(epoch, steps_done, mean_loss)`, `on_epoch(history_row)` report."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        run_log = RunLog(self.out, enabled=self.dist.main, position=self.position)
+        main_thread = threading.current_thread() is threading.main_thread()
+        signals = (signal.SIGTERM, signal.SIGINT) if main_thread else ()
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in signals}
+        try:
+            self.model.train()
+            while self.position["epoch"] < self.cfg.epochs:
+                self._epoch(on_step if self.dist.main else None, run_log)
+                run_log.epoch(self.history)
+                if on_epoch and self.dist.main:
+                    on_epoch(self.history[-1])
+            run_log.plot(self.history)
+        finally:
+            run_log.close()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        summary = {
+            "model": self.model_name,
+            "trainable_parameters": self.parameters,
+            "selected_on": self.cfg.data.select_on,
+            "best": self.best,
+            **self._optimistic(),
+            "last": self.history[-1],
+            "out": str(self.out),
+            "processes": self.dist.world,
+            "epoch_seconds": self.epoch_seconds,
+            **({"member": self.member} if self.member else {}),
+            **({"feature_override": self.feature_override} if self.feature_override else {}),
+            "data": self.data_counts(),
+        }
+        if self.dist.main:
+            atomic.write_text(self.out / "metrics.json", strict_json.dumps(summary, indent=2))
+        return summary
+
+    def _optimistic(self) -> dict[str, Any]:
+        """Where the holdout chose, the epoch the validation clips would have chosen, when it is another one:
+        shown beside, never reported as the result (choosing on the clips reported is optimistic)."""
+        if self.cfg.data.select_on != "holdout" or self.best is None:
+            return {}
+        key = f"val_{self.best['metric']}"
+        row = max(self.history, key=lambda r: r[key])  # the earliest of equals
+        if row["epoch"] == self.best["epoch"]:
+            return {}
+        return {"best_on_validation_optimistic": {"epoch": row["epoch"], "metric": self.best["metric"],
+                                                  "value": row[key]}}  # fmt: skip
+
+    def _save(self, name: str, extra: dict[str, Any] | None = None) -> None:
+        """Process 0 writes (with every process's RNG states); the others wait, so nobody reads it half written."""
+        rng = self.dist.rng_states(self.device)
+        if self.dist.main:
+            save_checkpoint(self.out / name, {**self._state(rng), **(extra or {})})
+        self.dist.barrier()
+
+    def _epoch(self, on_step: Callable[[int, int, float], None] | None, run_log: RunLog) -> None:
+        epoch, skip = self.position["epoch"], self.position["batches_done"]
+        started = time.perf_counter()
+        self.order.set_state(self.position["order_state"])
+        # Resuming mid-epoch: the same permutation, minus what was already trained on (not even read).
+        batches = self.train_data.batches(
+            self.cfg.data.batch_size,
+            shuffle=True,
+            generator=self.order,
+            rank=self.dist.rank,
+            world=self.dist.world,
+            skip=skip,
+        )
+        pending: list[tuple[int, torch.Tensor, int]] = []
+        for i, batch in enumerate(batches, start=skip):
+            pending.append((i + 1, self._train_step(batch), batch["global_size"]))
+            # Every process flushes at the same steps. A signal is seen at the next flush under torchrun (the
+            # processes agree there), at once otherwise (no collective needed).
+            if (i + 1) % self.cfg.log_every and not (self.stop_signal and not self.dist.enabled):
+                continue
+            self._flush(pending, epoch, run_log, on_step)
+            stop = self.dist.max(self.stop_signal)
+            if stop:
+                self._save("last.pt")
+                raise Preempted(self.out / "last.pt", stop)
+        self._flush(pending, epoch, run_log, on_step)
+        metrics, val_loss = self._validate(self.val_data)
+        row = {
+            "epoch": epoch + 1,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "train_loss": self.position["loss_sum"] / len(self.train_data),
+            "val_loss": val_loss,
+            **{f"val_{k}": v for k, v in metrics.items()},
+        }
+        selecting = metrics
+        if self.select_data is not self.val_data:  # the holdout chooses; validation is only reported
+            selecting, holdout_loss = self._validate(self.select_data)
+            row.update({"holdout_loss": holdout_loss, **{f"holdout_{k}": v for k, v in selecting.items()}})
+        self.history.append(row)
+        self.epoch_seconds.append(time.perf_counter() - started)
+        name, value = headline(selecting)
+        # Ties keep the earlier epoch. One decision for every process.
+        if self.dist.from_main(self.best is None or value > self.best["value"]):
+            self.best = {"epoch": epoch + 1, "metric": name, "value": value, "selected_on": self.cfg.data.select_on,
+                         **row}  # fmt: skip
+            self._save("best.pt", {"metrics": metrics})
+        self.position = {"epoch": epoch + 1, "batches_done": 0, "order_state": self.order.get_state(), "loss_sum": 0.0}
+        self._save("last.pt")
+
+    def _validate(self, data: CacheData) -> tuple[dict[str, float], float]:
+        """Metrics and mean loss over `data` (validation or holdout clips); each process predicts its share, all
+        get the whole."""
+        outputs, targets, loss = predict(
+            self.model,
+            data,
+            self.cfg.data.batch_size,
+            self.device,
+            self.precision,
+            lambda out, target: task_loss(out, target, self.criterion),
+        )
+        parts = self.dist.gather((outputs, targets, loss * len(data), len(data)))
+        outputs = {k: torch.cat([p[0][k] for p in parts]) for k in outputs}
+        targets = {k: torch.cat([p[1][k] for p in parts]) for k in targets}
+        return metrics_for(outputs, targets), sum(p[2] for p in parts) / sum(p[3] for p in parts)

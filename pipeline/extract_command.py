@@ -1,0 +1,88 @@
+"""What the extraction commands do beyond parsing: show progress and summaries."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from pipeline.core.progress import Reporter
+from pipeline.extract_config import ExtractConfig
+
+
+def run_extract_command(
+    dataset: str,
+    data_root: Path,
+    split: str,
+    cache: Path,
+    cfg: ExtractConfig,
+    shard: tuple[int, int],
+    limit: int | None,
+    live: bool | None,
+    retry_failed: bool = False,
+    classes: Path | None = None,
+) -> None:
+    """Extract with progress on stderr (a bar on a terminal, else a log line every 30 s) and a summary table."""
+    from pipeline.extract import run_extraction
+
+    console = Console(stderr=True)
+    with Reporter("extract", "clips", live=live) as reporter:
+        summary = run_extraction(
+            dataset,
+            data_root,
+            split,
+            cache,
+            cfg,
+            shard,
+            limit,
+            reporter.update,
+            retry_failed=retry_failed,
+            classes=classes,
+        )
+    table = Table(title=f"extract {dataset}/{split} -> {cache} (shard {shard[0]}/{shard[1]})")
+    columns = ("clips in cache", "owned by this job", "extracted", "failed", "skipped (done)", "seconds", "clips/s")
+    for column in columns:
+        table.add_column(column, justify="right")
+    table.add_row(
+        str(summary.clips),
+        str(summary.owned),
+        str(summary.extracted),
+        str(summary.failed),
+        str(summary.skipped),
+        f"{summary.seconds:.1f}",
+        f"{summary.clips_per_second:.2f}",
+    )
+    Console(file=sys.stdout).print(table)
+    if summary.busy:
+        console.print(
+            f"{summary.busy} clip(s) of this job were being extracted by another running process and were left to it; "
+            f"`cli cache verify {cache}` says when the cache is complete"
+        )
+    if summary.failed:
+        console.print(
+            f"{summary.failed} clip(s) failed: listed in {cache}/failures/; `cli cache verify {cache}` names them; "
+            "after fixing the files, re-run with --retry-failed"
+        )
+
+
+def print_info(info: dict[str, Any]) -> None:
+    table = Table(title=f"cache {info['path']}", show_header=False)
+    for key in ("dataset", "split", "subset", "num_clips", "done", "failed", "shard_size", "shards_done"):
+        table.add_row(key, str(info[key]))
+    for name, array in info["arrays"].items():
+        table.add_row(f"array {name}", f"{array['dtype']} {tuple(array['shape'])}")
+    for kind, spec in (info["backbones"] or {}).items():
+        weights = spec.get("weights_sha256") or (
+            f"random seed {spec['random_seed']}" if "random_seed" in spec else spec.get("weights")
+        )
+        layer = f" {spec['layer']}" if "layer" in spec else ""  # synthetic caches have none
+        table.add_row(
+            f"{kind} backbone",
+            escape(f"{spec.get('name')}{layer} [{spec.get('tokens')}, {spec.get('dim')}] weights: {weights}"),
+        )
+    table.add_row("created with", " ".join(f"{k}={v}" for k, v in (info["created_with"] or {}).items()))
+    Console(file=sys.stdout).print(table)
