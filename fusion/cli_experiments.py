@@ -8,17 +8,12 @@ from typing import Any
 
 import click
 
-from fusion.training.config import SELECT_ON
+from fusion.data.config import SELECT_ON
+from fusion.experiments.presets import PHASE_MODELS, SWEEP_BASELINES, SWEEP_PRESETS
 from pipeline.core import strict_json
 from pipeline.core.cli_base import EPILOG, user_errors
 
-EXECUTORS = ("inline", "local", "slurm")
-
-
-def _presets() -> list[str]:
-    from fusion.experiments.presets import PRESETS
-
-    return list(PRESETS)
+SWEEP_EXECUTORS = ("inline", "local", "slurm")  # where members run; extraction arrays have their own set
 
 
 def report(paths: list[Path], baseline: str | None, out: Path | None, stage1: dict[str, Any] | None = None) -> None:
@@ -44,7 +39,6 @@ def report(paths: list[Path], baseline: str | None, out: Path | None, stage1: di
 def phase_lines(stage1: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
     """phase2-phase3: the stage-1 winner, and Phase 2 vs Phase 3 computed from the table's own rows (the same
     runs, each counted once: n seeds, mean ± sample std)."""
-    from fusion.experiments.presets import PHASE_MODELS
     from fusion.experiments.report import changes_text, headline_keys_of
     from fusion.experiments.report_files import cell
 
@@ -60,7 +54,7 @@ def phase_lines(stage1: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]
 
 
 @click.command(epilog=EPILOG)
-@click.option("--preset", type=click.Choice(["ablations", "lr-wd", "phase2-phase3"]), help="A built-in sweep.")
+@click.option("--preset", type=click.Choice(list(SWEEP_PRESETS)), help="A built-in sweep.")
 @click.option("--spec", "spec_file", type=click.Path(path_type=Path), help="A sweep spec (YAML; docs/experiments.md).")
 @click.option("--cache", type=click.Path(path_type=Path), required=True, help="Training cache.")
 @click.option("--val-cache", type=click.Path(path_type=Path), required=True, help="Validation cache.")
@@ -69,7 +63,7 @@ def phase_lines(stage1: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]
 @click.option("--epochs", type=click.IntRange(min=1), help="Epochs of every member.  [default: the preset's 30]")
 @click.option(
     "--executor",
-    type=click.Choice(EXECUTORS),
+    type=click.Choice(SWEEP_EXECUTORS),
     default="inline",
     help="inline: one process, caches read once; local/slurm: one submitit task per member.",
 )
@@ -115,7 +109,7 @@ def sweep(
         sys.exit(1)
     report(
         [out],
-        baseline or ("gasm_cast" if preset == "ablations" else None),
+        baseline or SWEEP_BASELINES.get(preset or ""),
         out,
         strict_json.read(out / "stage1.json", "stage 1 record") if preset == "phase2-phase3" else None,
     )

@@ -4,31 +4,40 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from fusion.training.config import DATA_MODES, PRESETS, TrainConfig, training_config
+from fusion.data.config import DATA_MODES, DataConfig
+from fusion.evaluation.submission import SLS_RANGE, SUPERVISION_LEVELS
+from fusion.models.config import DEFAULT_MODEL
+from fusion.training.config import TRAIN_PRESETS, TrainConfig, training_config
 from pipeline.core import strict_json
-from pipeline.core.cli_base import EPILOG, parse_shape, user_errors
+from pipeline.core.cli_base import EPILOG, device_option, parse_shape, precision_option, user_errors
 from pipeline.core.config_loading import validate
 from pipeline.core.config_options import ConfigOptions, LazyChoice
-from pipeline.extract_config import PRECISIONS
+from pipeline.core.defaults import (
+    EPIC_NOUNS,
+    EPIC_VERBS,
+    MOTION_SHAPE,
+    PRECISION_HELP,
+    SEMANTIC_SHAPE,
+    SSV2_CLASSES,
+    shape_text,
+)
 
 
 @click.command("fusion")
-@click.option("--semantic-shape", default="196x768", help="Semantic tokens x width.")
-@click.option("--motion-shape", default="8x512", help="Motion tokens x width.")
-@click.option("--batch-sizes", default="1,8,64,256", help="Comma-separated batch sizes.")
-@click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
-@click.option("--repeats", type=click.IntRange(min=1), default=3, help="Timed steps per measurement (median).")
 @click.option(
-    "--precision",
-    type=click.Choice(PRECISIONS),
-    default="auto",
-    help="Autocast dtype, as training resolves it (auto: fp32 on CPU; on GPU bf16 where native, else fp16).",
+    "--semantic-shape", default=shape_text(SEMANTIC_SHAPE), show_default=True, help="Semantic tokens x width."
 )
+@click.option("--motion-shape", default=shape_text(MOTION_SHAPE), show_default=True, help="Motion tokens x width.")
+@click.option("--batch-sizes", default="1,8,64,256", help="Comma-separated batch sizes.")
+@device_option
+@click.option("--repeats", type=click.IntRange(min=1), default=3, help="Timed steps per measurement (median).")
+@precision_option(f"{PRECISION_HELP} As training resolves it.")
 @click.option(
     "--compile",
     "compile_models",
@@ -60,7 +69,7 @@ def bench_fusion(
 
 
 def _model_names() -> list[str]:
-    from fusion.models import MODELS
+    from fusion.models.registry import MODELS
 
     return list(MODELS)
 
@@ -95,11 +104,36 @@ ALLOW_OTHER_FEATURES = click.option(
 
 
 @click.command()
-@click.option("--semantic-shape", default="196x768", help="Semantic tokens x width (as in a cache).")
-@click.option("--motion-shape", default="8x512", help="Motion tokens x width (as in a cache).")
-@click.option("--classes", type=click.IntRange(min=1), default=174, help="Classes of the single-label task (SSv2).")
-@click.option("--verbs", type=click.IntRange(min=1), default=97, help="Verb classes (EPIC-KITCHENS-100).")
-@click.option("--nouns", type=click.IntRange(min=1), default=300, help="Noun classes (EPIC-KITCHENS-100).")
+@click.option(
+    "--semantic-shape",
+    default=shape_text(SEMANTIC_SHAPE),
+    show_default=True,
+    help="Semantic tokens x width (as in a cache).",
+)
+@click.option(
+    "--motion-shape", default=shape_text(MOTION_SHAPE), show_default=True, help="Motion tokens x width (as in a cache)."
+)
+@click.option(
+    "--classes",
+    type=click.IntRange(min=1),
+    default=SSV2_CLASSES,
+    show_default=True,
+    help="Classes of the single-label task (SSv2).",
+)
+@click.option(
+    "--verbs",
+    type=click.IntRange(min=1),
+    default=EPIC_VERBS,
+    show_default=True,
+    help="Verb classes (EPIC-KITCHENS-100).",
+)
+@click.option(
+    "--nouns",
+    type=click.IntRange(min=1),
+    default=EPIC_NOUNS,
+    show_default=True,
+    help="Noun classes (EPIC-KITCHENS-100).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @user_errors
 def models(semantic_shape: str, motion_shape: str, classes: int, verbs: int, nouns: int, as_json: bool) -> None:
@@ -107,7 +141,7 @@ def models(semantic_shape: str, motion_shape: str, classes: int, verbs: int, nou
     from rich.console import Console
     from rich.table import Table
 
-    from fusion.models import MODELS, PARAMETER_BUDGET, build_model, count_trainable
+    from fusion.models.registry import MODELS, PARAMETER_BUDGET, build_model, count_trainable
 
     (_, ds), (_, dm) = parse_shape(semantic_shape), parse_shape(motion_shape)
     rows = []
@@ -154,11 +188,13 @@ def models(semantic_shape: str, motion_shape: str, classes: int, verbs: int, nou
 @click.option(
     "--val-cache", type=click.Path(path_type=Path), required=True, envvar="GASM_VAL_CACHE", help="Validation cache."
 )
-@click.option("--model", type=MODEL_CHOICE, default="gasm_cast", help="Registered model (see `cli models`).")
+@click.option(
+    "--model", type=MODEL_CHOICE, default=DEFAULT_MODEL, show_default=True, help="Registered model (see `cli models`)."
+)
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Run folder: checkpoints, metrics, curves.")
 @click.option(
     "--preset",
-    type=click.Choice(list(PRESETS)),
+    type=click.Choice(list(TRAIN_PRESETS)),
     default="default",
     help="default (heads on cached features) or seed_recipe (the design notes').",
 )
@@ -217,11 +253,13 @@ def fuse_train(
         click.echo(strict_json.dumps(summary["best"], indent=2))
 
 
-SLS = {
-    "pt": "pretraining (0 none, 1 public images, 2 public images and video, 3 self-supervised public, ...)",
-    "tl": "training labels (3: full temporal supervision, start/stop frames)",
-    "td": "training data (3: the training set, 4: train + validation)",
-}
+def _supervision_levels(command: Callable) -> Callable:
+    """--sls-pt, --sls-tl, --sls-td: the submission's supervision levels, as the challenge defines them."""
+    for key, (what, default) in reversed(SUPERVISION_LEVELS.items()):
+        level = click.IntRange(*SLS_RANGE)
+        help_text = f"Submission supervision level: {what}."
+        command = click.option(f"--sls-{key}", type=level, default=default, show_default=True, help=help_text)(command)
+    return command
 
 
 @click.command("fuse-eval", epilog=EPILOG)
@@ -237,9 +275,7 @@ SLS = {
     type=click.Path(path_type=Path),
     help="EPIC-KITCHENS-100: write the action-recognition challenge file (zipped as test.json if it ends in .zip).",
 )
-@click.option("--sls-pt", type=click.IntRange(0, 5), default=2, help=f"Submission supervision level: {SLS['pt']}.")
-@click.option("--sls-tl", type=click.IntRange(0, 5), default=3, help=f"Submission supervision level: {SLS['tl']}.")
-@click.option("--sls-td", type=click.IntRange(0, 5), default=4, help=f"Submission supervision level: {SLS['td']}.")
+@_supervision_levels
 @click.option(
     "--answers",
     type=click.Path(path_type=Path),
@@ -256,7 +292,7 @@ SLS = {
     help="Folder for per-class accuracy CSVs (and, single-label, a plot of the most confused class pairs).",
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, help="Clips per forward pass.")
-@click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
+@device_option
 @ALLOW_PARTIAL
 @ALLOW_OTHER_FEATURES
 @click.option(
@@ -273,10 +309,7 @@ def fuse_eval(
     allow_partial: bool,
     allow_other_features: bool,
     allow_training_clips: bool,
-    sls_pt: int,
-    sls_tl: int,
-    sls_td: int,
-    **files: Path | None,
+    **given: Any,
 ) -> None:
     """Metrics of a trained model on a cache, as JSON on stdout (logs go to stderr).
 
@@ -285,8 +318,8 @@ def fuse_eval(
     """
     from fusion.evaluation.evaluate import EvalOptions, evaluate_checkpoint
 
-    options = EvalOptions(**files, sls={"pt": sls_pt, "tl": sls_tl, "td": sls_td},
-                          allow_other_features=allow_other_features,
+    sls = {key: given.pop(f"sls_{key}") for key in SUPERVISION_LEVELS}
+    options = EvalOptions(**given, sls=sls, allow_other_features=allow_other_features,
                           allow_training_clips=allow_training_clips)  # fmt: skip
     result = evaluate_checkpoint(checkpoint, cache, batch_size, device, options, allow_partial)
     click.echo(strict_json.dumps(result, indent=2))
@@ -311,11 +344,21 @@ def visualize(checkpoint: Path, cache: Path, clip: str | None, out: Path, data_r
 
 @click.command("loader")
 @click.option("--cache", type=click.Path(path_type=Path), required=True, help="Training cache.")
-@click.option("--model", default="gasm_cast", help="Model whose training step the loader must keep up with.")
-@click.option("--batch-size", type=int, default=64, help="Clips per step.")
+@click.option(
+    "--model", default=DEFAULT_MODEL, show_default=True, help="Model whose training step the loader must keep up with."
+)
+@click.option("--batch-size", type=int, default=DataConfig().batch_size, show_default=True, help="Clips per step.")
 @click.option("--steps", type=int, default=10, help="Batches to time.")
-@click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
-@click.option("--mode", type=click.Choice(DATA_MODES), default="auto", help="data.mode to measure.")
+@device_option
+@click.option(
+    "--data-mode",
+    "--mode",
+    "mode",
+    type=click.Choice(DATA_MODES),
+    default=DataConfig().mode,
+    show_default=True,
+    help="data.mode to measure (as fuse-train --data-mode).",
+)
 @user_errors
 def bench_loader(cache: Path, model: str, batch_size: int, steps: int, device: str, mode: str) -> None:
     """Loader clips/s beside the clips/s a training step consumes: the loader must not be the bottleneck."""

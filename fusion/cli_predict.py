@@ -9,17 +9,20 @@ from typing import Any
 import click
 
 from pipeline.core.cli_base import EPILOG, user_errors
+from pipeline.core.config_options import ConfigOptions
+from pipeline.core.defaults import DATASETS
 from pipeline.core.paths import safe_name
-from pipeline.extract_config import ExtractConfig
+from pipeline.extract_config import RunConfig
 
-DEFAULTS = ExtractConfig()
+# Prediction decodes and runs the backbones as extraction does: its options are those of extraction's run config.
+RUN_OPTIONS = ConfigOptions(RunConfig, {"--batch-size": "batch_size", "--workers": "workers", "--device": "device"})
 
 
 @click.command(epilog="Exit status: 0 every clip predicted, 1 some clips failed, 2 bad input.")
 @click.argument("inputs", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--checkpoint", type=click.Path(path_type=Path), help="A run's best.pt or last.pt.")
 @click.option("--model", "model_file", type=click.Path(path_type=Path), help="A model file from `cli export`.")
-@click.option("--dataset", type=click.Choice(["ssv2", "epic100", "manifest"]), help="Predict a dataset split instead.")
+@click.option("--dataset", type=click.Choice(DATASETS), help="Predict a dataset split instead.")
 @click.option("--data-root", type=click.Path(path_type=Path), help="--dataset: its root (or the manifest CSV).")
 @click.option("--split", default="validation", help="--dataset: the split.")
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N clips.")
@@ -28,9 +31,7 @@ DEFAULTS = ExtractConfig()
 @click.option("--semantic-weights", help="DINOv3 weights the training cache was made with (checked by sha256).")
 @click.option("--motion-weights", help="I3D weights the training cache was made with (checked by sha256).")
 @click.option("--allow-other-weights", is_flag=True, help="Use weights whose sha256 differs from the recorded one.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULTS.run.batch_size, help="Clips per batch.")
-@click.option("--workers", type=click.IntRange(min=0), default=DEFAULTS.run.workers, help="Decoder processes.")
-@click.option("--device", default=DEFAULTS.run.device, help="auto, cpu, cuda or cuda:N.")
+@RUN_OPTIONS
 @click.option("--progress/--no-progress", default=None, help="Progress bar.  [default: on a terminal; else log lines]")
 @user_errors
 def predict(
@@ -46,10 +47,8 @@ def predict(
     semantic_weights: str | None,
     motion_weights: str | None,
     allow_other_weights: bool,
-    batch_size: int,
-    workers: int,
-    device: str,
     progress: bool | None,
+    **options: Any,
 ) -> None:
     """Class names and probabilities for raw videos: files, folders of videos, CSV manifests, or a dataset split
     (--dataset/--data-root/--split), through the frozen backbones the model's training cache was made with.
@@ -60,13 +59,12 @@ def predict(
     from rich.console import Console
 
     from fusion.prediction.output import print_table, summary_line, write_records
-    from fusion.prediction.predictor import Inputs, build_model, clip_list, load_package, predict_clips
+    from fusion.prediction.predictor import Inputs, clip_list, load_complete_model, load_package, predict_clips
+    from pipeline.core.config_loading import validate
     from pipeline.core.paths import output_file, output_folder
     from pipeline.core.progress import Reporter
-    from pipeline.extract_config import device_name_problem
 
-    if device_name_problem(device):
-        raise click.BadParameter(f"expected {device_name_problem(device)}, got {device!r}", param_hint="--device")
+    run = validate(RUN_OPTIONS.apply(RunConfig(), options))
     if out is not None:
         output_file(out, "--out")
         if out.suffix.lower() not in (".jsonl", ".json", ".csv"):
@@ -75,7 +73,9 @@ def predict(
         output_folder(attention, "--attention")
     package = load_package(checkpoint, model_file)
     clips = clip_list(Inputs(list(inputs), dataset, data_root, split, limit), package["spec"]["label_fields"])
-    model = build_model(package, device, {"semantic": semantic_weights, "motion": motion_weights}, allow_other_weights)
+    model = load_complete_model(
+        package, run.device, {"semantic": semantic_weights, "motion": motion_weights}, allow_other_weights
+    )
     with Reporter("predict", "clips", live=progress) as reporter:
 
         def on_batch(done: int, total: int, batch: dict[str, Any], outputs: dict[str, Any]) -> None:
@@ -83,7 +83,9 @@ def predict(
             if attention is not None and batch["rows"]:
                 _draw(attention, clips, batch, outputs, package)
 
-        records = predict_clips(model, clips, batch_size, workers, on_batch, return_attention=attention is not None)
+        records = predict_clips(
+            model, clips, run.batch_size, run.workers, on_batch, return_attention=attention is not None
+        )
     print_table(records, Console())
     if out is not None:
         write_records(records, out)

@@ -13,9 +13,8 @@ from pipeline.cluster.array_config import ArraySettings
 from pipeline.core.cli_base import EPILOG, parse_shape, user_errors
 from pipeline.core.config_loading import apply_overrides, load_yaml_overrides, validate
 from pipeline.core.config_options import ConfigOptions, LazyChoice
+from pipeline.core.defaults import DATASETS, MOTION_SHAPE, SEMANTIC_SHAPE, SYNTH_DATASETS, shape_text
 from pipeline.extract_config import ExtractConfig
-
-DEFAULTS = ExtractConfig()
 
 # The one mapping of extraction options to config fields; their help, choices and defaults come from the fields.
 CONFIG_OPTIONS = ConfigOptions(
@@ -42,9 +41,7 @@ ARRAY_OPTIONS = ConfigOptions(
 )
 
 DATASET_OPTIONS = [
-    click.option(
-        "--dataset", type=click.Choice(["ssv2", "epic100", "manifest"]), required=True, help="Dataset layout to read."
-    ),
+    click.option("--dataset", type=click.Choice(DATASETS), required=True, help="Dataset layout to read."),
     click.option(
         "--data-root", type=click.Path(path_type=Path), required=True, help="Dataset root (or the manifest CSV)."
     ),
@@ -178,7 +175,7 @@ def _synth_codes() -> tuple[str, ...]:
 
 
 @click.command(epilog=EPILOG)
-@click.option("--dataset", type=click.Choice(["ssv2", "epic100"]), required=True, help="Which layout to write.")
+@click.option("--dataset", type=click.Choice(SYNTH_DATASETS), required=True, help="Which layout to write.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder to write the dataset into.")
 @click.option("--train", type=click.IntRange(min=1), default=96, help="Training clips.")
 @click.option("--validation", type=click.IntRange(min=1), default=48, help="Validation clips.")
@@ -194,8 +191,15 @@ def _synth_codes() -> tuple[str, ...]:
     default="content",
     help="--features: motion classes stated by every segment (content), or only by the segments' order.",
 )
-@click.option("--semantic-shape", default="196x768", help="--features: semantic tokens x width.")
-@click.option("--motion-shape", default="8x512", help="--features: motion tokens x width.")
+@click.option(
+    "--semantic-shape",
+    default=shape_text(SEMANTIC_SHAPE),
+    show_default=True,
+    help="--features: semantic tokens x width.",
+)
+@click.option(
+    "--motion-shape", default=shape_text(MOTION_SHAPE), show_default=True, help="--features: motion tokens x width."
+)
 @user_errors
 def synth(
     dataset: str,
@@ -232,19 +236,14 @@ def synth(
 BENCHED = ("--semantic", "--motion", "--batch-size", "--workers", "--device")
 BENCH_OPTIONS = ConfigOptions(
     ExtractConfig,
-    {
-        flag: CONFIG_OPTIONS.options[flag]
-        for flag in ("--semantic", "--motion", "--batch-size", "--workers", "--device")
-    },
+    {flag: CONFIG_OPTIONS.options[flag] for flag in BENCHED},
 )
 
 
 @click.command("extract")
 @BENCH_OPTIONS
 @click.option("--clips", type=click.IntRange(min=2), default=32, help="Clips to time (real ones are repeated to this).")
-@click.option(
-    "--dataset", type=click.Choice(["ssv2", "epic100", "manifest"]), help="Time real clips: this dataset's layout."
-)
+@click.option("--dataset", type=click.Choice(DATASETS), help="Time real clips: this dataset's layout.")
 @click.option("--data-root", type=click.Path(path_type=Path), help="--dataset: its root (or the manifest CSV).")
 @click.option("--split", default="train", help="--dataset: the split whose clips are timed.")
 @click.option(

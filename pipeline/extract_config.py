@@ -3,18 +3,12 @@ options override these and are checked against them before anything is created."
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from pipeline.core.config_loading import setting
+from pipeline.core.defaults import device_setting, precision_setting
 
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 REDUCES = ("mean", "center")
-
-
-def device_name_problem(name: str) -> str | None:
-    """Checked by form only: a login node without a GPU may still configure GPU tasks."""
-    return None if re.fullmatch(r"auto|cpu|cuda(:\d+)?", name) else "auto, cpu, cuda or cuda:N"
 
 
 def _backbones(kind: str):
@@ -59,10 +53,8 @@ class BackboneConfig:
 class RunConfig:
     batch_size: int = setting(8, "Clips per model batch.", low=1)
     workers: int = setting(2, "Decoder processes (0: decode in the main process, no crash isolation).", low=0)
-    device: str = setting("auto", "auto, cpu, cuda or cuda:N.", check=device_name_problem)
-    precision: str = setting(
-        "auto", "Autocast dtype (auto: fp32 on CPU; on GPU bf16 where native, else fp16).", choices=PRECISIONS
-    )
+    device: str = device_setting()
+    precision: str = precision_setting()
     decode_timeout: float = setting(120.0, "Seconds per clip before a decode counts as hung (0: no limit).", low=0)
     decode_threads: int = setting(0, "Threads per video decoder (0: the CPU cores divided among the workers).", low=0)
     shard_size: int = setting(64, "Clips per Zarr shard.", low=1)

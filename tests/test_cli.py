@@ -80,7 +80,7 @@ def test_unknown_config_key_exit_2(tmp_path, ssv2_root):
 
 
 def test_models_table_lists_every_model_under_budget():
-    from fusion.models import MODELS
+    from fusion.models.registry import MODELS
 
     result = CliRunner(env={"COLUMNS": "200"}).invoke(
         main, ["models", "--semantic-shape", "49x384", "--motion-shape", "4x256"]

@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from fusion.layers import BottleneckCrossAttention, CrossTaskAttention
-from fusion.models import MODELS, PARAMETER_BUDGET, build_model, count_trainable
 from fusion.models.heads import action_scores
+from fusion.models.registry import MODELS, PARAMETER_BUDGET, build_model, count_trainable
 
 LABELS = {"ssv2": {"label": 174}, "epic": {"verb": 97, "noun": 300}}
 DIMS = [(196, 768, 8, 512), (49, 384, 4, 256)]
@@ -109,8 +109,8 @@ def test_action_scores_are_the_outer_product():
 
 def test_flop_count_includes_fused_attention_on_cpu():
     """The fused (SDPA) path counts as many FLOPs as the explicit matmuls it replaces, not zero."""
-    from fusion.benches.fusion_models import _flops, _step
     from fusion.layers.attention import CrossAttention
+    from fusion.models.costs import _flops, _step
 
     class Explicit(torch.nn.Module):
         def __init__(self, layer):

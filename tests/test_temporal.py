@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from fusion.layers.positions import grid_sinusoid, sinusoid
-from fusion.models import build_model
 from fusion.models.config import FusionConfig
+from fusion.models.registry import build_model
 from fusion.training.command import run_training
 from fusion.training.config import training_config
 from pipeline.synth.features import make_feature_cache

@@ -183,7 +183,7 @@ def test_logs_go_to_stderr_results_to_stdout_and_every_epoch_is_logged_without_a
 
 
 def test_models_table_never_cuts_a_name_and_has_json():
-    from fusion.models import MODELS
+    from fusion.models.registry import MODELS
 
     args = ["models", "--semantic-shape", "16x32", "--motion-shape", "4x16", "--classes", 5, "--verbs", 3]
     narrow = CliRunner(env={"COLUMNS": "40"}).invoke(main, [str(a) for a in args])

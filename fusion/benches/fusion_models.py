@@ -4,124 +4,18 @@ clip and what it makes an epoch of SSv2 train, eager and (`--compile`) compiled 
 
 from __future__ import annotations
 
-import statistics
-import time
-from collections.abc import Callable, Iterator
-
 import torch
 from rich.console import Console
 from rich.table import Table
-from torch import nn
-from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 from fusion.layers import BottleneckCrossAttention, FullWidthCrossAttention
-from fusion.models import build_model
-from pipeline.core.devices import autocast, resolve_device, resolve_precision
-
-
-def _step(module: nn.Module, inputs: tuple[torch.Tensor, ...], precision: str) -> Callable[[], None]:
-    """One training step's forward (under the training's autocast) and backward (a scalar of every output, so
-    all paths get gradient)."""
-    device = inputs[0].device
-
-    def run() -> None:
-        with autocast(device, precision):
-            out = module(*inputs)
-        tensors = list(out.values()) if isinstance(out, dict) else list(_tensors(out))
-        sum(t.float().mean() for t in tensors).backward()
-        module.zero_grad(set_to_none=True)
-
-    return run
-
-
-def _tensors(value: object) -> Iterator[torch.Tensor]:
-    """Every tensor in a layer's output (nested tuples; attention weights are None unless asked)."""
-    if isinstance(value, torch.Tensor):
-        yield value
-    elif isinstance(value, (tuple, list)):
-        for item in value:
-            yield from _tensors(item)
-
-
-def _cpu_sdpa(query, key, value, *args, out_shape=None, **kwargs) -> int:  # noqa: ANN001 - shapes
-    return sdpa_flop_count(query, key, value)
-
-
-def _cpu_sdpa_backward(grad, query, key, value, *args, out_shape=None, **kwargs) -> int:  # noqa: ANN001 - shapes
-    return sdpa_backward_flop_count(grad, query, key, value)
-
-
-# torch counts the GPU attention kernels only; on a CPU, SDPA runs as these ops and would count as free.
-CPU_SDPA = {
-    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa,
-    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_sdpa_backward,
-}
-
-
-def _flops(step: Callable[[], None]) -> int:
-    with FlopCounterMode(display=False, custom_mapping=CPU_SDPA) as counter:
-        step()
-    return counter.get_total_flops()
-
-
-def _memory_mb(module: nn.Module, step: Callable[[], None], device: torch.device) -> float:
-    """Peak allocated on a GPU; on a CPU, what a step holds at its peak: saved tensors + weights + grads."""
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
-        step()
-        return (torch.cuda.max_memory_allocated() - before) / 2**20
-    saved: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        step()
-    weights = sum(p.numel() * p.element_size() for p in module.parameters())
-    return (sum(saved.values()) + 2 * weights) / 2**20
-
-
-def _seconds(step: Callable[[], None], device: torch.device, repeats: int) -> float:
-    step()  # warm-up
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        started = time.perf_counter()
-        step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
-
+from fusion.models.config import DEFAULT_MODEL
+from fusion.models.costs import ModelAsLayer, measure
+from fusion.models.registry import build_model
+from pipeline.core.defaults import SSV2_CLASSES
+from pipeline.core.devices import resolve_device, resolve_precision
 
 SSV2_TRAIN_CLIPS = 168_913  # the clips of an SSv2 train epoch, to turn a step time into an epoch time
-
-
-def measure(
-    module: nn.Module,
-    inputs: tuple[torch.Tensor, ...],
-    device: torch.device,
-    repeats: int,
-    precision: str = "fp32",
-    compile: bool = False,
-) -> dict[str, float]:
-    """GFLOPs, memory (MB) and median step time (ms) of one training step; with `compile`, also the step time
-    of the torch.compile'd module ("compiled_ms"; compilation itself is not timed)."""
-    module = module.to(device).train()
-    inputs = tuple(x.to(device).requires_grad_(False) for x in inputs)
-    step = _step(module, inputs, precision)
-    result = {
-        "gflops": _flops(step) / 1e9,
-        "memory": _memory_mb(module, step, device),
-        "ms": 1000 * _seconds(step, device, repeats),
-    }
-    if compile:
-        result["compiled_ms"] = 1000 * _seconds(_step(torch.compile(module), inputs, precision), device, repeats)
-    return result
 
 
 def _epoch(ms: float, batch: int) -> str:
@@ -157,14 +51,14 @@ def bench_fusion(
         pairs = {
             "layer": (BottleneckCrossAttention(ds, dm), FullWidthCrossAttention(ds, dm)),
             "model": (
-                ModelAsLayer(build_model("gasm_cast", ds, dm, {"label": 174})),
-                ModelAsLayer(build_model("vanilla_cross_attention", ds, dm, {"label": 174})),
+                ModelAsLayer(build_model(DEFAULT_MODEL, ds, dm, {"label": SSV2_CLASSES})),
+                ModelAsLayer(build_model("vanilla_cross_attention", ds, dm, {"label": SSV2_CLASSES})),
             ),
         }
         for level, (ours, baseline) in pairs.items():
             models = level == "model"
             a, b = (measure(m, inputs, dev, repeats, precision, compile and models) for m in (ours, baseline))
-            names = ("B-CAST layer", "full-width layer") if not models else ("gasm_cast", "vanilla_cross_attention")
+            names = ("B-CAST layer", "full-width layer") if not models else (DEFAULT_MODEL, "vanilla_cross_attention")
             for first, name, row in ((True, names[0], a), (False, names[1], b)):
                 cells = [
                     str(batch) if first else "",
@@ -181,15 +75,3 @@ def bench_fusion(
                 table.add_row(*cells, end_section=models and not first)
     Console(width=max(Console().width, 120)).print(table)
     return table
-
-
-class ModelAsLayer(nn.Module):
-    """A fusion model called like a layer: (semantic, motion) -> outputs."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, semantic: torch.Tensor, motion: torch.Tensor) -> dict[str, torch.Tensor]:
-        """semantic: [B, Ns, Ds], motion: [B, Nm, Dm] -> the model's output dict."""
-        return self.model({"semantic": semantic, "motion": motion})

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fusion.training.config import DATA_MODES
+from fusion.data.config import DATA_MODES
 from pipeline.core import atomic
 from pipeline.core.paths import CLI_SCRIPT, PROJECT_ROOT
 

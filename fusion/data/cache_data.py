@@ -22,7 +22,7 @@ from pipeline.cache.stats import stats_problem
 from pipeline.core.errors import UserError
 
 if TYPE_CHECKING:
-    from fusion.training.config import DataConfig
+    from fusion.data.config import DataConfig
 
 log = logging.getLogger(__name__)
 

@@ -14,13 +14,12 @@ from fusion.data.cache_data import CacheData
 from fusion.data.feature_identity import check_same_features, same_clips
 from fusion.evaluation.analysis import write_analysis
 from fusion.evaluation.metrics import epic_breakdowns, metrics_for, top_actions
-from fusion.evaluation.submission import epic_submission, ssv2_answers, write_submission
-from fusion.models import FusionModel, build_model
+from fusion.evaluation.submission import SUPERVISION_LEVELS, epic_submission, ssv2_answers, write_submission
 from fusion.models.checkpoint import load_checkpoint
-from fusion.models.config import FusionConfig
+from fusion.models.rebuild import rebuild_model
+from fusion.models.registry import FusionModel
 from pipeline.cache.layout import subset_limit
 from pipeline.core import atomic, strict_json
-from pipeline.core.config_loading import apply_overrides
 from pipeline.core.devices import autocast, resolve_device, resolve_precision
 from pipeline.core.errors import UserError
 from pipeline.core.paths import output_file, output_folder
@@ -29,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 @torch.inference_mode()
-def predict(
+def outputs_over(
     model: nn.Module, data: CacheData, batch_size: int, device: torch.device, precision: str, loss_fn: Any = None
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], float]:
     """All outputs (float, CPU) and targets (+ "row") over `data`, and the mean of `loss_fn` if given."""
@@ -74,18 +73,10 @@ def model_from_checkpoint(state: dict[str, Any], data: CacheData) -> FusionModel
             )
     if "normalisation" in state:
         data.use_normalisation(state["normalisation"])
-    # Checkpoints from before position embeddings existed hold models without them: rebuild them so.
-    trained = {"positions": False, **state["config"]["model"]}
-    cfg = apply_overrides(FusionConfig(), trained, where="checkpoint config.model")
-    model = build_model(
-        state["model_name"], spec["shapes"]["semantic"][1], spec["shapes"]["motion"][1], spec["label_sizes"], cfg
-    )
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as exc:  # a checkpoint of another code version: say which weights do not fit
-        raise UserError(f"the checkpoint's weights do not fit model {state['model_name']} of this version: "
-                        f"{' '.join(str(exc).split())}") from None  # fmt: skip
-    return model
+    return rebuild_model(
+        state["model_name"], state["config"]["model"], spec["shapes"], spec["label_sizes"], state["model"],
+        where="checkpoint config.model",
+    )  # fmt: skip
 
 
 def write_predictions(
@@ -118,7 +109,9 @@ class EvalOptions:
 
     predictions: Path | None = None
     submission: Path | None = None  # EPIC-KITCHENS-100 challenge JSON (zipped when it ends in .zip)
-    sls: dict[str, int] = field(default_factory=lambda: {"pt": 2, "tl": 3, "td": 4})
+    sls: dict[str, int] = field(
+        default_factory=lambda: {key: default for key, (_, default) in SUPERVISION_LEVELS.items()}
+    )
     answers: Path | None = None  # SSv2 test-answers.csv: labels for an unlabelled (test) cache
     answers_out: Path | None = None  # SSv2: the predicted class of every clip, `id;label name` per line
     analysis: Path | None = None  # per-class CSVs and the confusion plot
@@ -192,7 +185,7 @@ def evaluate_checkpoint(
     )  # fmt: skip
     missing = benchmark_completeness(data, options, allow_partial)
     dev = resolve_device(device)
-    outputs, targets, _ = predict(model.to(dev), data, batch_size, dev, resolve_precision("auto", dev))
+    outputs, targets, _ = outputs_over(model.to(dev), data, batch_size, dev, resolve_precision("auto", dev))
     if options.answers is not None:
         clip_ids = data.clip_ids[targets["row"].numpy()]
         targets["label"] = torch.from_numpy(

@@ -13,17 +13,26 @@ import csv
 import json
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from pipeline.core import atomic
 from pipeline.core.errors import UserError
 
+if TYPE_CHECKING:  # torch is not imported here: `cli fuse-eval --help` reads the levels below
+    import torch
+
 SUBMISSION_VERSION = "0.2"
 CHALLENGE = "action_recognition"
-SLS_LEVELS = (0, 1, 2, 3, 4, 5)
+SLS_RANGE = (0, 5)
+# The supervision levels a submission states (github.com/epic-kitchens/sls): what each is, and the official
+# script's default.
+SUPERVISION_LEVELS = {
+    "pt": ("pretraining (0 none, 1 public images, 2 public images and video, 3 self-supervised public, ...)", 2),
+    "tl": ("training labels (3: full temporal supervision, start/stop frames)", 3),
+    "td": ("training data (3: the training set, 4: train + validation)", 4),
+}
 
 
 def epic_submission(
@@ -40,7 +49,7 @@ def epic_submission(
     return {
         "version": SUBMISSION_VERSION,
         "challenge": CHALLENGE,
-        **{f"sls_{key}": int(sls[key]) for key in ("pt", "tl", "td")},
+        **{f"sls_{key}": int(sls[key]) for key in SUPERVISION_LEVELS},
         "results": results,
     }
 

@@ -4,23 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from fusion.models.config import DEFAULT_MODEL
+
 SEEDS = [0, 1, 2]
 
 # Each component of GASM-CAST against the model without it, and the baselines; 3 seeds each.
 ABLATIONS: dict[str, Any] = {
     "members": [
-        {"model": "gasm_cast"},
+        {"model": DEFAULT_MODEL},
         {"model": "bcast_no_graph"},
         {"model": "graph_full_width"},
         {"model": "vanilla_cross_attention"},
         {"model": "late_fusion"},
         {"model": "semantic_only"},
         {"model": "motion_only"},
-        {"model": "gasm_cast", "changes": {"model.fusion_layers": 1}},
-        {"model": "gasm_cast", "changes": {"model.fusion_layers": 2}},
-        {"model": "gasm_cast", "changes": {"model.bottleneck_dim": 128}},
-        {"model": "gasm_cast", "changes": {"model.bottleneck_dim": 384}},
-        {"model": "gasm_cast", "changes": {"model.positions": False}},
+        {"model": DEFAULT_MODEL, "changes": {"model.fusion_layers": 1}},
+        {"model": DEFAULT_MODEL, "changes": {"model.fusion_layers": 2}},
+        {"model": DEFAULT_MODEL, "changes": {"model.bottleneck_dim": 128}},
+        {"model": DEFAULT_MODEL, "changes": {"model.bottleneck_dim": 384}},
+        {"model": DEFAULT_MODEL, "changes": {"model.positions": False}},
     ],
     "seeds": SEEDS,
 }
@@ -46,4 +48,6 @@ def phase2_phase3_stage2(changes: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-PRESETS: dict[str, dict[str, Any]] = {"ablations": ABLATIONS, "lr-wd": LR_WD, "phase2-phase3": PHASE2_STAGE1}
+SWEEP_PRESETS: dict[str, dict[str, Any]] = {"ablations": ABLATIONS, "lr-wd": LR_WD, "phase2-phase3": PHASE2_STAGE1}
+# What a preset's report takes its differences to when no --baseline is given.
+SWEEP_BASELINES = {"ablations": DEFAULT_MODEL}

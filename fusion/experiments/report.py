@@ -145,10 +145,8 @@ def measure_costs(runs: list[Run], folders: list[Path], out: Path | None) -> Non
     """FLOPs per clip and training-step memory of each configuration, measured once at its cache's shapes; kept
     in OUT/costs.json (a sweep's own folder) and read back from there, or from any folder given, by later
     reports. Run folders are never written to."""
-    from fusion.benches.fusion_models import measure
-    from fusion.models import build_model
-    from fusion.models.config import FusionConfig
-    from pipeline.core.config_loading import apply_overrides
+    from fusion.models.costs import ModelAsLayer, measure
+    from fusion.models.rebuild import rebuild_model
 
     known: dict[str, dict[str, float]] = {}
     for folder in folders:
@@ -158,26 +156,17 @@ def measure_costs(runs: list[Run], folders: list[Path], out: Path | None) -> Non
         key = _cost_key(run)
         if key not in known:
             torch.manual_seed(0)
-            cfg = apply_overrides(FusionConfig(), run.model_config, where=f"{run.folder} config.model")
+            model = rebuild_model(
+                run.model, run.model_config, run.shapes, run.label_sizes, where=f"{run.folder} config.model"
+            )
             (ns, ds), (nm, dm) = run.shapes["semantic"], run.shapes["motion"]
-            model = build_model(run.model, ds, dm, run.label_sizes, cfg)
             inputs = (torch.randn(8, ns, ds), torch.randn(8, nm, dm))
-            costs = measure(_Called(model), inputs, torch.device("cpu"), repeats=1)
+            costs = measure(ModelAsLayer(model), inputs, torch.device("cpu"), repeats=1)
             known[key] = {"gflops_per_clip": costs["gflops"] / 8, "memory_mb": costs["memory"]}
         run.costs = known[key]
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         atomic.write_text(out / COSTS_FILE, strict_json.dumps(known, indent=1))
-
-
-class _Called(torch.nn.Module):
-    def __init__(self, model: torch.nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, semantic: torch.Tensor, motion: torch.Tensor) -> dict[str, torch.Tensor]:
-        """semantic: [B, Ns, Ds], motion: [B, Nm, Dm] -> the model's outputs."""
-        return self.model({"semantic": semantic, "motion": motion})
 
 
 def headline_keys(runs: list[Run]) -> list[str]:

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fusion.experiments.presets import PHASE_MODELS, PRESETS, phase2_phase3_stage2
+from fusion.experiments.presets import PHASE_MODELS, SWEEP_PRESETS, phase2_phase3_stage2
 from fusion.experiments.spec import Member, SweepSpec, load_spec, parse_spec
 from fusion.training.config import training_config
 from pipeline.cache.layout import open_cache
@@ -214,9 +214,9 @@ def run_sweep(
     if (preset is None) == (spec_file is None):
         raise UserError("give exactly one of --preset NAME and --spec FILE")
     output_folder(out, "--out")
-    if preset is not None and preset not in PRESETS:
-        raise UserError(f"unknown preset '{preset}' (expected one of {', '.join(PRESETS)})")
-    spec = parse_spec(PRESETS[preset], f"preset {preset}", model) if preset else load_spec(spec_file, model)
+    if preset is not None and preset not in SWEEP_PRESETS:
+        raise UserError(f"unknown preset '{preset}' (expected one of {', '.join(SWEEP_PRESETS)})")
+    spec = parse_spec(SWEEP_PRESETS[preset], f"preset {preset}", model) if preset else load_spec(spec_file, model)
     spec = selecting(spec, select_on)
     name = preset or str(spec_file)
     fields = list(open_cache(cache).attrs.get("label_fields") or [])

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fusion.training.config import PRESETS, TrainConfig, training_config
+from fusion.models.config import DEFAULT_MODEL
+from fusion.training.config import TRAIN_PRESETS, TrainConfig, training_config
 from pipeline.core.config_loading import load_yaml_overrides, set_value, validate
 from pipeline.core.errors import UserError
 
@@ -63,7 +64,7 @@ class Member:
 
 @dataclass
 class SweepSpec:
-    model: str = "gasm_cast"
+    model: str = DEFAULT_MODEL
     preset: str = "default"
     overrides: dict[str, Any] = field(default_factory=dict)
     configurations: list[Configuration] = field(default_factory=list)
@@ -97,7 +98,7 @@ def _mapping(value: Any, where: str, allowed: set[str]) -> dict[str, Any]:
 
 
 def _configuration(model: str, changes: dict[str, Any], where: str) -> Configuration:
-    from fusion.models import MODELS
+    from fusion.models.registry import MODELS
 
     if model not in MODELS:
         raise UserError(f"{where}: unknown model '{model}' (expected one of {', '.join(MODELS)})")
@@ -117,12 +118,12 @@ def parse_spec(data: dict[str, Any], where: str, model: str | None = None) -> Sw
     data = _mapping(data, where, SPEC_KEYS)
     base = _mapping(data.get("base", {}), f"{where}: base", BASE_KEYS)
     spec = SweepSpec(
-        model=model or base.get("model", "gasm_cast"),
+        model=model or base.get("model", DEFAULT_MODEL),
         preset=base.get("preset", "default"),
         overrides=base.get("overrides", {}),
     )
-    if spec.preset not in PRESETS:
-        raise UserError(f"{where}: base.preset '{spec.preset}' is not one of {', '.join(PRESETS)}")
+    if spec.preset not in TRAIN_PRESETS:
+        raise UserError(f"{where}: base.preset '{spec.preset}' is not one of {', '.join(TRAIN_PRESETS)}")
     training_config(spec.preset, None, spec.overrides)  # the base alone must be valid
     seeds = data.get("seeds", [0])
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):

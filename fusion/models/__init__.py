@@ -1,5 +1,2 @@
-"""The fusion model registry."""
-
-from fusion.models.registry import MODELS, PARAMETER_BUDGET, FusionModel, build_model, count_trainable
-
-__all__ = ["MODELS", "PARAMETER_BUDGET", "FusionModel", "build_model", "count_trainable"]
+"""Fusion models: trunks and task heads on cached features, the registry by name, their config and checkpoints.
+Imported by module (fusion.models.registry, .config, ...): the config is read by `cli --help` without torch."""

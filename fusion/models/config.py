@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pipeline.core.config_loading import setting
 
 HEADS = ("linear", "mlp")
+DEFAULT_MODEL = "gasm_cast"  # what fuse-train, sweeps and benches train when no --model is given
 
 
 @dataclass

@@ -19,8 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from fusion.models import build_model
-from fusion.models.config import FusionConfig
+from fusion.models.rebuild import as_trained, rebuild_model
 from pipeline.backbones import build_backbone
 from pipeline.core.config_loading import apply_overrides
 from pipeline.core.devices import autocast, resolve_precision
@@ -49,7 +48,7 @@ def package_from_checkpoint(state: dict[str, Any]) -> dict[str, Any]:
         "format": PACKAGE_FORMAT,
         "version": PACKAGE_VERSION,
         "model_name": state["model_name"],
-        "fusion_config": {"positions": False, **state["config"]["model"]},
+        "fusion_config": as_trained(state["config"]["model"]),
         "weights": state["model"],
         "spec": state["spec"],
         "normalisation": state.get("normalisation", {}),
@@ -147,10 +146,10 @@ class TemporalCrossAttentionModel(nn.Module):
             source = resolve_weights(package["backbones"][spec.kind], weights.get(spec.kind), option, allow_other)
             self.backbones[spec.kind] = build_backbone(spec, source, b.random_init, b.seed)
         spec = package["spec"]
-        cfg = apply_overrides(FusionConfig(), package["fusion_config"], where="the model's fusion config")
-        semantic_dim, motion_dim = spec["shapes"]["semantic"][1], spec["shapes"]["motion"][1]
-        self.fusion = build_model(package["model_name"], semantic_dim, motion_dim, spec["label_sizes"], cfg).eval()
-        self.fusion.load_state_dict(package["weights"])
+        self.fusion = rebuild_model(
+            package["model_name"], package["fusion_config"], spec["shapes"], spec["label_sizes"], package["weights"],
+            where="the model's fusion config",
+        ).eval()  # fmt: skip
         for name, stats in package["normalisation"].items():
             self.register_buffer(f"{name}_mean", torch.tensor(stats["mean"]), persistent=False)
             self.register_buffer(f"{name}_std", torch.tensor(stats["std"]).clamp_min(1e-6), persistent=False)

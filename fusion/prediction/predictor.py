@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fusion.evaluation.metrics import top_actions
+from fusion.evaluation.metrics import ACTION_MULTIPLIER, top_actions
 from fusion.models.checkpoint import load_checkpoint
 from fusion.prediction.complete_model import TemporalCrossAttentionModel, check_package, package_from_checkpoint
 from pipeline.core import atomic
@@ -113,17 +113,18 @@ def clip_record(clip: Clip, outputs: dict[str, torch.Tensor], i: int, names: dic
     record["verb_top5"] = _top(verb[0].softmax(-1), names.get("verb", []))
     record["noun_top5"] = _top(noun[0].softmax(-1), names.get("noun", []))
     ids, scores = top_actions(verb, noun, 5)
-    record["action_top5"] = [
-        {"verb": int(a) // 1000, "noun": int(a) % 1000, "id": int(a),
-         "name": f"{_name(names, 'verb', int(a) // 1000)} {_name(names, 'noun', int(a) % 1000)}",
-         "prob": round(float(np.exp(s)), 6)}
-        for a, s in zip(ids[0].tolist(), scores[0].tolist())
-    ]  # fmt: skip
+    record["action_top5"] = []
+    for a, s in zip(ids[0].tolist(), scores[0].tolist()):
+        verb_id, noun_id = divmod(int(a), ACTION_MULTIPLIER)
+        name = f"{_name(names, 'verb', verb_id)} {_name(names, 'noun', noun_id)}"
+        record["action_top5"].append(
+            {"verb": verb_id, "noun": noun_id, "id": int(a), "name": name, "prob": round(float(np.exp(s)), 6)}
+        )
     v, n = clip.labels.get("verb", -1), clip.labels.get("noun", -1)
     if v >= 0 and n >= 0:
         action_name = f"{_name(names, 'verb', v)} {_name(names, 'noun', n)}"
-        correct = record["action_top5"][0]["id"] == v * 1000 + n
-        record.update(verb=v, noun=n, action=v * 1000 + n, action_name=action_name, correct=correct)
+        correct = record["action_top5"][0]["id"] == v * ACTION_MULTIPLIER + n
+        record.update(verb=v, noun=n, action=v * ACTION_MULTIPLIER + n, action_name=action_name, correct=correct)
     return record
 
 
@@ -165,6 +166,9 @@ def predict_clips(
     return [records[row] for row in order]
 
 
-def build_model(package: dict[str, Any], device: str, weights: dict[str, str | None], allow_other: bool):
+def load_complete_model(
+    package: dict[str, Any], device: str, weights: dict[str, str | None], allow_other: bool
+) -> TemporalCrossAttentionModel:
+    """The package's backbones and fusion model on `device`, ready to predict."""
     dev = resolve_device(device)
     return TemporalCrossAttentionModel(package, weights, allow_other).to(dev).eval()

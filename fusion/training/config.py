@@ -6,14 +6,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fusion.data.config import DataConfig
 from fusion.models.config import FusionConfig
 from pipeline.core.config_loading import apply_overrides, load_yaml_overrides, setting, validate
+from pipeline.core.defaults import device_setting, precision_setting
 from pipeline.core.errors import UserError
-from pipeline.extract_config import PRECISIONS, device_name_problem
 
 SCHEDULERS = ("cosine", "cosine_restarts")
-DATA_MODES = ("auto", "device", "ram", "streamed")
-SELECT_ON = ("validation", "holdout")
 
 
 @dataclass
@@ -31,33 +30,6 @@ class OptimConfig:
 
 
 @dataclass
-class DataConfig:
-    batch_size: int = setting(64, "Clips per optimizer step (the global batch under torchrun).", low=1)
-    ram_limit_gb: float = setting(8.0, "Caches larger than this are streamed shard by shard.", low=0.0)
-    mode: str = setting(
-        "auto",
-        "Where the training features live: device (GPU memory; batches gathered there), ram, or streamed (shard "
-        "windows read ahead); auto: the GPU when they fit in half its free memory, else RAM within ram_limit_gb.",
-        choices=DATA_MODES,
-    )
-    select_on: str = setting(
-        "validation",
-        "Clips that choose the best epoch (and a sweep's configurations): holdout, a fixed class-stratified part "
-        "of the training cache never trained on (sweeps default to it), or validation (optimistic: the clips the "
-        "numbers are reported on).",
-        choices=SELECT_ON,
-    )
-    holdout_fraction: float = setting(
-        0.1, "Part of each class of the training cache held out when select_on is holdout.", low=0.0, high=0.5,
-        low_open=True, high_open=True,
-    )  # fmt: skip
-    token_dropout: float = setting(
-        0.0, "Probability of zeroing each input token while training.", low=0.0, high=1.0, high_open=True
-    )
-    mixup_alpha: float = setting(0.0, "Beta(alpha, alpha) mixup of features and targets; 0 disables.", low=0.0)
-
-
-@dataclass
 class TrainConfig:
     model: FusionConfig = field(default_factory=FusionConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -71,13 +43,11 @@ class TrainConfig:
         "under torchrun); the steps between never wait for the host.",
         low=1,
     )
-    device: str = setting("auto", "auto, cpu, cuda or cuda:N.", check=device_name_problem)
-    precision: str = setting(
-        "auto", "Autocast dtype (auto: fp32 on CPU; on GPU bf16 where native, else fp16).", choices=PRECISIONS
-    )
+    device: str = device_setting()
+    precision: str = precision_setting()
 
 
-PRESETS: dict[str, dict[str, Any]] = {
+TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     # Small heads on frozen cached features: a higher learning rate with warm-up and light dropout.
     "default": {},
     # The original design notes' recipe, kept as stated for comparison.
@@ -99,9 +69,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def training_config(preset: str, config_file: Path | None, overrides: dict[str, Any]) -> TrainConfig:
     """Defaults, then the preset, then the YAML file, then `overrides` (nested, as in the YAML); checked."""
-    if preset not in PRESETS:
-        raise UserError(f"unknown preset '{preset}' (expected one of {', '.join(PRESETS)})")
-    cfg = apply_overrides(TrainConfig(), PRESETS[preset], where=f"preset {preset}")
+    if preset not in TRAIN_PRESETS:
+        raise UserError(f"unknown preset '{preset}' (expected one of {', '.join(TRAIN_PRESETS)})")
+    cfg = apply_overrides(TrainConfig(), TRAIN_PRESETS[preset], where=f"preset {preset}")
     if config_file is not None:
         cfg = apply_overrides(cfg, load_yaml_overrides(config_file), where=str(config_file))
     return validate(apply_overrides(cfg, overrides, where="overrides"))

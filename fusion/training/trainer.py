@@ -20,10 +20,10 @@ import torch
 from torch import nn
 
 from fusion.data.cache_data import CacheData, open_caches
-from fusion.evaluation.evaluate import predict
+from fusion.evaluation.evaluate import outputs_over
 from fusion.evaluation.metrics import headline, metrics_for
-from fusion.models import build_model, count_trainable
 from fusion.models.checkpoint import load_checkpoint, save_checkpoint
+from fusion.models.registry import build_model, count_trainable
 from fusion.training.config import TrainConfig
 from fusion.training.distributed import Distributed
 from fusion.training.objective import check_same_task, make_scheduler, task_loss
@@ -360,7 +360,7 @@ class Trainer:
     def _validate(self, data: CacheData) -> tuple[dict[str, float], float]:
         """Metrics and mean loss over `data` (validation or holdout clips); each process predicts its share, all
         get the whole."""
-        outputs, targets, loss = predict(
+        outputs, targets, loss = outputs_over(
             self.model,
             data,
             self.cfg.data.batch_size,

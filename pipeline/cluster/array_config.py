@@ -6,13 +6,13 @@ from dataclasses import dataclass
 
 from pipeline.core.config_loading import setting
 
-EXECUTORS = ("auto", "slurm", "local")
+ARRAY_EXECUTORS = ("auto", "slurm", "local")
 
 
 @dataclass
 class ArraySettings:
     tasks: int = setting(8, "Array tasks; pending shards are bin-packed onto them by cost.", low=1)
-    executor: str = setting("auto", "auto: SLURM where available, else local processes.", choices=EXECUTORS)
+    executor: str = setting("auto", "auto: SLURM where available, else local processes.", choices=ARRAY_EXECUTORS)
     partition: str | None = setting(None, "SLURM partition (or SLURM_PARTITION).")
     gpus: int = setting(1, "GPUs per task.", low=0)
     cpus: int = setting(10, "CPUs per task (decoders need them).", low=1)

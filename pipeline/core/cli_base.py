@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from pipeline.core.defaults import DEVICE, DEVICE_HELP, PRECISION_HELP, PRECISIONS
 from pipeline.core.errors import NO_SPACE, Interrupted, UserError
 from pipeline.core.paths import disk_full_message
 
@@ -112,6 +113,15 @@ def user_errors(command: Callable) -> Callable:
             sys.exit(1)
 
     return wrapper
+
+
+def device_option(command: Callable) -> Callable:
+    """--device for commands that are not a config field (benches, evaluation, the GPU check)."""
+    return click.option("--device", default=DEVICE, show_default=True, help=DEVICE_HELP)(command)
+
+
+def precision_option(help_text: str = PRECISION_HELP) -> Callable[[Callable], Callable]:
+    return click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True, help=help_text)
 
 
 def parse_shape(text: str) -> tuple[int, int]:

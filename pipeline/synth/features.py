@@ -18,6 +18,7 @@ import numpy as np
 
 from pipeline.cache.layout import open_or_create
 from pipeline.cache.writer import ShardWriter
+from pipeline.core.defaults import MOTION_SHAPE, SEMANTIC_SHAPE
 from pipeline.datasets.base import Clip, ClipList
 
 CODES = ("content", "order")
@@ -27,8 +28,8 @@ def make_feature_cache(
     path: str | Path,
     clips: int,
     kind: str = "ssv2",
-    semantic: tuple[int, int] = (196, 768),
-    motion: tuple[int, int] = (8, 512),
+    semantic: tuple[int, int] = SEMANTIC_SHAPE,
+    motion: tuple[int, int] = MOTION_SHAPE,
     appearances: int = 4,
     motions: int = 3,
     seed: int = 0,

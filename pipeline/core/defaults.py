@@ -1,0 +1,43 @@
+"""Defaults and choice lists that both halves and the command line share, each stated once here. Nothing heavy is
+imported, so `cli --help` reads them at once."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pipeline.core.config_loading import setting
+
+DEVICE = "auto"
+DEVICE_HELP = "auto, cpu, cuda or cuda:N."
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+PRECISION_HELP = "Autocast dtype (auto: fp32 on CPU; on GPU bf16 where native, else fp16)."
+
+DATASETS = ("ssv2", "epic100", "manifest")  # the names pipeline/datasets registers its readers under
+SYNTH_DATASETS = ("ssv2", "epic100")  # the layouts `cli synth` writes
+
+# The default backbones' features (DINOv3 ViT-B/16 patches; I3D res3 segments) and the benchmarks' class counts:
+# defaults of help texts, benches and generated caches only; a cache's own shapes come from its attributes.
+SEMANTIC_SHAPE = (196, 768)
+MOTION_SHAPE = (8, 512)
+SSV2_CLASSES = 174
+EPIC_VERBS = 97
+EPIC_NOUNS = 300
+
+
+def device_name_problem(name: str) -> str | None:
+    """Checked by form only: a login node without a GPU may still configure GPU tasks."""
+    return None if re.fullmatch(r"auto|cpu|cuda(:\d+)?", name) else DEVICE_HELP.rstrip(".")
+
+
+def device_setting() -> Any:
+    return setting(DEVICE, DEVICE_HELP, check=device_name_problem)
+
+
+def precision_setting() -> Any:
+    return setting("auto", PRECISION_HELP, choices=PRECISIONS)
+
+
+def shape_text(shape: tuple[int, int]) -> str:
+    """(196, 768) -> '196x768', as the shape options take it."""
+    return "x".join(map(str, shape))
