@@ -16,7 +16,6 @@ from fusion.models.config import DEFAULT_MODEL
 from fusion.training.config import TRAIN_PRESETS, TrainConfig, training_config
 from pipeline.core import strict_json
 from pipeline.core.cli_base import EPILOG, device_option, parse_shape, precision_option, user_errors
-from pipeline.core.config_loading import validate
 from pipeline.core.config_options import ConfigOptions, LazyChoice
 from pipeline.core.defaults import (
     EPIC_NOUNS,
@@ -228,21 +227,15 @@ def fuse_train(
     same command and --resume. A NaN/Inf loss stops the run at once (exit 1), keeping the last good checkpoints.
     """
     from fusion.training.command import run_training
+    from fusion.training.request import TrainingRequest
     from fusion.training.trainer import NonFiniteLoss, Preempted
 
-    cfg = validate(TRAIN_OPTIONS.apply(training_config(preset, config_file, {}), options))
+    cfg = training_config(preset, config_file, {}, lambda cfg: TRAIN_OPTIONS.apply(cfg, options))
     try:
-        summary = run_training(
-            cache,
-            val_cache,
-            model,
-            out,
-            cfg,
-            resume,
-            progress,
-            allow_partial,
-            allow_other_features=allow_other_features,
+        request = TrainingRequest(
+            cache, val_cache, model, out, cfg, resume, allow_partial, allow_other_features=allow_other_features
         )
+        summary = run_training(request, live=progress)
     except Preempted as exc:
         click.echo(f"stopped: checkpoint written to {exc}; continue with the same command and --resume", err=True)
         sys.exit(exc.exit_code)

@@ -12,8 +12,10 @@ from fusion.evaluation.evaluate import evaluate_checkpoint
 from fusion.evaluation.visualize import visualize_clip
 from fusion.training.command import run_training
 from fusion.training.config import training_config
+from fusion.training.request import TrainingRequest
 from pipeline.cache.inspect import cache_info, verify_cache
 from pipeline.core.errors import UserError
+from pipeline.datasets import DataSource
 from pipeline.extract_command import print_info, run_extract_command
 from pipeline.extract_config import ExtractConfig
 
@@ -35,7 +37,7 @@ def run_demo(out: Path, clips: int, epochs: int) -> None:
     for split in ("train", "validation"):
         caches[split] = out / "cache" / f"ssv2-{split}"
         console.rule(f"2. extract {split} (DINOv3 ViT-B/16 + I3D-R50 res3, random init) -> {caches[split]}")
-        run_extract_command("ssv2", data, split, caches[split], cfg, (0, 1), None, live=None)
+        run_extract_command(DataSource("ssv2", data, split), caches[split], cfg, (0, 1), live=None)
         problems = verify_cache(caches[split])
         if problems:
             raise UserError(f"demo cache {caches[split]} has {len(problems)} problem clip(s): {problems[:3]}")
@@ -45,7 +47,8 @@ def run_demo(out: Path, clips: int, epochs: int) -> None:
         run = out / "runs" / model
         console.rule(f"3. fuse-train {model} -> {run}")
         train_cfg = training_config("default", None, {"epochs": epochs, "data": {"batch_size": 8}, "device": "cpu"})
-        run_training(caches["train"], caches["validation"], model, run, train_cfg, resume=(run / "last.pt").exists())
+        resume = (run / "last.pt").exists()
+        run_training(TrainingRequest(caches["train"], caches["validation"], model, run, train_cfg, resume))
         results[model] = evaluate_checkpoint(run / "best.pt", caches["validation"], device="cpu")["metrics"]
     console.rule("4. visualize gasm_cast attention on the first validation clip")
     for path in visualize_clip(out / "runs" / "gasm_cast" / "best.pt", caches["validation"], out / "attention"):

@@ -109,13 +109,13 @@ def extract(
 
     Exits 130 on Ctrl-C: finished shards are kept, the shard in flight is redone by the next run.
     """
+    from pipeline.datasets import DataSource
     from pipeline.extract_command import run_extract_command
     from pipeline.sharding import parse_shard
 
     cfg = extraction_config(config_file, options)
-    run_extract_command(
-        dataset, data_root, split, cache, cfg, parse_shard(shard), limit, progress, retry_failed, classes
-    )
+    source = DataSource(dataset, data_root, split, limit, classes)
+    run_extract_command(source, cache, cfg, parse_shard(shard), progress, retry_failed)
 
 
 @click.group()
@@ -143,10 +143,11 @@ def submit_extract(
     """Run `extract` as a job array; re-submit the same command to finish whatever is not done."""
     from pipeline.cluster.submit import jobs_folder
     from pipeline.cluster.submit import submit_extract as submit_array
+    from pipeline.datasets import DataSource
 
     array = validate(ARRAY_OPTIONS.apply(ArraySettings(), options))
     cfg = extraction_config(config_file, options)
-    jobs, plan = submit_array(dataset, data_root, split, cache, cfg, array, limit, retry_failed, classes)
+    jobs, plan = submit_array(DataSource(dataset, data_root, split, limit, classes), cache, cfg, array, retry_failed)
     if not jobs:
         click.echo(f"{cache}: all {plan['done_shards']} shards are done; nothing to submit")
         return
@@ -258,10 +259,10 @@ def bench_extract(
     """Decode-only, model-only and end-to-end clips/s, decode per worker and per core: is a run bound by
     decoding or by compute, and how many cores does a GPU need? Generated clips by default; real ones with
     --dataset/--data-root/--split."""
-    from pipeline.extract_bench import BenchData
+    from pipeline.datasets import DataSource
     from pipeline.extract_bench import bench_extract as run
 
     if (dataset is None) != (data_root is None):
         raise click.BadParameter("give --dataset and --data-root together", param_hint="--dataset")
-    real = BenchData(dataset, data_root, split) if dataset else None
+    real = DataSource(dataset, data_root, split) if dataset else None
     run(validate(BENCH_OPTIONS.apply(ExtractConfig(), options)), clips, work_dir, real)

@@ -22,7 +22,7 @@ from pipeline.core.devices import autocast, resolve_device, resolve_precision
 from pipeline.core.errors import UserError
 from pipeline.core.paths import output_folder
 from pipeline.core.provenance import created_with, weights_identity
-from pipeline.datasets import ClipList, read_dataset
+from pipeline.datasets import ClipList, DataSource
 from pipeline.extract_config import ExtractConfig, decoder_threads
 from pipeline.sharding import owned_shards
 from pipeline.video.clip_dataset import ClipFrames
@@ -126,26 +126,19 @@ class CacheTarget:
 
     def __init__(
         self,
-        dataset: str,
-        data_root: str | Path,
-        split: str,
+        source: DataSource,
         cache: str | Path,
         cfg: ExtractConfig,
         precision: str,
-        limit: int | None = None,
-        classes: str | Path | None = None,
     ):
         validate(cfg)
         problem = weights_problem(cfg)
         if problem:
             raise UserError(problem)
         self.path, self.cfg = Path(output_folder(cache, "--cache")), cfg
-        self.clips = read_dataset(dataset, data_root, split, limit, classes)
+        self.clips = source.read()
         self.specs = backbone_specs(cfg)
-        source = {"dataset": dataset, "data_root": str(data_root), "split": split, "limit": limit}
-        if classes is not None:
-            source["classes"] = str(Path(classes).resolve())
-        self.attrs = cache_attrs(self.clips, cfg, self.specs, precision, source)
+        self.attrs = cache_attrs(self.clips, cfg, self.specs, precision, source.record())
         self.shapes = {spec.kind: (spec.tokens, spec.dim) for spec in self.specs}
 
     def open(self, create: bool) -> ShardWriter | None:
@@ -155,20 +148,16 @@ class CacheTarget:
 
 
 def run_extraction(
-    dataset: str,
-    data_root: str | Path,
-    split: str,
+    source: DataSource,
     cache: str | Path,
     cfg: ExtractConfig,
     shard: tuple[int, int] = (0, 1),
-    limit: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     shards: list[int] | None = None,
     retry_failed: bool = False,
-    classes: str | Path | None = None,
 ) -> ExtractSummary:
-    """Extract this job's shards of the split into `cache`: those with j mod N == K for `shard` = (K, N), or the
-    explicit list `shards` (`classes`: a manifest's class list). With `retry_failed`, also its finished shards
+    """Extract this job's shards of the source's clips into `cache`: those with j mod N == K for `shard` = (K, N),
+    or the explicit list `shards`. With `retry_failed`, also its finished shards
     that list failed clips (redone whole, so they equal an uninterrupted run's). `on_progress(clips_handled,
     clips_todo)` is called per batch.
 
@@ -176,7 +165,7 @@ def run_extraction(
     started = time.perf_counter()
     device = resolve_device(cfg.run.device)
     precision = resolve_precision(cfg.run.precision, device)
-    target = CacheTarget(dataset, data_root, split, cache, cfg, precision, limit, classes)
+    target = CacheTarget(source, cache, cfg, precision)
     clips = target.clips
     writer = target.open(create=False)
     total_shards = num_shards(len(clips), cfg.run.shard_size)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -19,7 +19,7 @@ from rich.table import Table
 
 from pipeline.backbones import build_backbone
 from pipeline.core.devices import autocast, resolve_device, resolve_precision
-from pipeline.datasets import Clip, read_dataset
+from pipeline.datasets import Clip, DataSource
 from pipeline.extract import backbone_specs, run_extraction
 from pipeline.extract_config import ExtractConfig, decoder_threads
 from pipeline.video.clip_dataset import ClipFrames
@@ -81,16 +81,7 @@ def _model_only(cfg: ExtractConfig, clips: int, size: int) -> float:
     return batches * cfg.run.batch_size / (time.perf_counter() - started)
 
 
-@dataclass
-class BenchData:
-    """Real clips to measure on (a dataset split), instead of generated ones."""
-
-    dataset: str
-    data_root: Path
-    split: str = "train"
-
-
-def bench_extract(cfg: ExtractConfig, clips: int, work_dir: Path | None, real: BenchData | None = None) -> None:
+def bench_extract(cfg: ExtractConfig, clips: int, work_dir: Path | None, real: DataSource | None = None) -> None:
     """`cfg`: backbones (random init), batch size, workers and device to measure; shards of two batches.
     `real`: measure on a dataset split's clips, repeated until there are `clips` of them."""
     from pipeline.synth.ssv2 import make_ssv2
@@ -108,10 +99,11 @@ def bench_extract(cfg: ExtractConfig, clips: int, work_dir: Path | None, real: B
             data = work / "data"
             if not (data / "train.json").exists():
                 make_ssv2(data, train=clips, validation=0, test=0)
-            listed = read_dataset("ssv2", data, "train").clips
+            generated = DataSource("ssv2", data, "train")
+            listed = generated.read().clips
             source = f"{clips} generated 160x120 clips"
         else:
-            base = read_dataset(real.dataset, real.data_root, real.split).clips
+            base = real.read().clips
             listed = (base * -(-clips // len(base)))[: max(clips, len(base))]
             source = f"{len(base)} clips of {real.dataset}/{real.split} repeated to {len(listed)}"
         decode, _ = _timed_batches(cfg, listed, size)
@@ -122,7 +114,7 @@ def bench_extract(cfg: ExtractConfig, clips: int, work_dir: Path | None, real: B
             def mark(done: int, total: int) -> None:
                 marks.append((time.perf_counter(), done, _rss_mb()))
 
-            run_extraction("ssv2", data, "train", work / f"cache-{time.time_ns()}", cfg, on_progress=mark)
+            run_extraction(generated, work / f"cache-{time.time_ns()}", cfg, on_progress=mark)
             end_to_end = _rate(marks)
         else:
             device = resolve_device(run.device)

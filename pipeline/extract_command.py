@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -13,37 +13,25 @@ from rich.table import Table
 from pipeline.core.progress import Reporter
 from pipeline.extract_config import ExtractConfig
 
+if TYPE_CHECKING:
+    from pipeline.datasets import DataSource
+
 
 def run_extract_command(
-    dataset: str,
-    data_root: Path,
-    split: str,
+    source: DataSource,
     cache: Path,
     cfg: ExtractConfig,
     shard: tuple[int, int],
-    limit: int | None,
     live: bool | None,
     retry_failed: bool = False,
-    classes: Path | None = None,
 ) -> None:
     """Extract with progress on stderr (a bar on a terminal, else a log line every 30 s) and a summary table."""
     from pipeline.extract import run_extraction
 
     console = Console(stderr=True)
     with Reporter("extract", "clips", live=live) as reporter:
-        summary = run_extraction(
-            dataset,
-            data_root,
-            split,
-            cache,
-            cfg,
-            shard,
-            limit,
-            reporter.update,
-            retry_failed=retry_failed,
-            classes=classes,
-        )
-    table = Table(title=f"extract {dataset}/{split} -> {cache} (shard {shard[0]}/{shard[1]})")
+        summary = run_extraction(source, cache, cfg, shard, reporter.update, retry_failed=retry_failed)
+    table = Table(title=f"extract {source.dataset}/{source.split} -> {cache} (shard {shard[0]}/{shard[1]})")
     columns = ("clips in cache", "owned by this job", "extracted", "failed", "skipped (done)", "seconds", "clips/s")
     for column in columns:
         table.add_column(column, justify="right")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,10 +52,29 @@ def real_fixtures() -> Path:
 SMALL_DIMS = {"semantic": (16, 32), "motion": (4, 16)}
 
 
-def small_caches(root: Path, train: int, validation: int, kind: str = "ssv2") -> tuple[Path, Path]:
-    """A training and a validation feature cache of one synthetic task at small shapes, 16-clip shards."""
+def small_caches(
+    root: Path,
+    train: int,
+    validation: int,
+    kind: str = "ssv2",
+    dims: dict[str, tuple[int, int]] = SMALL_DIMS,
+    shard_size: int = 16,
+    failed_rows: tuple[int, ...] = (),
+    **options: Any,
+) -> tuple[Path, Path]:
+    """A training and a validation feature cache of one synthetic task (small shapes by default) in ROOT/train and
+    ROOT/val; `failed_rows` of the training cache failed; `options` (signal, seed) of make_feature_cache for both."""
     from pipeline.synth.features import make_feature_cache
 
-    train_cache = make_feature_cache(root / "train", train, kind, **SMALL_DIMS, shard_size=16)
-    val = make_feature_cache(root / "val", validation, kind, **SMALL_DIMS, split="validation", shard_size=16)
+    common = {**dims, "shard_size": shard_size, **options}
+    train_cache = make_feature_cache(root / "train", train, kind, **common, failed_rows=failed_rows)
+    val = make_feature_cache(root / "val", validation, kind, **common, split="validation")
     return train_cache, val
+
+
+def arrays_and_attrs(cache: Path) -> tuple[dict, dict]:
+    """Every array of a cache, read whole, and its attributes."""
+    import zarr
+
+    group = zarr.open_group(str(cache), mode="r")
+    return {name: group[name][:] for name in group.array_keys()}, dict(group.attrs)

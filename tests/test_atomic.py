@@ -78,7 +78,7 @@ def test_a_cut_short_metrics_json_is_not_a_finished_member_and_compare_says_so(c
 def test_a_full_disk_while_checkpointing_is_one_line_and_leaves_no_temporary_file(caches, tmp_path, monkeypatch):
     import torch
 
-    from fusion.models.registry import checkpoint
+    from fusion.models import checkpoint
 
     def full_disk_save(obj, path):
         Path(path).write_bytes(b"PK partial")

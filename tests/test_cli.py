@@ -1,10 +1,15 @@
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import zarr
 from click.testing import CliRunner
 
 from cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
 
 COMMANDS = [
     [],
@@ -43,6 +48,18 @@ def test_help(command):
     result = CliRunner().invoke(main, [*command, "--help"])
     assert result.exit_code == 0, result.output
     assert "Usage:" in result.output and "Show this message" in result.output
+
+
+def test_the_command_line_starts_without_torch():
+    """`cli --help` is instant because the defaults it shows live in torch-free modules; torch loads when a
+    command runs (a subprocess: this test process has torch loaded already)."""
+    code = (
+        "import sys; from cli import main; main(['--help'], standalone_mode=False); "
+        "print(sorted(m for m in ('torch', 'zarr', 'av', 'h5py') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_extract_help_shows_defaults():

@@ -16,6 +16,7 @@ import torch.multiprocessing as mp
 
 from fusion.training.config import training_config
 from fusion.training.distributed import Distributed, backend_for
+from fusion.training.request import TrainingRequest
 from fusion.training.trainer import Trainer
 from pipeline.synth.features import make_feature_cache
 
@@ -71,7 +72,7 @@ def _worker(rank: int, world: int, folder: str, caches: tuple[str, str]) -> None
     # A trainer in each process: the data order is global, the dropout draws are the process's own.
     os.environ["MASTER_PORT"] = "29543"
     cfg = training_config("default", None, {"device": "cpu", "data": {"batch_size": 12}})
-    trainer = Trainer(Path(caches[0]), Path(caches[1]), "late_fusion", Path(folder) / "run", cfg)
+    trainer = Trainer(TrainingRequest(caches[0], caches[1], "late_fusion", Path(folder) / "run", cfg))
     batch = next(trainer.train_data.batches(12, shuffle=True, generator=torch.Generator().manual_seed(0),
                                             rank=rank, world=world))  # fmt: skip
     report["rows"], report["share"] = batch["row"].tolist(), batch["share"]

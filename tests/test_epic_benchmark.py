@@ -18,6 +18,8 @@ from PIL import Image
 from cli import main
 from fusion.training.command import run_training
 from fusion.training.config import training_config
+from fusion.training.request import TrainingRequest
+from pipeline.datasets import DataSource
 from pipeline.extract import run_extraction
 
 ANNOTATION_FILES = ("EPIC_100_verb_classes.csv", "EPIC_100_noun_classes.csv", "EPIC_100_tail_verbs.csv",
@@ -70,7 +72,7 @@ def test_epic_metrics_and_submission_equal_the_official_scorer_on_real_segments(
     rows = real_rows(annotations)
     data = write_epic(tmp_path / "epic", annotations, rows)
     cache = tmp_path / "cache"
-    run_extraction("epic100", data, "validation", cache, tiny_config(shard_size=8, batch_size=4))
+    run_extraction(DataSource("epic100", data, "validation"), cache, tiny_config(shard_size=8, batch_size=4))
     group = zarr.open_group(str(cache), mode="r")
     assert group["participant_id"][:].tolist() == [r["participant_id"] for r in rows]
     assert group["video_id"][:].tolist() == [r["video_id"] for r in rows]
@@ -79,7 +81,9 @@ def test_epic_metrics_and_submission_equal_the_official_scorer_on_real_segments(
     # trained on the segments it is scored on, so that every breakdown has hits and misses to agree on
     overrides = {"epochs": 12, "device": "cpu", "data": {"batch_size": 8}, "optim": {"lr": 2e-3}}
     cfg = training_config("default", None, overrides)
-    run_training(cache, cache, "gasm_cast_independent", tmp_path / "run", cfg, False, live=False, allow_same_clips=True)
+    run_training(
+        TrainingRequest(cache, cache, "gasm_cast_independent", tmp_path / "run", cfg, allow_same_clips=True), False
+    )
     submission = tmp_path / "submission.zip"
     args = ["fuse-eval", "--checkpoint", tmp_path / "run" / "best.pt", "--cache", cache, "--submission", submission,
             "--analysis", tmp_path / "a", "--allow-training-clips"]  # fmt: skip
@@ -117,7 +121,7 @@ def test_caches_without_participants_still_evaluate_and_say_why_breakdowns_are_m
 
     cache = make_feature_cache(tmp_path / "c", 40, "epic100", semantic=(16, 32), motion=(4, 16), shard_size=16)
     cfg = training_config("default", None, {"epochs": 1, "device": "cpu", "data": {"batch_size": 8}})
-    run_training(cache, cache, "late_fusion", tmp_path / "run", cfg, False, live=False, allow_same_clips=True)
+    run_training(TrainingRequest(cache, cache, "late_fusion", tmp_path / "run", cfg, allow_same_clips=True), False)
     predictions = tmp_path / "p.jsonl"
     args = ["fuse-eval", "--checkpoint", str(tmp_path / "run" / "best.pt"), "--cache", str(cache), "--predictions",
             str(predictions), "--allow-training-clips"]  # fmt: skip
@@ -155,7 +159,7 @@ def test_fuse_eval_scores_an_unlabelled_test_cache_with_answers_and_analyses_it(
     answers = tmp_path / "answers.csv"
     answers.write_text("".join(f"{c};{names[t]}\n" for c, t in zip(group["clip_id"][:], truth)))
     cfg = training_config("default", None, {"epochs": 1, "device": "cpu", "data": {"batch_size": 16}})
-    run_training(train, train, "late_fusion", tmp_path / "run", cfg, False, live=False, allow_same_clips=True)
+    run_training(TrainingRequest(train, train, "late_fusion", tmp_path / "run", cfg, allow_same_clips=True), False)
     args = ["fuse-eval", "--checkpoint", tmp_path / "run" / "best.pt", "--cache", test]
     unlabelled = json.loads(CliRunner().invoke(main, [str(a) for a in args]).stdout)
     assert unlabelled["metrics"] == {} and unlabelled["data"]["unlabelled"] == 30
@@ -176,7 +180,7 @@ def test_participants_survive_hdf5_round_trips_and_merges(epic_root, tmp_path, t
     from pipeline.cache.merge import merge_caches
 
     for split in ("train", "validation"):
-        run_extraction("epic100", epic_root, split, tmp_path / split, tiny)
+        run_extraction(DataSource("epic100", epic_root, split), tmp_path / split, tiny)
     export_hdf5(tmp_path / "validation", tmp_path / "v.h5")
     back = zarr.open_group(str(import_hdf5(tmp_path / "v.h5", tmp_path / "back")), mode="r")
     assert back["participant_id"][:].tolist() == ["P02"] * 5 and back.attrs["meta_fields"] == [

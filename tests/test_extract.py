@@ -17,6 +17,7 @@ from conftest import tiny_config
 from pipeline.cache.inspect import verify_cache
 from pipeline.cache.reader import read_failures
 from pipeline.core.errors import UserError
+from pipeline.datasets import DataSource
 from pipeline.extract import run_extraction
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +38,7 @@ def assert_same_cache(a: Path, b: Path) -> None:
 
 def test_ssv2_cache_layout_and_labels(ssv2_root, tmp_path, tiny):
     cache = tmp_path / "c"
-    summary = run_extraction("ssv2", ssv2_root, "validation", cache, tiny)
+    summary = run_extraction(DataSource("ssv2", ssv2_root, "validation"), cache, tiny)
     assert (summary.extracted, summary.failed, summary.skipped) == (6, 0, 0)
     group = zarr.open_group(str(cache), mode="r")
     assert group["semantic"].shape == (6, 196, 64) and group["semantic"].dtype == np.float16
@@ -60,7 +61,7 @@ def test_ssv2_cache_layout_and_labels(ssv2_root, tmp_path, tiny):
 
 def test_epic_cache_has_verb_and_noun(epic_root, tmp_path, tiny):
     cache = tmp_path / "e"
-    run_extraction("epic100", epic_root, "validation", cache, tiny)
+    run_extraction(DataSource("epic100", epic_root, "validation"), cache, tiny)
     group = zarr.open_group(str(cache), mode="r")
     assert "label" not in group and group["verb"][:].tolist() == [0, 0, 0, 1, 1]
     assert group["noun"][:].tolist() == [0, 1, 2, 0, 1] and group["done"][:].all()
@@ -69,18 +70,18 @@ def test_epic_cache_has_verb_and_noun(epic_root, tmp_path, tiny):
 
 def test_rerun_skips_finished_shards_without_rewriting(ssv2_root, tmp_path, tiny):
     cache = tmp_path / "c"
-    run_extraction("ssv2", ssv2_root, "validation", cache, tiny)
+    run_extraction(DataSource("ssv2", ssv2_root, "validation"), cache, tiny)
     shard_files = sorted((cache / "semantic").rglob("*"))
     stamps = [p.stat().st_mtime_ns for p in shard_files if p.is_file()]
-    again = run_extraction("ssv2", ssv2_root, "validation", cache, tiny)
+    again = run_extraction(DataSource("ssv2", ssv2_root, "validation"), cache, tiny)
     assert (again.extracted, again.skipped) == (0, 6)
     assert stamps == [p.stat().st_mtime_ns for p in shard_files if p.is_file()]
 
 
 def test_two_shard_jobs_equal_one_job(ssv2_root, tmp_path, tiny):
-    run_extraction("ssv2", ssv2_root, "train", tmp_path / "one", tiny)
+    run_extraction(DataSource("ssv2", ssv2_root, "train"), tmp_path / "one", tiny)
     for k in (0, 1):
-        part = run_extraction("ssv2", ssv2_root, "train", tmp_path / "two", tiny, shard=(k, 2))
+        part = run_extraction(DataSource("ssv2", ssv2_root, "train"), tmp_path / "two", tiny, shard=(k, 2))
         assert part.extracted == 6  # shards 0,2,4 or 1,3,5 of 2 clips each
     assert_same_cache(tmp_path / "one", tmp_path / "two")
 
@@ -150,7 +151,7 @@ def test_bad_clips_are_recorded_and_named_by_verify(ssv2_root, tmp_path, tiny):
     missing.unlink()
     assert len(videos) > 9
     cache = tmp_path / "c"
-    summary = run_extraction("ssv2", root, "train", cache, tiny)
+    summary = run_extraction(DataSource("ssv2", root, "train"), cache, tiny)
     assert (summary.extracted, summary.failed) == (9, 3)
     failures = {f["clip_id"]: f for f in read_failures(cache)}
     assert set(failures) == {ids[1], ids[4], ids[9]}
@@ -168,7 +169,7 @@ def test_bad_clips_are_recorded_and_named_by_verify(ssv2_root, tmp_path, tiny):
 
 def test_verify_names_missing_and_non_finite_clips(ssv2_root, tmp_path, tiny):
     cache = tmp_path / "c"
-    run_extraction("ssv2", ssv2_root, "validation", cache, tiny, shard=(0, 3))  # shards 0 and 3 -> rows 0,1
+    run_extraction(DataSource("ssv2", ssv2_root, "validation"), cache, tiny, shard=(0, 3))  # shards 0 and 3 -> rows 0,1
     group = zarr.open_group(str(cache), mode="r+")
     motion = group["motion"][0:2]
     motion[1, 3, 5] = np.inf
@@ -179,25 +180,28 @@ def test_verify_names_missing_and_non_finite_clips(ssv2_root, tmp_path, tiny):
 
 def test_other_runs_are_refused(ssv2_root, tmp_path, tiny):
     cache = tmp_path / "c"
-    run_extraction("ssv2", ssv2_root, "validation", cache, tiny, limit=4)
+    run_extraction(DataSource("ssv2", ssv2_root, "validation", limit=4), cache, tiny)
     with pytest.raises(UserError, match="there -> now: num_clips: 4 -> 6; manifest_sha256: "):
-        run_extraction("ssv2", ssv2_root, "validation", cache, tiny)
+        run_extraction(DataSource("ssv2", ssv2_root, "validation"), cache, tiny)
     with pytest.raises(UserError, match="split: 'validation' -> 'train'"):
-        run_extraction("ssv2", ssv2_root, "train", cache, tiny, limit=4)
+        run_extraction(DataSource("ssv2", ssv2_root, "train", limit=4), cache, tiny)
     other = tiny_config()
     other.backbones.motion_layer = "res4"
     with pytest.raises(UserError, match=r"backbones.motion.dim: 64 -> 128; backbones.motion.layer: 'res3' -> 'res4'"):
-        run_extraction("ssv2", ssv2_root, "validation", cache, other, limit=4)
+        run_extraction(DataSource("ssv2", ssv2_root, "validation", limit=4), cache, other)
     other = tiny_config(shard_size=4)
     with pytest.raises(UserError, match="shard_size: 2 -> 4"):
-        run_extraction("ssv2", ssv2_root, "validation", cache, other, limit=4)
+        run_extraction(DataSource("ssv2", ssv2_root, "validation", limit=4), cache, other)
     # run settings that do not change the features are fine
-    assert run_extraction("ssv2", ssv2_root, "validation", cache, tiny_config(batch_size=1), limit=4).skipped == 4
+    assert (
+        run_extraction(DataSource("ssv2", ssv2_root, "validation", limit=4), cache, tiny_config(batch_size=1)).skipped
+        == 4
+    )
 
 
 def test_not_a_cache_is_refused(tmp_path, ssv2_root, tiny):
     (tmp_path / "stuff").mkdir()
     (tmp_path / "stuff" / "notes.txt").write_text("mine")
     with pytest.raises(UserError, match="exists and is not empty, but is not a gasm-cast cache"):
-        run_extraction("ssv2", ssv2_root, "validation", tmp_path / "stuff", tiny)
+        run_extraction(DataSource("ssv2", ssv2_root, "validation"), tmp_path / "stuff", tiny)
     assert (tmp_path / "stuff" / "notes.txt").read_text() == "mine"

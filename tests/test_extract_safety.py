@@ -17,6 +17,7 @@ from test_extract import ROOT, assert_same_cache
 
 from cli import main
 from pipeline.cache.inspect import verify_cache
+from pipeline.datasets import DataSource
 from pipeline.extract import CacheTarget, run_extraction
 
 
@@ -77,12 +78,13 @@ def test_a_cache_nobody_finished_a_shard_of_is_taken_over(ssv2_root, tmp_path):
     cache = tmp_path / "c"
     first = tiny_config()
     first.backbones.motion_layer = "res4"
-    CacheTarget("ssv2", ssv2_root, "validation", cache, first, "fp32").open(create=True)  # then the run died
-    summary = run_extraction("ssv2", ssv2_root, "validation", cache, tiny_config())
+    source = DataSource("ssv2", ssv2_root, "validation")
+    CacheTarget(source, cache, first, "fp32").open(create=True)  # then the run died
+    summary = run_extraction(DataSource("ssv2", ssv2_root, "validation"), cache, tiny_config())
     assert summary.extracted == 6 and verify_cache(cache) == []
     assert zarr.open_group(str(cache), mode="r").attrs["backbones"]["motion"]["layer"] == "res3"
     with pytest.raises(Exception, match="backbones.motion.layer: 'res3' -> 'res4'"):
-        run_extraction("ssv2", ssv2_root, "validation", cache, first)  # now it holds finished shards
+        run_extraction(DataSource("ssv2", ssv2_root, "validation"), cache, first)  # now it holds finished shards
 
 
 def test_paths_that_cannot_be_written_are_named(ssv2_root, tmp_path):
@@ -188,8 +190,9 @@ def test_a_signal_to_the_process_group_stops_extraction_and_the_same_command_res
 def test_two_identical_extractions_started_together_never_extract_a_shard_twice(ssv2_root, tmp_path):
     code = (
         "import json, sys; sys.path.insert(0, sys.argv[1]); from conftest import tiny_config; "
-        "from pipeline.extract import run_extraction; "
-        "s = run_extraction('ssv2', sys.argv[2], 'train', sys.argv[3], tiny_config(shard_size=2, workers=0)); "
+        "from pipeline.datasets import DataSource; from pipeline.extract import run_extraction; "
+        "s = run_extraction(DataSource('ssv2', sys.argv[2], 'train'), sys.argv[3], "
+        "tiny_config(shard_size=2, workers=0)); "
         "print(json.dumps([s.extracted + s.failed, s.busy]))"
     )
     command = [sys.executable, "-c", code, str(ROOT / "tests"), str(ssv2_root), str(tmp_path / "c")]
@@ -197,7 +200,7 @@ def test_two_identical_extractions_started_together_never_extract_a_shard_twice(
     counts = [json.loads(job.communicate(timeout=300)[0].strip().splitlines()[-1]) for job in jobs]
     assert all(job.returncode == 0 for job in jobs)
     assert sum(handled for handled, _ in counts) == 12, counts  # every clip once, by one of the two
-    run_extraction("ssv2", ssv2_root, "train", tmp_path / "reference", tiny_config(shard_size=2, workers=0))
+    run_extraction(DataSource("ssv2", ssv2_root, "train"), tmp_path / "reference", tiny_config(shard_size=2, workers=0))
     assert_same_cache(tmp_path / "c", tmp_path / "reference")
 
 

@@ -7,21 +7,23 @@ import zipfile
 
 import pytest
 from click.testing import CliRunner
+from conftest import SMALL_DIMS, small_caches
 
 from cli import main
 from pipeline.synth.features import make_feature_cache
-
-DIMS = {"semantic": (16, 32), "motion": (4, 16)}
 
 
 @pytest.fixture(scope="module")
 def caches(tmp_path_factory):
     root = tmp_path_factory.mktemp("caches")
+    train, val = small_caches(root, 48, 16)
     return {
-        "train": make_feature_cache(root / "train", 48, "ssv2", **DIMS, shard_size=16),
-        "val": make_feature_cache(root / "val", 16, "ssv2", **DIMS, split="validation", shard_size=16),
-        "other": make_feature_cache(root / "other", 16, "ssv2", **DIMS, split="validation", shard_size=16, seed=1),
-        "test": make_feature_cache(root / "test", 12, "ssv2", **DIMS, split="test", shard_size=16),
+        "train": train,
+        "val": val,
+        "other": make_feature_cache(
+            root / "other", 16, "ssv2", **SMALL_DIMS, split="validation", shard_size=16, seed=1
+        ),
+        "test": make_feature_cache(root / "test", 12, "ssv2", **SMALL_DIMS, split="test", shard_size=16),
     }
 
 
@@ -78,7 +80,7 @@ def test_compare_refuses_runs_over_other_features_or_other_validation_clips(cach
     assert result.exit_code == 2 and "was validated on other features or clips than" in _last_line(result), (
         result.output
     )
-    other_train = make_feature_cache(tmp_path / "train1", 48, "ssv2", **DIMS, shard_size=16, seed=1)
+    other_train = make_feature_cache(tmp_path / "train1", 48, "ssv2", **SMALL_DIMS, shard_size=16, seed=1)
     assert _train(other_train, caches["other"], tmp_path / "seed1").exit_code == 0
     result = CliRunner().invoke(main, ["compare", str(trained), str(tmp_path / "seed1")])
     assert result.exit_code == 2 and "was trained on other features or clips than" in _last_line(result), result.output
@@ -95,9 +97,9 @@ def test_ssv2_answers_for_the_test_split(caches, trained, tmp_path):
 
 
 def test_a_submission_from_a_cache_with_a_failed_clip_is_refused_unless_allowed(tmp_path):
-    train = make_feature_cache(tmp_path / "train", 48, "epic100", **DIMS, shard_size=16)
-    val = make_feature_cache(tmp_path / "val", 16, "epic100", **DIMS, split="validation", shard_size=16)
-    test = make_feature_cache(tmp_path / "test", 12, "epic100", **DIMS, split="test", shard_size=16,
+    train = make_feature_cache(tmp_path / "train", 48, "epic100", **SMALL_DIMS, shard_size=16)
+    val = make_feature_cache(tmp_path / "val", 16, "epic100", **SMALL_DIMS, split="validation", shard_size=16)
+    test = make_feature_cache(tmp_path / "test", 12, "epic100", **SMALL_DIMS, split="test", shard_size=16,
                               failed_rows=(3,))  # fmt: skip
     assert _train(train, val, tmp_path / "run").exit_code == 0
     args = ["fuse-eval", "--checkpoint", str(tmp_path / "run" / "best.pt"), "--cache", str(test), "--submission",

@@ -9,18 +9,16 @@ from pathlib import Path
 import pytest
 import zarr
 from click.testing import CliRunner
+from conftest import small_caches
 
 from cli import main
-from pipeline.synth.features import make_feature_cache
 
 DIMS = {"semantic": (4, 8), "motion": (2, 4)}
 
 
 @pytest.fixture(scope="module")
 def caches(tmp_path_factory):
-    root = tmp_path_factory.mktemp("caches")
-    return (make_feature_cache(root / "train", 32, "ssv2", **DIMS, shard_size=16, failed_rows=(3,)),
-            make_feature_cache(root / "val", 16, "ssv2", **DIMS, split="validation", shard_size=16))  # fmt: skip
+    return small_caches(tmp_path_factory.mktemp("caches"), 32, 16, dims=DIMS, failed_rows=(3,))
 
 
 def _failure(path: Path, line: str) -> None:

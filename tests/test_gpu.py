@@ -13,10 +13,9 @@ import pytest
 import torch
 import zarr
 from click.testing import CliRunner
-from conftest import tiny_config
+from conftest import small_caches, tiny_config
 
 from cli import main
-from pipeline.synth.features import make_feature_cache
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,17 +24,18 @@ DIMS = {"semantic": (49, 128), "motion": (8, 64)}
 
 @pytest.fixture(scope="module")
 def caches(tmp_path_factory):
-    root = tmp_path_factory.mktemp("gpu-caches")
-    return (make_feature_cache(root / "train", 256, "ssv2", **DIMS, shard_size=64),
-            make_feature_cache(root / "val", 64, "ssv2", **DIMS, split="validation", shard_size=64))  # fmt: skip
+    return small_caches(tmp_path_factory.mktemp("gpu-caches"), 256, 64, dims=DIMS, shard_size=64)
 
 
 def test_real_clips_extract_in_bf16_close_to_cpu_fp32(real_fixtures, tmp_path):
+    from pipeline.datasets import DataSource
     from pipeline.extract import run_extraction
 
     root = real_fixtures / "ssv2-mini"
-    run_extraction("ssv2", root, "train", tmp_path / "cpu", tiny_config(device="cpu"))
-    run_extraction("ssv2", root, "train", tmp_path / "gpu", tiny_config(device="cuda", precision="bf16", workers=2))
+    run_extraction(DataSource("ssv2", root, "train"), tmp_path / "cpu", tiny_config(device="cpu"))
+    run_extraction(
+        DataSource("ssv2", root, "train"), tmp_path / "gpu", tiny_config(device="cuda", precision="bf16", workers=2)
+    )
     cpu, gpu = (zarr.open_group(str(tmp_path / name), mode="r") for name in ("cpu", "gpu"))
     assert gpu.attrs["backbones"]["semantic"]["precision"] == "bf16"
     for name in ("semantic", "motion"):
@@ -96,10 +96,11 @@ def test_benchmarks_run_on_the_gpu(caches, tmp_path):
 
 def test_training_steps_do_not_wait_for_the_host(caches, tmp_path):
     from fusion.training.config import training_config
+    from fusion.training.request import TrainingRequest
     from fusion.training.trainer import Trainer
 
     cfg = training_config("default", None, {"device": "cuda", "epochs": 1, "data": {"batch_size": 64}})
-    trainer = Trainer(caches[0], caches[1], "gasm_cast", tmp_path / "r", cfg)
+    trainer = Trainer(TrainingRequest(caches[0], caches[1], "gasm_cast", tmp_path / "r", cfg))
     batches = list(trainer.train_data.batches(64, shuffle=True, generator=torch.Generator().manual_seed(0)))
     trainer._train_step(batches[0])  # warm-up: allocations and kernel selection
     torch.cuda.set_sync_debug_mode("warn")

@@ -13,7 +13,9 @@ from conftest import tiny_config
 from cli import main
 from fusion.training.command import run_training
 from fusion.training.config import training_config
+from fusion.training.request import TrainingRequest
 from pipeline.cache.stats import compute_stats
+from pipeline.datasets import DataSource
 from pipeline.extract import run_extraction
 
 
@@ -29,10 +31,10 @@ def extracted_run(dataset: str, root: Path, tmp: Path, model: str = "gasm_cast")
     """Caches of the train and validation splits (tiny random-init backbones, normalisation statistics on the
     training cache) and a run trained on them."""
     for split in ("train", "validation"):
-        run_extraction(dataset, root, split, tmp / split, tiny_config())
+        run_extraction(DataSource(dataset, root, split), tmp / split, tiny_config())
     compute_stats(tmp / "train")
     cfg = training_config("default", None, {"epochs": 2, "device": "cpu", "data": {"batch_size": 4}})
-    run_training(tmp / "train", tmp / "validation", model, tmp / "run", cfg, False, live=False)
+    run_training(TrainingRequest(tmp / "train", tmp / "validation", model, tmp / "run", cfg), live=False)
     return tmp / "run" / "best.pt"
 
 
@@ -131,7 +133,7 @@ def test_models_of_synthetic_features_cannot_run_on_video(tmp_path):
 
     cache = make_feature_cache(tmp_path / "c", 20, "ssv2", semantic=(16, 32), motion=(4, 16))
     cfg = training_config("default", None, {"epochs": 1, "device": "cpu", "data": {"batch_size": 8}})
-    run_training(cache, cache, "late_fusion", tmp_path / "run", cfg, False, live=False, allow_same_clips=True)
+    run_training(TrainingRequest(cache, cache, "late_fusion", tmp_path / "run", cfg, allow_same_clips=True), False)
     result = run("predict", "--checkpoint", tmp_path / "run" / "best.pt", tmp_path)
     assert result.exit_code == 2 and "trained on features of no registered backbone" in result.output
 

@@ -47,16 +47,20 @@ def test_ssv2_mini_at_real_shapes(real_fixtures, tmp_path):
 def test_epic_frames_extract(real_fixtures, tmp_path, tiny):
     from test_datasets import real_epic_frames_root
 
+    from pipeline.datasets import DataSource
     from pipeline.extract import run_extraction
 
     cache = tmp_path / "E"
-    summary = run_extraction("epic100", real_epic_frames_root(real_fixtures, tmp_path), "validation", cache, tiny)
+    summary = run_extraction(
+        DataSource("epic100", real_epic_frames_root(real_fixtures, tmp_path), "validation"), cache, tiny
+    )
     assert (summary.extracted, summary.failed) == (2, 0)
     group = zarr.open_group(str(cache), mode="r")
     assert group["verb"][:].tolist() == [3, 0] and group["noun"][:].tolist() == [3, 13]
 
 
 def test_odd_videos_through_a_manifest(real_fixtures, tmp_path, tiny):
+    from pipeline.datasets import DataSource
     from pipeline.extract import run_extraction
 
     videos = sorted(v for v in (real_fixtures / "videos").rglob("*") if v.suffix in {".mp4", ".avi", ".webm"})
@@ -66,5 +70,5 @@ def test_odd_videos_through_a_manifest(real_fixtures, tmp_path, tiny):
     )
     classes = tmp_path / "classes.txt"
     classes.write_text("".join(f"class {i}\n" for i in range(len(videos))))
-    summary = run_extraction("manifest", manifest, "clips", tmp_path / "M", tiny, classes=classes)
+    summary = run_extraction(DataSource("manifest", manifest, "clips", classes=classes), tmp_path / "M", tiny)
     assert (summary.extracted, summary.failed) == (len(videos), 1)

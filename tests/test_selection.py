@@ -9,19 +9,18 @@ import numpy as np
 import pytest
 import zarr
 from click.testing import CliRunner
+from conftest import SMALL_DIMS
 
 from cli import main
 from fusion.data.holdout import stratified_holdout
 from pipeline.synth.features import make_feature_cache
 
-DIMS = {"semantic": (16, 32), "motion": (4, 16)}
-
 
 @pytest.fixture(scope="module")
 def caches(tmp_path_factory):
     root = tmp_path_factory.mktemp("caches")
-    train = make_feature_cache(root / "train", 96, "ssv2", **DIMS, shard_size=32)
-    val = make_feature_cache(root / "val", 48, "ssv2", **DIMS, split="validation", shard_size=16)
+    train = make_feature_cache(root / "train", 96, "ssv2", **SMALL_DIMS, shard_size=32)
+    val = make_feature_cache(root / "val", 48, "ssv2", **SMALL_DIMS, split="validation", shard_size=16)
     shuffled = shutil.copytree(val, root / "val-shuffled")
     labels = zarr.open_group(str(shuffled), mode="r+")["label"]
     labels[:] = np.random.default_rng(1).permutation(labels[:])

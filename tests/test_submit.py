@@ -11,6 +11,7 @@ from pipeline.cluster.array_config import ArraySettings
 from pipeline.cluster.submit import local_gpu_sets, submit_extract, task_config
 from pipeline.core.devices import resolve_precision
 from pipeline.core.errors import UserError
+from pipeline.datasets import DataSource
 
 
 class RecordingExecutor:
@@ -41,7 +42,9 @@ def login_node(monkeypatch):
 
 def test_gpu_tasks_are_planned_from_a_node_without_gpu(login_node, ssv2_root, tmp_path):
     cfg = tiny_config(device="auto")
-    jobs, plan = submit_extract("ssv2", ssv2_root, "validation", tmp_path / "c", cfg, ArraySettings(tasks=2, gpus=1))
+    jobs, plan = submit_extract(
+        DataSource("ssv2", ssv2_root, "validation"), tmp_path / "c", cfg, ArraySettings(tasks=2, gpus=1)
+    )
     assert len(jobs) == 2 and (plan["device"], plan["precision"]) == ("cuda", "bf16")
     assert {task["cfg"].run.device for task in RecordingExecutor.submitted} == {"cuda"}
     assert {task["cfg"].run.precision for task in RecordingExecutor.submitted} == {"bf16"}

@@ -13,32 +13,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import small_caches
 
 from cli import main
 from fusion.experiments.spec import parse_spec
 from pipeline.core.errors import UserError
-from pipeline.synth.features import make_feature_cache
 
 ROOT = Path(__file__).resolve().parents[1]
-DIMS = {"semantic": (16, 32), "motion": (4, 16)}
 
 
 @pytest.fixture(scope="module")
 def caches(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sweep-caches")
-    return (
-        make_feature_cache(root / "train", 64, "ssv2", **DIMS, shard_size=32),
-        make_feature_cache(root / "val", 32, "ssv2", **DIMS, split="validation", shard_size=32),
-    )
+    return small_caches(tmp_path_factory.mktemp("sweep-caches"), 64, 32, shard_size=32)
 
 
 @pytest.fixture(scope="module")
 def epic_caches(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sweep-epic")
-    return (
-        make_feature_cache(root / "train", 48, "epic100", **DIMS, shard_size=32),
-        make_feature_cache(root / "val", 24, "epic100", **DIMS, split="validation", shard_size=32),
-    )
+    return small_caches(tmp_path_factory.mktemp("sweep-epic"), 48, 24, "epic100", shard_size=32)
 
 
 def run(*args):

@@ -9,6 +9,7 @@ from fusion.models.config import FusionConfig
 from fusion.models.registry import build_model
 from fusion.training.command import run_training
 from fusion.training.config import training_config
+from fusion.training.request import TrainingRequest
 from pipeline.synth.features import make_feature_cache
 
 DIMS = {"semantic": (16, 64), "motion": (8, 32)}
@@ -57,8 +58,8 @@ def order_caches(tmp_path_factory):
 def train(caches, out, **model):
     overrides = {"epochs": 6, "data": {"batch_size": 32}, "device": "cpu", "seed": 0, "model": model,
                  "optim": {"lr": 1e-3}}  # fmt: skip
-    return run_training(caches[0], caches[1], "gasm_cast", out, training_config("default", None, overrides), False,
-                        live=False)  # fmt: skip
+    cfg = training_config("default", None, overrides)
+    return run_training(TrainingRequest(caches[0], caches[1], "gasm_cast", out, cfg), live=False)
 
 
 def test_gasm_cast_learns_order_only_with_positions_and_content_either_way(order_caches, tmp_path):

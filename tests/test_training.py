@@ -13,11 +13,13 @@ import pytest
 import torch
 import zarr
 from click.testing import CliRunner
+from conftest import small_caches
 
 from cli import main
 from fusion.data.cache_data import CacheData
 from fusion.training.command import run_training
 from fusion.training.config import training_config
+from fusion.training.request import TrainingRequest
 from pipeline.synth.features import make_feature_cache
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,26 +28,19 @@ DIMS = {"semantic": (49, 384), "motion": (4, 256)}  # not the default 196x768 / 
 
 @pytest.fixture(scope="module")
 def ssv2_caches(tmp_path_factory):
-    root = tmp_path_factory.mktemp("features")
-    return (
-        make_feature_cache(root / "train", 360, "ssv2", **DIMS, shard_size=32),
-        make_feature_cache(root / "val", 120, "ssv2", **DIMS, split="validation", shard_size=32),
-    )
+    return small_caches(tmp_path_factory.mktemp("features"), 360, 120, dims=DIMS, shard_size=32)
 
 
 @pytest.fixture(scope="module")
 def epic_caches(tmp_path_factory):
-    root = tmp_path_factory.mktemp("epic-features")
     # a weak signal, so that neither head type saturates and the comparison can go either way
-    return (
-        make_feature_cache(root / "train", 360, "epic100", **DIMS, shard_size=32, signal=0.7),
-        make_feature_cache(root / "val", 120, "epic100", **DIMS, split="validation", shard_size=32, signal=0.7),
-    )
+    root = tmp_path_factory.mktemp("epic-features")
+    return small_caches(root, 360, 120, "epic100", dims=DIMS, shard_size=32, signal=0.7)
 
 
 def train(caches, model, out, epochs=5, **overrides):
     cfg = training_config("default", None, {"epochs": epochs, "data": {"batch_size": 32}, "device": "cpu", **overrides})
-    return run_training(caches[0], caches[1], model, out, cfg, resume=False, live=False)
+    return run_training(TrainingRequest(caches[0], caches[1], model, out, cfg), live=False)
 
 
 def test_gasm_cast_needs_and_uses_both_streams(ssv2_caches, tmp_path):
@@ -325,29 +320,47 @@ def test_resuming_mid_epoch_skips_batches_without_reading_their_windows(tmp_path
         assert sum(decoded) == (96 - 7 * 8 if mode == "streamed" else 0)
 
 
-def test_augmentation_trains(ssv2_caches, tmp_path):
-    summary = train(
-        ssv2_caches,
-        "late_fusion",
-        tmp_path / "aug",
-        epochs=1,
-        data={"batch_size": 32, "token_dropout": 0.3, "mixup_alpha": 0.4},
-    )
-    assert np.isfinite(summary["last"]["train_loss"]) and summary["last"]["val_top1"] > 0
+def test_augmentation_drops_whole_tokens_and_mixes_inputs_with_their_targets(ssv2_caches, tmp_path):
+    from fusion.training.trainer import Trainer
+
+    overrides = {"device": "cpu", "data": {"batch_size": 32, "token_dropout": 0.3, "mixup_alpha": 0.4}}
+    cfg = training_config("default", None, overrides)
+    trainer = Trainer(TrainingRequest(ssv2_caches[0], ssv2_caches[1], "late_fusion", tmp_path / "aug", cfg))
+    torch.manual_seed(0)
+    inputs = {"semantic": torch.rand(256, 49, 8) + 1, "motion": torch.rand(256, 4, 8) + 1}  # no zero by chance
+    labels = {"label": torch.arange(256)}
+    trainer.cfg.data.mixup_alpha = 0.0
+    dropped, parts = trainer._augment(inputs, labels)
+    zeroed = (dropped["semantic"] == 0).all(-1)
+    kept = (dropped["semantic"] == inputs["semantic"]).all(-1)
+    assert bool((zeroed | kept).all()) and 0.25 < zeroed.float().mean() < 0.35  # whole tokens, at the rate asked
+    assert parts == [(1.0, labels)]
+    trainer.cfg.data.token_dropout, trainer.cfg.data.mixup_alpha = 0.0, 0.4
+    mixed, parts = trainer._augment(inputs, labels)
+    (lam, first), (rest, second) = parts
+    assert 0 < lam < 1 and lam + rest == pytest.approx(1.0) and torch.equal(first["label"], labels["label"])
+    perm = second["label"]  # the labels are row numbers: the second targets name the rows mixed in
+    assert sorted(perm.tolist()) == list(range(256)) and not torch.equal(perm, labels["label"])
+    for name, x in inputs.items():
+        assert torch.allclose(mixed[name], lam * x + rest * x[perm])
+    summary = train(ssv2_caches, "late_fusion", tmp_path / "aug-run", epochs=1, data=overrides["data"])
+    plain = train(ssv2_caches, "late_fusion", tmp_path / "plain", epochs=1, data={"batch_size": 32})
+    assert np.isfinite(summary["last"]["train_loss"]) and summary["last"]["train_loss"] != plain["last"]["train_loss"]
 
 
 def test_visualize_draws_over_the_centre_frame_of_an_extracted_clip(ssv2_root, tmp_path, tiny):
     from fusion.evaluation.visualize import _centre_frame
+    from pipeline.datasets import DataSource
     from pipeline.extract import run_extraction
 
     cache = tmp_path / "cache"
-    run_extraction("ssv2", ssv2_root, "validation", cache, tiny)
+    run_extraction(DataSource("ssv2", ssv2_root, "validation"), cache, tiny)
     group = zarr.open_group(str(cache), mode="r")
     frame = _centre_frame(dict(group.attrs), str(group["clip_id"][0]), None)
     assert frame is not None and frame.shape == (224, 224, 3) and frame.std() > 0
     run = tmp_path / "run"
     cfg = training_config("default", None, {"epochs": 1, "device": "cpu"})
-    run_training(cache, cache, "gasm_cast", run, cfg, False, False, allow_same_clips=True)
+    run_training(TrainingRequest(cache, cache, "gasm_cast", run, cfg, allow_same_clips=True), False)
     result = CliRunner().invoke(
         main, ["visualize", "--checkpoint", str(run / "best.pt"), "--cache", str(cache), "--out", str(tmp_path / "png")]
     )
@@ -370,4 +383,7 @@ def test_device_and_ram_modes_train_identically_and_streaming_reads_ahead(ssv2_c
     streamed = CacheData(ssv2_caches[0], mode="streamed")
     rows = torch.cat([b["row"] for b in streamed.batches(32, shuffle=True, generator=torch.Generator().manual_seed(1))])
     assert streamed.mode == "streamed" and sorted(rows.tolist()) == streamed.rows.tolist()
-    assert CacheData(ssv2_caches[0], mode="device").mode == "device"
+    assert streamed.features is None  # nothing held: windows are read as batches need them
+    on_device, in_ram = CacheData(ssv2_caches[0], mode="device"), CacheData(ssv2_caches[0], mode="ram")
+    assert all(isinstance(x, torch.Tensor) for x in on_device.features.values())
+    assert all(isinstance(x, np.ndarray) for x in in_ram.features.values())

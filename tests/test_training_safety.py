@@ -10,12 +10,11 @@ import pytest
 import torch
 import zarr
 from click.testing import CliRunner
+from conftest import small_caches
 
 from cli import main
-from pipeline.synth.features import make_feature_cache
 
 ROOT = Path(__file__).resolve().parents[1]
-DIMS = {"semantic": (16, 32), "motion": (4, 16)}
 
 
 def strict(text: str):
@@ -25,9 +24,7 @@ def strict(text: str):
 
 @pytest.fixture(scope="module")
 def caches(tmp_path_factory):
-    root = tmp_path_factory.mktemp("caches")
-    return (make_feature_cache(root / "train", 96, "ssv2", **DIMS, shard_size=16, failed_rows=(5,)),
-            make_feature_cache(root / "val", 48, "ssv2", **DIMS, split="validation", shard_size=16))  # fmt: skip
+    return small_caches(tmp_path_factory.mktemp("caches"), 96, 48, failed_rows=(5,))
 
 
 @pytest.fixture(scope="module")

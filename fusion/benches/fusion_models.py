@@ -12,7 +12,7 @@ from fusion.layers import BottleneckCrossAttention, FullWidthCrossAttention
 from fusion.models.config import DEFAULT_MODEL
 from fusion.models.costs import ModelAsLayer, measure
 from fusion.models.registry import build_model
-from pipeline.core.defaults import SSV2_CLASSES
+from pipeline.core.defaults import PRECISION, SSV2_CLASSES
 from pipeline.core.devices import resolve_device, resolve_precision
 
 SSV2_TRAIN_CLIPS = 168_913  # the clips of an SSv2 train epoch, to turn a step time into an epoch time
@@ -29,7 +29,7 @@ def bench_fusion(
     batch_sizes: list[int],
     device: str,
     repeats: int,
-    precision: str = "auto",
+    precision: str = PRECISION,
     compile: bool = False,
 ) -> Table:
     """`precision` as training resolves it (auto: fp32 on CPU, bf16 or fp16 on GPU); `compile`: also time the

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from fusion.data.cache_data import MODE_TEXT
 from fusion.training.config import training_config
+from fusion.training.request import TrainingRequest
 from fusion.training.trainer import Trainer
 
 
@@ -22,11 +23,11 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def bench_loader(cache: Path, model: str, batch_size: int, steps: int, device: str, mode: str = "auto") -> None:
+def bench_loader(cache: Path, model: str, batch_size: int, steps: int, device: str, mode: str) -> None:
     """`mode`: data.mode (auto, device, ram, streamed)."""
     cfg = training_config("default", None, {"data": {"batch_size": batch_size, "mode": mode}, "device": device})
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(cache, cache, model, Path(tmp), cfg)
+        trainer = Trainer(TrainingRequest(cache, cache, model, Path(tmp), cfg))
         data = trainer.train_data
 
         # The read path alone (shard files read, decompressed, usable rows selected), every shard once and

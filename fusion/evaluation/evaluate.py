@@ -20,6 +20,7 @@ from fusion.models.rebuild import rebuild_model
 from fusion.models.registry import FusionModel
 from pipeline.cache.layout import subset_limit
 from pipeline.core import atomic, strict_json
+from pipeline.core.defaults import DEVICE
 from pipeline.core.devices import autocast, resolve_device, resolve_precision
 from pipeline.core.errors import UserError
 from pipeline.core.paths import output_file, output_folder
@@ -152,7 +153,7 @@ def evaluate_checkpoint(
     checkpoint: Path,
     cache: Path,
     batch_size: int = 256,
-    device: str = "auto",
+    device: str = DEVICE,
     options: EvalOptions | None = None,
     allow_partial: bool = False,
 ) -> dict[str, Any]:

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 def _centre_frame(attrs: dict[str, Any], clip_id: str, data_root: Path | None) -> np.ndarray | None:
     """The clip's centre frame, cropped as the features saw it, or None when the video cannot be reached."""
-    from pipeline.datasets import read_dataset
+    from pipeline.datasets import DataSource
     from pipeline.video.decode import count_frames, read_positions
 
     source = (attrs.get("config") or {}).get("source") or {}
@@ -30,10 +30,8 @@ def _centre_frame(attrs: dict[str, Any], clip_id: str, data_root: Path | None) -
     if not root or "dataset" not in source:
         return None
     try:
-        clips = {
-            c.clip_id: c
-            for c in read_dataset(source["dataset"], root, source["split"], classes=source.get("classes")).clips
-        }
+        listed = DataSource(source["dataset"], root, source["split"], classes=source.get("classes")).read()
+        clips = {c.clip_id: c for c in listed.clips}
         clip = clips[clip_id]
         middle = count_frames(clip) // 2
         return read_positions(clip, np.array([middle]), 224)[middle]

@@ -53,22 +53,13 @@ def run_member(
 ) -> dict[str, Any]:
     """Train (or resume) one member; what a local or SLURM task runs, and what the inline loop calls."""
     from fusion.training.command import run_training
+    from fusion.training.request import TrainingRequest
 
     folder = member_dir(Path(out), member)
     cfg = spec.config_for(member, epochs)
     resume = (folder / "last.pt").is_file()
-    return run_training(
-        Path(cache),
-        Path(val_cache),
-        member.configuration.model,
-        folder,
-        cfg,
-        resume,
-        live,
-        allow_partial,
-        member.identity(),
-        loaded,
-    )
+    request = TrainingRequest(cache, val_cache, member.configuration.model, folder, cfg, resume, allow_partial)
+    return run_training(request, live, member.identity(), loaded)
 
 
 def record(out: Path, spec: SweepSpec, name: str, cache: Path, val_cache: Path, epochs: int | None) -> None:

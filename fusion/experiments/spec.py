@@ -20,7 +20,7 @@ from typing import Any
 
 from fusion.models.config import DEFAULT_MODEL
 from fusion.training.config import TRAIN_PRESETS, TrainConfig, training_config
-from pipeline.core.config_loading import load_yaml_overrides, set_value, validate
+from pipeline.core.config_loading import load_yaml_overrides, set_value
 from pipeline.core.errors import UserError
 
 SPEC_KEYS = {"base", "axes", "members", "seeds"}
@@ -75,13 +75,14 @@ class SweepSpec:
 
     def config_for(self, member: Member, epochs: int | None = None) -> TrainConfig:
         """The member's whole training config: base preset and overrides, its changes, its seed."""
-        cfg = training_config(self.preset, None, self.overrides)
-        for key, value in member.configuration.changes:
-            cfg = set_value(cfg, key, value, f"sweep member {member.name}: {key}")
-        cfg = set_value(cfg, "seed", member.seed, f"sweep member {member.name}: seed")
-        if epochs is not None:
-            cfg = set_value(cfg, "epochs", epochs, "--epochs")
-        return validate(cfg, f"sweep member {member.name}")
+
+        def changed(cfg: TrainConfig) -> TrainConfig:
+            for key, value in member.configuration.changes:
+                cfg = set_value(cfg, key, value, f"sweep member {member.name}: {key}")
+            cfg = set_value(cfg, "seed", member.seed, f"sweep member {member.name}: seed")
+            return cfg if epochs is None else set_value(cfg, "epochs", epochs, "--epochs")
+
+        return training_config(self.preset, None, self.overrides, changed, f"sweep member {member.name}")
 
 
 def _text(value: Any) -> str:

@@ -22,7 +22,7 @@ from fusion.prediction.complete_model import TemporalCrossAttentionModel, check_
 from pipeline.core import atomic
 from pipeline.core.devices import resolve_device
 from pipeline.core.errors import UserError
-from pipeline.datasets import Clip, ClipList, read_dataset
+from pipeline.datasets import Clip, ClipList, DataSource
 from pipeline.datasets.manifest import read_manifest
 from pipeline.extract_config import decoder_threads
 from pipeline.video.clip_dataset import ClipFrames
@@ -74,7 +74,7 @@ def clip_list(inputs: Inputs, label_fields: list[str]) -> ClipList:
             raise UserError("pass video paths or --dataset/--data-root/--split, not both")
         if inputs.data_root is None:
             raise UserError("--dataset needs --data-root")
-        return read_dataset(inputs.dataset, inputs.data_root, inputs.split, inputs.limit)
+        return DataSource(inputs.dataset, inputs.data_root, inputs.split, inputs.limit).read()
     if not inputs.paths:
         raise UserError("nothing to predict: pass video files or folders, a CSV manifest, or --dataset/--data-root")
     clips: list[Clip] = []

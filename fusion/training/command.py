@@ -6,11 +6,10 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 from fusion.data.feature_identity import check_same_features, refuse_same_cache
-from fusion.training.config import TrainConfig
+from fusion.training.request import TrainingRequest
 from fusion.training.trainer import Trainer
 from pipeline.core.errors import UserError
 from pipeline.core.folder_lock import folder_lock
@@ -24,36 +23,30 @@ def _main_process() -> bool:
 
 
 def run_training(
-    cache: Path,
-    val_cache: Path,
-    model: str,
-    out: Path,
-    cfg: TrainConfig,
-    resume: bool,
+    request: TrainingRequest,
     live: bool | None = None,
-    allow_partial: bool = False,
     member: dict[str, Any] | None = None,
     loaded: Any = None,
-    allow_other_features: bool = False,
-    allow_same_clips: bool = False,
 ) -> dict[str, Any]:
     """Train (or resume) one run and return its summary; raises Preempted after writing a checkpoint on
-    SIGTERM/SIGINT and NonFiniteLoss when the loss diverges. `member`: a sweep member's identity, written into
-    metrics.json; `loaded`: (train, validation) CacheData already read. The two caches must hold the same features
-    (`allow_other_features`: recorded) and different clips (`allow_same_clips`)."""
+    SIGTERM/SIGINT and NonFiniteLoss when the loss diverges. `live`: a progress bar (None: on a terminal);
+    `member`: a sweep member's identity, written into metrics.json; `loaded`: (train, validation, selecting)
+    CacheData already read. The two caches must hold the same features and different clips unless the request
+    allows otherwise."""
+    cache, val_cache, out, model, cfg = request.cache, request.val_cache, request.out, request.model, request.cfg
     output_folder(out, "--out")
     with folder_lock(out, "run folder") if _main_process() else contextlib.nullcontext():
-        if not resume and (Path(out) / "last.pt").exists():
+        if not request.resume and (out / "last.pt").exists():
             raise UserError(f"{out} already holds a run (last.pt): pass --resume to continue it, or choose a new --out")
-        trainer = Trainer(cache, val_cache, model, out, cfg, allow_partial, loaded)
+        trainer = Trainer(request, loaded)
         train, val = trainer.train_data.spec.provenance, trainer.val_data.spec.provenance
-        if not allow_same_clips:  # a deliberate case only (a scorer checked on the clips a model fits)
+        if not request.allow_same_clips:
             refuse_same_cache(cache, val_cache, train, val)
         trainer.feature_override = check_same_features(
-            f"--cache {cache}", train, f"--val-cache {val_cache}", val, allow_other_features
+            f"--cache {cache}", train, f"--val-cache {val_cache}", val, request.allow_other_features
         )
         trainer.member = member
-        if resume:
+        if request.resume:
             trainer.resume()
         reporter = Reporter("epoch", "steps", live=live, enabled=trainer.dist.main)  # one process of a run speaks
         held = trainer.train_data.held_out

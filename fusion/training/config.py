@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,11 +68,19 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def training_config(preset: str, config_file: Path | None, overrides: dict[str, Any]) -> TrainConfig:
-    """Defaults, then the preset, then the YAML file, then `overrides` (nested, as in the YAML); checked."""
+def training_config(
+    preset: str,
+    config_file: Path | None,
+    overrides: dict[str, Any],
+    then: Callable[[TrainConfig], TrainConfig] | None = None,
+    where: str = "config",
+) -> TrainConfig:
+    """Defaults, then the preset, then the YAML file, then `overrides` (nested, as in the YAML), then `then` (the
+    command line's options, a sweep member's changes); checked once, as a whole, at the end."""
     if preset not in TRAIN_PRESETS:
         raise UserError(f"unknown preset '{preset}' (expected one of {', '.join(TRAIN_PRESETS)})")
     cfg = apply_overrides(TrainConfig(), TRAIN_PRESETS[preset], where=f"preset {preset}")
     if config_file is not None:
         cfg = apply_overrides(cfg, load_yaml_overrides(config_file), where=str(config_file))
-    return validate(apply_overrides(cfg, overrides, where="overrides"))
+    cfg = apply_overrides(cfg, overrides, where="overrides")
+    return validate(then(cfg) if then else cfg, where)

@@ -24,12 +24,12 @@ from fusion.evaluation.evaluate import outputs_over
 from fusion.evaluation.metrics import headline, metrics_for
 from fusion.models.checkpoint import load_checkpoint, save_checkpoint
 from fusion.models.registry import build_model, count_trainable
-from fusion.training.config import TrainConfig
 from fusion.training.distributed import Distributed
 from fusion.training.objective import check_same_task, make_scheduler, task_loss
+from fusion.training.request import TrainingRequest
 from fusion.training.run_log import RunLog
 from pipeline.core import atomic, strict_json
-from pipeline.core.config_loading import leaf_differences, validate
+from pipeline.core.config_loading import leaf_differences
 from pipeline.core.devices import autocast, resolve_device, resolve_precision
 from pipeline.core.errors import Interrupted, UserError
 from pipeline.core.provenance import created_with
@@ -50,33 +50,25 @@ class NonFiniteLoss(Exception):
 
 
 class Trainer:
-    def __init__(
-        self,
-        cache: Path,
-        val_cache: Path,
-        model_name: str,
-        out: Path,
-        cfg: TrainConfig,
-        allow_partial: bool = False,
-        loaded: tuple[CacheData, CacheData, CacheData] | None = None,
-    ):
+    def __init__(self, request: TrainingRequest, loaded: tuple[CacheData, CacheData, CacheData] | None = None):
         """`loaded`: the training, validation and selecting data already read (a sweep reads them once for all
         its members)."""
-        self.out, self.cfg, self.model_name = Path(out), validate(cfg), model_name
+        cfg = request.cfg
+        self.out, self.cfg, self.model_name = request.out, cfg, request.model
         requested = resolve_device(cfg.device)
         self.dist = Distributed.from_env(requested)
         self.device = self.dist.device(requested)
         # Each process validates its share of the clips; every process then gathers the whole.
         share = (self.dist.rank, self.dist.world)
         self.train_data, self.val_data, self.select_data = loaded or open_caches(
-            cache, val_cache, cfg.data, self.device, allow_partial, share
+            request.cache, request.val_cache, cfg.data, self.device, request.allow_partial, share
         )
         check_same_task(self.train_data.spec, self.val_data.spec)
         self.precision = resolve_precision(cfg.precision, self.device)
         spec = self.train_data.spec
         torch.manual_seed(cfg.seed)  # the same initial weights in every process
         self.model = build_model(
-            model_name, spec.shapes["semantic"][1], spec.shapes["motion"][1], spec.label_sizes, cfg.model
+            request.model, spec.shapes["semantic"][1], spec.shapes["motion"][1], spec.label_sizes, cfg.model
         ).to(self.device)
         if self.dist.rank:  # dropout and mixup draw their own masks in each process (data order stays global)
             torch.manual_seed(cfg.seed + 1_000_003 * self.dist.rank)

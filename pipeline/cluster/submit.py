@@ -18,6 +18,7 @@ from pipeline.cluster.array_config import ArraySettings
 from pipeline.cluster.plan import clip_cost, pack
 from pipeline.core.devices import resolve_precision
 from pipeline.core.errors import UserError
+from pipeline.datasets import DataSource
 from pipeline.extract import CacheTarget, run_extraction
 from pipeline.extract_config import ExtractConfig
 
@@ -25,21 +26,11 @@ log = logging.getLogger(__name__)
 
 
 def run_task(
-    dataset: str,
-    data_root: str,
-    split: str,
-    cache: str,
-    cfg: ExtractConfig,
-    shards: list[int],
-    limit: int | None,
-    retry_failed: bool = False,
-    classes: str | None = None,
+    source: DataSource, cache: str, cfg: ExtractConfig, shards: list[int], retry_failed: bool = False
 ) -> dict[str, Any]:
     """One array task: extract its shards (the same code path as `cli extract`)."""
     logging.basicConfig(level=logging.INFO)
-    summary = run_extraction(
-        dataset, data_root, split, cache, cfg, limit=limit, shards=shards, retry_failed=retry_failed, classes=classes
-    )
+    summary = run_extraction(source, cache, cfg, shards=shards, retry_failed=retry_failed)
     return dataclasses.asdict(summary)
 
 
@@ -63,21 +54,13 @@ def task_config(cfg: ExtractConfig, array: ArraySettings) -> ExtractConfig:
 
 
 def submit_extract(
-    dataset: str,
-    data_root: Path,
-    split: str,
-    cache: Path,
-    cfg: ExtractConfig,
-    array: ArraySettings,
-    limit: int | None = None,
-    retry_failed: bool = False,
-    classes: Path | None = None,
+    source: DataSource, cache: Path, cfg: ExtractConfig, array: ArraySettings, retry_failed: bool = False
 ) -> tuple[list[Any], dict[str, Any]]:
     """Create the cache, plan the pending shards and submit them. Returns (submitit jobs, plan)."""
     import submitit
 
     cfg = task_config(cfg, array)
-    target = CacheTarget(dataset, data_root, split, cache, cfg, cfg.run.precision, limit, classes)
+    target = CacheTarget(source, cache, cfg, cfg.run.precision)
     cluster = None if array.executor == "auto" else array.executor
     folder = jobs_folder(Path(cache))
     try:
@@ -105,8 +88,8 @@ def submit_extract(
     (folder / f"plan-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(plan, indent=1))
     executor.update_parameters(**executor_parameters(executor.cluster, array, Path(cache).name))
     n = len(bins)
-    common = (dataset, str(data_root), split, str(cache), cfg)
-    extra = (limit, retry_failed, None if classes is None else str(Path(classes).resolve()))
+    common = (source, str(cache), cfg)
+    extra = (retry_failed,)
     gpu_sets = local_gpu_sets(n, array.gpus) if executor.cluster == "local" else []
     if gpu_sets:  # local processes: each its own GPUs (one array would pin every task to the same ones)
         jobs = []

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from pipeline.core.defaults import DEVICE, DEVICE_HELP, PRECISION_HELP, PRECISIONS
+from pipeline.core.defaults import DEVICE, DEVICE_HELP, PRECISION, PRECISION_HELP, PRECISIONS
 from pipeline.core.errors import NO_SPACE, Interrupted, UserError
 from pipeline.core.paths import disk_full_message
 
@@ -121,7 +121,9 @@ def device_option(command: Callable) -> Callable:
 
 
 def precision_option(help_text: str = PRECISION_HELP) -> Callable[[Callable], Callable]:
-    return click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True, help=help_text)
+    return click.option(
+        "--precision", type=click.Choice(PRECISIONS), default=PRECISION, show_default=True, help=help_text
+    )
 
 
 def parse_shape(text: str) -> tuple[int, int]:

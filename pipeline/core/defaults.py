@@ -10,6 +10,7 @@ from pipeline.core.config_loading import setting
 
 DEVICE = "auto"
 DEVICE_HELP = "auto, cpu, cuda or cuda:N."
+PRECISION = "auto"
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 PRECISION_HELP = "Autocast dtype (auto: fp32 on CPU; on GPU bf16 where native, else fp16)."
 
@@ -35,7 +36,7 @@ def device_setting() -> Any:
 
 
 def precision_setting() -> Any:
-    return setting("auto", PRECISION_HELP, choices=PRECISIONS)
+    return setting(PRECISION, PRECISION_HELP, choices=PRECISIONS)
 
 
 def shape_text(shape: tuple[int, int]) -> str:
