@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -96,17 +95,12 @@ def sweep(
     Each member is an ordinary run folder DIR/runs/<member>/. Re-run the same command after an interruption:
     finished members are kept as they are, interrupted ones resume from their last checkpoint.
     """
-    from fusion.experiments.runner import run_sweep
-    from fusion.training.trainer import NonFiniteLoss, Preempted
+    from fusion.cli_fusion import training_exits
+    from fusion.experiments.runner import SweepRun, run_sweep
 
-    try:
-        run_sweep(preset, spec_file, model, cache, val_cache, out, epochs, executor, allow_partial, progress, select_on)
-    except Preempted as exc:
-        click.echo(f"stopped: {exc} holds the member in flight; re-run the same command to go on", err=True)
-        sys.exit(exc.exit_code)
-    except NonFiniteLoss as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+    run = SweepRun(cache, val_cache, out, epochs, allow_partial)
+    with training_exits("{} holds the member in flight; re-run the same command to go on"):
+        run_sweep(preset, spec_file, model, run, executor, progress, select_on)
     report(
         [out],
         baseline or SWEEP_BASELINES.get(preset or ""),

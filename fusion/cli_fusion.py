@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,24 +16,13 @@ from fusion.evaluation.submission import SLS_RANGE, SUPERVISION_LEVELS
 from fusion.models.config import DEFAULT_MODEL
 from fusion.training.config import TRAIN_PRESETS, TrainConfig, training_config
 from pipeline.core import strict_json
-from pipeline.core.cli_base import EPILOG, device_option, parse_shape, precision_option, user_errors
+from pipeline.core.cli_base import EPILOG, device_option, parse_shape, precision_option, shape_options, user_errors
 from pipeline.core.config_options import ConfigOptions, LazyChoice
-from pipeline.core.defaults import (
-    EPIC_NOUNS,
-    EPIC_VERBS,
-    MOTION_SHAPE,
-    PRECISION_HELP,
-    SEMANTIC_SHAPE,
-    SSV2_CLASSES,
-    shape_text,
-)
+from pipeline.core.defaults import EPIC_NOUNS, EPIC_VERBS, PRECISION_HELP, SSV2_CLASSES
 
 
 @click.command("fusion")
-@click.option(
-    "--semantic-shape", default=shape_text(SEMANTIC_SHAPE), show_default=True, help="Semantic tokens x width."
-)
-@click.option("--motion-shape", default=shape_text(MOTION_SHAPE), show_default=True, help="Motion tokens x width.")
+@shape_options()
 @click.option("--batch-sizes", default="1,8,64,256", help="Comma-separated batch sizes.")
 @device_option
 @click.option("--repeats", type=click.IntRange(min=1), default=3, help="Timed steps per measurement (median).")
@@ -102,37 +92,22 @@ ALLOW_OTHER_FEATURES = click.option(
 )
 
 
+def _class_counts(command: Callable) -> Callable:
+    """--classes, --verbs, --nouns: the class counts the models are sized for, the benchmarks' by default."""
+    counts = {
+        "--classes": (SSV2_CLASSES, "Classes of the single-label task (SSv2)."),
+        "--verbs": (EPIC_VERBS, "Verb classes (EPIC-KITCHENS-100)."),
+        "--nouns": (EPIC_NOUNS, "Noun classes (EPIC-KITCHENS-100)."),
+    }
+    for flag, (default, help_text) in reversed(counts.items()):
+        count = click.IntRange(min=1)
+        command = click.option(flag, type=count, default=default, show_default=True, help=help_text)(command)
+    return command
+
+
 @click.command()
-@click.option(
-    "--semantic-shape",
-    default=shape_text(SEMANTIC_SHAPE),
-    show_default=True,
-    help="Semantic tokens x width (as in a cache).",
-)
-@click.option(
-    "--motion-shape", default=shape_text(MOTION_SHAPE), show_default=True, help="Motion tokens x width (as in a cache)."
-)
-@click.option(
-    "--classes",
-    type=click.IntRange(min=1),
-    default=SSV2_CLASSES,
-    show_default=True,
-    help="Classes of the single-label task (SSv2).",
-)
-@click.option(
-    "--verbs",
-    type=click.IntRange(min=1),
-    default=EPIC_VERBS,
-    show_default=True,
-    help="Verb classes (EPIC-KITCHENS-100).",
-)
-@click.option(
-    "--nouns",
-    type=click.IntRange(min=1),
-    default=EPIC_NOUNS,
-    show_default=True,
-    help="Noun classes (EPIC-KITCHENS-100).",
-)
+@shape_options(after=" (as in a cache)")
+@_class_counts
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @user_errors
 def models(semantic_shape: str, motion_shape: str, classes: int, verbs: int, nouns: int, as_json: bool) -> None:
@@ -228,22 +203,31 @@ def fuse_train(
     """
     from fusion.training.command import run_training
     from fusion.training.request import TrainingRequest
-    from fusion.training.trainer import NonFiniteLoss, Preempted
 
     cfg = training_config(preset, config_file, {}, lambda cfg: TRAIN_OPTIONS.apply(cfg, options))
-    try:
-        request = TrainingRequest(
-            cache, val_cache, model, out, cfg, resume, allow_partial, allow_other_features=allow_other_features
-        )
+    request = TrainingRequest(
+        cache, val_cache, model, out, cfg, resume, allow_partial, allow_other_features=allow_other_features
+    )
+    with training_exits("checkpoint written to {}; continue with the same command and --resume"):
         summary = run_training(request, live=progress)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, process 0 reports
+        click.echo(strict_json.dumps(summary["best"], indent=2))
+
+
+@contextlib.contextmanager
+def training_exits(stopped: str) -> Iterator[None]:
+    """A run stopped by a signal says where it stands (`stopped`, formatted with the checkpoint) and exits 130 or
+    143; a NaN/Inf loss is one line and exit 1. fuse-train and sweep say it the same way."""
+    from fusion.training.trainer import NonFiniteLoss, Preempted
+
+    try:
+        yield
     except Preempted as exc:
-        click.echo(f"stopped: checkpoint written to {exc}; continue with the same command and --resume", err=True)
+        click.echo(f"stopped: {stopped.format(exc)}", err=True)
         sys.exit(exc.exit_code)
     except NonFiniteLoss as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
-    if os.environ.get("RANK", "0") == "0":  # under torchrun, process 0 reports
-        click.echo(strict_json.dumps(summary["best"], indent=2))
 
 
 def _supervision_levels(command: Callable) -> Callable:

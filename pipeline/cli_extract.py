@@ -10,10 +10,10 @@ from typing import Any
 import click
 
 from pipeline.cluster.array_config import ArraySettings
-from pipeline.core.cli_base import EPILOG, parse_shape, user_errors
+from pipeline.core.cli_base import EPILOG, parse_shape, shape_options, user_errors
 from pipeline.core.config_loading import apply_overrides, load_yaml_overrides, validate
 from pipeline.core.config_options import ConfigOptions, LazyChoice
-from pipeline.core.defaults import DATASETS, MOTION_SHAPE, SEMANTIC_SHAPE, SYNTH_DATASETS, shape_text
+from pipeline.core.defaults import DATASETS, SYNTH_DATASETS
 from pipeline.extract_config import ExtractConfig
 
 # The one mapping of extraction options to config fields; their help, choices and defaults come from the fields.
@@ -192,15 +192,7 @@ def _synth_codes() -> tuple[str, ...]:
     default="content",
     help="--features: motion classes stated by every segment (content), or only by the segments' order.",
 )
-@click.option(
-    "--semantic-shape",
-    default=shape_text(SEMANTIC_SHAPE),
-    show_default=True,
-    help="--features: semantic tokens x width.",
-)
-@click.option(
-    "--motion-shape", default=shape_text(MOTION_SHAPE), show_default=True, help="--features: motion tokens x width."
-)
+@shape_options(before="--features: ")
 @user_errors
 def synth(
     dataset: str,

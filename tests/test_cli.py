@@ -195,10 +195,10 @@ def test_benchmarks_run_and_print_their_tables(tmp_path, ssv2_root):
     from pipeline.synth.features import make_feature_cache
 
     cache = make_feature_cache(tmp_path / "features", 24, "ssv2", semantic=(16, 64), motion=(4, 32), shard_size=8)
-    for mode in ("ram", "streamed"):
+    for flag, mode in (("--data-mode", "ram"), ("--mode", "streamed")):  # fuse-train's name, and the earlier one
         loader = runner.invoke(
             main,
-            ["bench", "loader", "--cache", str(cache), "--batch-size", "8", "--steps", "2", "--mode", mode],
+            ["bench", "loader", "--cache", str(cache), "--batch-size", "8", "--steps", "2", flag, mode],
         )
         assert loader.exit_code == 0, loader.output
         words = " ".join(loader.output.split())  # rich wraps long titles

@@ -26,7 +26,7 @@ class RecordingExecutor:
         self.parameters.update(params)
 
     def map_array(self, fn, *columns):
-        RecordingExecutor.submitted = [dict(zip(("dataset", "root", "split", "cache", "cfg", "shards"), row))
+        RecordingExecutor.submitted = [dict(zip(("source", "cache", "cfg", "shards", "retry_failed"), row))
                                        for row in zip(*columns)]  # fmt: skip
         return [type("Job", (), {"job_id": f"7_{i}"})() for i in range(len(columns[0]))]
 

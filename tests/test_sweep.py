@@ -83,11 +83,11 @@ def test_bad_specs_are_one_line_errors(tmp_path, caches, text, words):
 
 @pytest.mark.parametrize("mode", ["device", "streamed"])
 def test_inline_sweeps_keep_their_caches_where_data_mode_puts_them(caches, mode):
-    from fusion.experiments.runner import _load, shared_placement
+    from fusion.experiments.runner import SweepRun, _load, shared_placement
 
     overrides = {"data": {"mode": mode}, "device": "cpu"}
     spec = parse_spec({"base": {"overrides": overrides}, "axes": {"optim.lr": [0.1, 0.01]}}, "test")
-    train, val, _ = _load(Path(caches[0]), Path(caches[1]), shared_placement(spec), False)
+    train, val, _ = _load(SweepRun(caches[0], caches[1], Path("unused")), shared_placement(spec))
     assert train.mode == val.mode == mode
     assert train.normalisation() == val.normalisation()  # validation standardised as the training cache
 

@@ -321,29 +321,26 @@ def test_resuming_mid_epoch_skips_batches_without_reading_their_windows(tmp_path
 
 
 def test_augmentation_drops_whole_tokens_and_mixes_inputs_with_their_targets(ssv2_caches, tmp_path):
-    from fusion.training.trainer import Trainer
+    from fusion.data.config import DataConfig
+    from fusion.training.objective import augment
 
-    overrides = {"device": "cpu", "data": {"batch_size": 32, "token_dropout": 0.3, "mixup_alpha": 0.4}}
-    cfg = training_config("default", None, overrides)
-    trainer = Trainer(TrainingRequest(ssv2_caches[0], ssv2_caches[1], "late_fusion", tmp_path / "aug", cfg))
     torch.manual_seed(0)
     inputs = {"semantic": torch.rand(256, 49, 8) + 1, "motion": torch.rand(256, 4, 8) + 1}  # no zero by chance
     labels = {"label": torch.arange(256)}
-    trainer.cfg.data.mixup_alpha = 0.0
-    dropped, parts = trainer._augment(inputs, labels)
+    dropped, parts = augment(inputs, labels, DataConfig(token_dropout=0.3))
     zeroed = (dropped["semantic"] == 0).all(-1)
     kept = (dropped["semantic"] == inputs["semantic"]).all(-1)
     assert bool((zeroed | kept).all()) and 0.25 < zeroed.float().mean() < 0.35  # whole tokens, at the rate asked
     assert parts == [(1.0, labels)]
-    trainer.cfg.data.token_dropout, trainer.cfg.data.mixup_alpha = 0.0, 0.4
-    mixed, parts = trainer._augment(inputs, labels)
+    mixed, parts = augment(inputs, labels, DataConfig(mixup_alpha=0.4))
     (lam, first), (rest, second) = parts
     assert 0 < lam < 1 and lam + rest == pytest.approx(1.0) and torch.equal(first["label"], labels["label"])
     perm = second["label"]  # the labels are row numbers: the second targets name the rows mixed in
     assert sorted(perm.tolist()) == list(range(256)) and not torch.equal(perm, labels["label"])
     for name, x in inputs.items():
         assert torch.allclose(mixed[name], lam * x + rest * x[perm])
-    summary = train(ssv2_caches, "late_fusion", tmp_path / "aug-run", epochs=1, data=overrides["data"])
+    data = {"batch_size": 32, "token_dropout": 0.3, "mixup_alpha": 0.4}
+    summary = train(ssv2_caches, "late_fusion", tmp_path / "aug", epochs=1, data=data)
     plain = train(ssv2_caches, "late_fusion", tmp_path / "plain", epochs=1, data={"batch_size": 32})
     assert np.isfinite(summary["last"]["train_loss"]) and summary["last"]["train_loss"] != plain["last"]["train_loss"]
 

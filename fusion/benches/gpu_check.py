@@ -150,7 +150,17 @@ def plan(settings: CheckSettings, work: Path) -> list[Step]:
         *(
             Step(
                 f"bench loader, data.mode {mode}",
-                [*CLI, "bench", "loader", "--cache", str(features / "train"), "--mode", mode, *device, *loader_batch],
+                [
+                    *CLI,
+                    "bench",
+                    "loader",
+                    "--cache",
+                    str(features / "train"),
+                    "--data-mode",
+                    mode,
+                    *device,
+                    *loader_batch,
+                ],
                 timeout,
             )
             for mode in settings.loader_modes

@@ -12,7 +12,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from fusion.data.cache_data import MODE_TEXT
+from fusion.data.placement import MODE_TEXT
 from fusion.training.config import training_config
 from fusion.training.request import TrainingRequest
 from fusion.training.trainer import Trainer

@@ -12,7 +12,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from fusion.experiments.runner import execute
+from fusion.experiments.runner import SweepRun, execute
 from fusion.experiments.spec import parse_spec
 from pipeline.core.paths import CLI_SCRIPT
 
@@ -28,7 +28,7 @@ def bench_sweep(cache: Path, val_cache: Path, members: int, epochs: int, model: 
     )
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
-        execute(spec, cache, val_cache, Path(tmp) / "inline", epochs, "inline", False, False)
+        execute(spec, SweepRun(cache, val_cache, Path(tmp) / "inline", epochs), "inline", False)
         inline = time.perf_counter() - started
         started = time.perf_counter()
         for i, lr in enumerate(lrs):

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from fusion.data.holdout import HoldoutPart, stratified_holdout
+from fusion.data.placement import MODE_TEXT, choose_mode
 from fusion.data.read_ahead import read_ahead
 from pipeline.cache.layout import FEATURES, open_cache
 from pipeline.cache.reader import check_finite, usable_rows
@@ -299,9 +300,6 @@ def _part(idx: np.ndarray, rank: int, world: int) -> tuple[np.ndarray, int, floa
     return part, len(idx), len(part) / len(idx)
 
 
-MODE_TEXT = {"device": "on the device", "ram": "in RAM", "streamed": "streamed by shard windows, read ahead"}
-
-
 def open_caches(
     cache: str | Path,
     val_cache: str | Path,
@@ -326,13 +324,3 @@ def open_caches(
     )
     select.use_normalisation(train.normalisation())
     return train, val, select
-
-
-def choose_mode(mode: str, nbytes: int, ram_limit_gb: float, device: torch.device) -> str:
-    """auto: the device's memory when it is a GPU with room for the features (half its free memory), else host
-    RAM within `ram_limit_gb`, else streamed. An explicit mode is taken as given."""
-    if mode != "auto":
-        return mode
-    if device.type == "cuda" and nbytes <= 0.5 * torch.cuda.mem_get_info(device)[0]:
-        return "device"
-    return "ram" if nbytes <= ram_limit_gb * 2**30 else "streamed"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,22 @@ from pipeline.core.progress import log as progress
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class SweepRun:
+    """What every member of one sweep shares: the training and validation caches, the sweep folder, the epochs
+    (None: each member's config says) and whether caches with missing or failed clips are accepted."""
+
+    cache: Path
+    val_cache: Path
+    out: Path
+    epochs: int | None = None
+    allow_partial: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("cache", "val_cache", "out"):
+            object.__setattr__(self, name, Path(getattr(self, name)))
+
+
 def member_dir(out: Path, member: Member) -> Path:
     return out / "runs" / member.name
 
@@ -41,34 +58,28 @@ def finished(out: Path, member: Member) -> bool:
 
 
 def run_member(
-    cache: str,
-    val_cache: str,
-    out: str,
-    spec: SweepSpec,
-    member: Member,
-    epochs: int | None,
-    allow_partial: bool,
-    loaded: Any = None,
-    live: bool | None = False,
+    run: SweepRun, spec: SweepSpec, member: Member, loaded: Any = None, live: bool | None = False
 ) -> dict[str, Any]:
     """Train (or resume) one member; what a local or SLURM task runs, and what the inline loop calls."""
     from fusion.training.command import run_training
     from fusion.training.request import TrainingRequest
 
-    folder = member_dir(Path(out), member)
-    cfg = spec.config_for(member, epochs)
+    folder = member_dir(run.out, member)
+    cfg = spec.config_for(member, run.epochs)
     resume = (folder / "last.pt").is_file()
-    request = TrainingRequest(cache, val_cache, member.configuration.model, folder, cfg, resume, allow_partial)
+    model = member.configuration.model
+    request = TrainingRequest(run.cache, run.val_cache, model, folder, cfg, resume, run.allow_partial)
     return run_training(request, live, member.identity(), loaded)
 
 
-def record(out: Path, spec: SweepSpec, name: str, cache: Path, val_cache: Path, epochs: int | None) -> None:
+def record(run: SweepRun, spec: SweepSpec, name: str) -> None:
     """DIR/sweep.json: what the sweep is; a re-run with another definition is refused, not mixed in."""
+    out = run.out
     now = {
         "sweep": name,
-        "cache": str(Path(cache).resolve()),
-        "val_cache": str(Path(val_cache).resolve()),
-        "epochs": epochs,
+        "cache": str(run.cache.resolve()),
+        "val_cache": str(run.val_cache.resolve()),
+        "epochs": run.epochs,
         "members": [m.name for m in spec.members()],
     }
     path = out / "sweep.json"
@@ -81,31 +92,22 @@ def record(out: Path, spec: SweepSpec, name: str, cache: Path, val_cache: Path, 
     atomic.write_text(path, strict_json.dumps(now, indent=1))
 
 
-def execute(
-    spec: SweepSpec,
-    cache: Path,
-    val_cache: Path,
-    out: Path,
-    epochs: int | None,
-    executor: str,
-    allow_partial: bool,
-    live: bool | None,
-) -> list[Member]:
+def execute(spec: SweepSpec, run: SweepRun, executor: str, live: bool | None) -> list[Member]:
     """Train the members not finished yet; returns every member of the spec."""
     members = spec.members()
-    todo = [m for m in members if not finished(out, m)]
+    todo = [m for m in members if not finished(run.out, m)]
     log.info("%d members, %d finished, %d to train (%s)", len(members), len(members) - len(todo), len(todo), executor)
     if executor == "inline":
-        loaded = _load(cache, val_cache, shared_placement(spec), allow_partial) if todo else None
+        loaded = _load(run, shared_placement(spec)) if todo else None
         started = time.monotonic()
         for i, member in enumerate(todo, start=1):
             done = time.monotonic() - started
             eta = f"; sweep ETA {duration(done / (i - 1) * (len(todo) - i + 1))}" if i > 1 else ""
             progress.info("member %d of %d: %s (%s, seed %d)%s", i, len(todo), member.name,
                           member.configuration.name, member.seed, eta)  # fmt: skip
-            run_member(str(cache), str(val_cache), str(out), spec, member, epochs, allow_partial, loaded, live)
+            run_member(run, spec, member, loaded, live)
     elif todo:
-        _submit(todo, spec, cache, val_cache, out, epochs, executor, allow_partial)
+        _submit(todo, spec, run, executor)
     return members
 
 
@@ -136,26 +138,18 @@ def shared_placement(spec: SweepSpec) -> Any:
     return configs[0]
 
 
-def _load(cache: Path, val_cache: Path, cfg: Any, allow_partial: bool) -> tuple[Any, Any]:
-    """Both caches, where the members' data.mode puts them for their device."""
+def _load(run: SweepRun, cfg: Any) -> tuple[Any, Any, Any]:
+    """The training, validation and selecting data, where the members' data.mode puts them for their device."""
     from fusion.data.cache_data import open_caches
     from pipeline.core.devices import resolve_device
 
-    return open_caches(cache, val_cache, cfg.data, resolve_device(cfg.device), allow_partial)
+    return open_caches(run.cache, run.val_cache, cfg.data, resolve_device(cfg.device), run.allow_partial)
 
 
-def _submit(
-    todo: list[Member],
-    spec: SweepSpec,
-    cache: Path,
-    val_cache: Path,
-    out: Path,
-    epochs: int | None,
-    executor: str,
-    allow_partial: bool,
-) -> None:
+def _submit(todo: list[Member], spec: SweepSpec, run: SweepRun, executor: str) -> None:
     import submitit
 
+    out = run.out
     try:
         runner = submitit.AutoExecutor(folder=out / "jobs" / "%j", cluster=executor)
     except (RuntimeError, ValueError) as exc:
@@ -167,16 +161,7 @@ def _submit(
         gpus_per_node=0 if executor == "local" else 1,
     )
     n = len(todo)
-    jobs = runner.map_array(
-        run_member,
-        [str(cache)] * n,
-        [str(val_cache)] * n,
-        [str(out)] * n,
-        [spec] * n,
-        todo,
-        [epochs] * n,
-        [allow_partial] * n,
-    )
+    jobs = runner.map_array(run_member, [run] * n, [spec] * n, todo)
     failed = []
     for job, member in zip(jobs, todo):
         try:
@@ -191,12 +176,8 @@ def run_sweep(
     preset: str | None,
     spec_file: Path | None,
     model: str | None,
-    cache: Path,
-    val_cache: Path,
-    out: Path,
-    epochs: int | None,
+    run: SweepRun,
     executor: str,
-    allow_partial: bool = False,
     live: bool | None = None,
     select_on: str | None = None,
 ) -> list[Member]:
@@ -204,6 +185,7 @@ def run_sweep(
     `select_on`: the clips that choose epochs and configurations (default: the spec's, else holdout)."""
     if (preset is None) == (spec_file is None):
         raise UserError("give exactly one of --preset NAME and --spec FILE")
+    out, cache = run.out, run.cache
     output_folder(out, "--out")
     if preset is not None and preset not in SWEEP_PRESETS:
         raise UserError(f"unknown preset '{preset}' (expected one of {', '.join(SWEEP_PRESETS)})")
@@ -217,8 +199,8 @@ def run_sweep(
     if executor == "inline":
         shared_placement(spec)  # refused before anything is written
     with folder_lock(out, "sweep folder"):
-        record(out, spec, name, cache, val_cache, epochs)
-        members = execute(spec, cache, val_cache, out, epochs, executor, allow_partial, live)
+        record(run, spec, name)
+        members = execute(spec, run, executor, live)
         if preset != "phase2-phase3":
             return members
         best = best_configuration(out, members, "action_top1")
@@ -229,8 +211,8 @@ def run_sweep(
         stage2 = selecting(
             parse_spec(phase2_phase3_stage2(dict(best.changes)), "preset phase2-phase3 (stage 2)"), select_on
         )
-        record(out, stage2, name, cache, val_cache, epochs)
-        return members + execute(stage2, cache, val_cache, out, epochs, executor, allow_partial, live)
+        record(run, stage2, name)
+        return members + execute(stage2, run, executor, live)
 
 
 def best_configuration(out: Path, members: list[Member], metric: str) -> Any:

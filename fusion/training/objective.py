@@ -1,5 +1,5 @@
-"""What a training run optimises and how: the task loss over a model's named outputs and the per-step
-learning-rate schedule; and the check that two caches pose the same task."""
+"""What a training run optimises and how: the task loss over a model's named outputs, the augmentation of its
+batches, the per-step learning-rate schedule; and the check that two caches pose the same task."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from fusion.data.cache_data import CacheSpec
+from fusion.data.config import DataConfig
 from fusion.training.config import TrainConfig
 from pipeline.core.errors import UserError
 
@@ -23,6 +24,21 @@ def task_loss(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]
     if "logits" in outputs:
         return criterion(outputs["logits"].float(), targets["label"])
     return criterion(outputs["verb"].float(), targets["verb"]) + criterion(outputs["noun"].float(), targets["noun"])
+
+
+def augment(
+    inputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], cfg: DataConfig
+) -> tuple[dict[str, torch.Tensor], list[tuple[float, dict[str, torch.Tensor]]]]:
+    """Token dropout and mixup of a training batch: the inputs and a list of (weight, targets) the loss is mixed
+    over. {"semantic": [B, N, D], ...} -> the same shapes."""
+    if cfg.token_dropout > 0:
+        inputs = {k: x * (torch.rand(*x.shape[:2], 1, device=x.device) >= cfg.token_dropout) for k, x in inputs.items()}
+    if cfg.mixup_alpha <= 0:
+        return inputs, [(1.0, targets)]
+    lam = float(torch.distributions.Beta(cfg.mixup_alpha, cfg.mixup_alpha).sample())
+    perm = torch.randperm(next(iter(inputs.values())).shape[0])
+    mixed = {k: lam * x + (1 - lam) * x[perm.to(x.device)] for k, x in inputs.items()}
+    return mixed, [(lam, targets), (1 - lam, {k: t[perm.to(t.device)] for k, t in targets.items()})]
 
 
 def make_scheduler(

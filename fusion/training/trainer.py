@@ -25,7 +25,7 @@ from fusion.evaluation.metrics import headline, metrics_for
 from fusion.models.checkpoint import load_checkpoint, save_checkpoint
 from fusion.models.registry import build_model, count_trainable
 from fusion.training.distributed import Distributed
-from fusion.training.objective import check_same_task, make_scheduler, task_loss
+from fusion.training.objective import augment, check_same_task, make_scheduler, task_loss
 from fusion.training.request import TrainingRequest
 from fusion.training.run_log import RunLog
 from pipeline.core import atomic, strict_json
@@ -174,25 +174,11 @@ class Trainer:
         log.info("resumed from epoch %d, batch %d", self.position["epoch"], self.position["batches_done"])
 
     # --- the loop ----------------------------------------------------------------------------------------
-    def _augment(self, inputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]):
-        """Token dropout and mixup; returns inputs and a list of (weight, targets) to mix the loss over."""
-        cfg = self.cfg.data
-        if cfg.token_dropout > 0:
-            inputs = {
-                k: x * (torch.rand(*x.shape[:2], 1, device=x.device) >= cfg.token_dropout) for k, x in inputs.items()
-            }
-        if cfg.mixup_alpha <= 0:
-            return inputs, [(1.0, targets)]
-        lam = float(torch.distributions.Beta(cfg.mixup_alpha, cfg.mixup_alpha).sample())
-        perm = torch.randperm(next(iter(inputs.values())).shape[0])
-        mixed = {k: lam * x + (1 - lam) * x[perm.to(x.device)] for k, x in inputs.items()}
-        return mixed, [(lam, targets), (1 - lam, {k: t[perm.to(t.device)] for k, t in targets.items()})]
-
     def _train_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """One optimizer step on this process's part of a global batch; returns the part's weighted loss, a 0-d
         tensor left on the device: nothing here waits for the device (`_flush` reads losses back in groups)."""
         targets = {f: batch[f].to(self.device, non_blocking=True) for f in self.train_data.spec.label_fields}
-        inputs, parts = self._augment(self.train_data.model_inputs(batch, self.device), targets)
+        inputs, parts = augment(self.train_data.model_inputs(batch, self.device), targets, self.cfg.data)
         with autocast(self.device, self.precision):
             outputs = self.forward(inputs)
             loss = sum(weight * task_loss(outputs, part, self.criterion) for weight, part in parts)

@@ -12,7 +12,16 @@ from typing import Any
 
 import click
 
-from pipeline.core.defaults import DEVICE, DEVICE_HELP, PRECISION, PRECISION_HELP, PRECISIONS
+from pipeline.core.defaults import (
+    DEVICE,
+    DEVICE_HELP,
+    MOTION_SHAPE,
+    PRECISION,
+    PRECISION_HELP,
+    PRECISIONS,
+    SEMANTIC_SHAPE,
+    shape_text,
+)
 from pipeline.core.errors import NO_SPACE, Interrupted, UserError
 from pipeline.core.paths import disk_full_message
 
@@ -124,6 +133,22 @@ def precision_option(help_text: str = PRECISION_HELP) -> Callable[[Callable], Ca
     return click.option(
         "--precision", type=click.Choice(PRECISIONS), default=PRECISION, show_default=True, help=help_text
     )
+
+
+def shape_options(before: str = "", after: str = "") -> Callable[[Callable], Callable]:
+    """--semantic-shape and --motion-shape (TOKENSxWIDTH), defaulting to the default backbones' features;
+    `before`/`after` frame each help text."""
+
+    def decorate(command: Callable) -> Callable:
+        for kind, shape in (("motion", MOTION_SHAPE), ("semantic", SEMANTIC_SHAPE)):
+            what = f"{kind} tokens x width" if before else f"{kind.capitalize()} tokens x width"
+            option = click.option(
+                f"--{kind}-shape", default=shape_text(shape), show_default=True, help=f"{before}{what}{after}."
+            )
+            command = option(command)
+        return command
+
+    return decorate
 
 
 def parse_shape(text: str) -> tuple[int, int]:
