@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from pipeline.core.paths import PROJECT_ROOT as ROOT  # noqa: F401 - the tests' one name for it
 from pipeline.extract_config import ExtractConfig
 
 
@@ -77,4 +78,34 @@ def arrays_and_attrs(cache: Path) -> tuple[dict, dict]:
     import zarr
 
     group = zarr.open_group(str(cache), mode="r")
-    return {name: group[name][:] for name in group.array_keys()}, dict(group.attrs)
+    return {name: group[name][:] for name in sorted(group.array_keys())}, dict(group.attrs)
+
+
+def assert_same_cache(a: Path, b: Path) -> None:
+    """Two caches hold the same arrays (NaN rows alike) and the same failure records."""
+    import numpy as np
+
+    from pipeline.cache.reader import read_failures
+
+    (left, _), (right, _) = arrays_and_attrs(a), arrays_and_attrs(b)
+    assert left.keys() == right.keys()
+    for name in left:
+        assert np.array_equal(left[name], right[name], equal_nan=left[name].dtype.kind == "f"), name
+    assert read_failures(a) == read_failures(b)
+
+
+def real_epic_frames_root(real_fixtures: Path, tmp_path: Path) -> Path:
+    """The real class lists and P28_101 frames (80..115 step 5) with a validation CSV of two one-frame segments."""
+    annotations = real_fixtures / "epic100" / "annotations"
+    root = tmp_path / "epic"
+    (root / "annotations").mkdir(parents=True)
+    for kind in ("verb", "noun"):
+        (root / "annotations" / f"EPIC_100_{kind}_classes.csv").symlink_to(annotations / f"EPIC_100_{kind}_classes.csv")
+    (root / "P28").symlink_to(real_fixtures / "epic100" / "frames" / "P28")
+    header = (annotations / "EPIC_100_validation.csv").read_text().splitlines()[0]
+    rows = [
+        "P28_101_0,P28,P28_101,00:00:01.60,00:00:01.58,00:00:01.62,80,80,open door,open,3,door,3,['door'],[3]",
+        "P28_101_1,P28,P28_101,00:00:02.30,00:00:02.28,00:00:02.32,115,115,take cup,take,0,cup,13,['cup'],[13]",
+    ]
+    (root / "annotations" / "EPIC_100_validation.csv").write_text("\n".join([header, *rows]) + "\n")
+    return root

@@ -1,15 +1,13 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import zarr
 from click.testing import CliRunner
+from conftest import ROOT
 
 from cli import main
-
-ROOT = Path(__file__).resolve().parents[1]
 
 COMMANDS = [
     [],

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 import zarr
-from conftest import tiny_config
-from test_extract import assert_same_cache
+from conftest import assert_same_cache, tiny_config
 
 from pipeline.cluster.plan import pack
 from pipeline.cluster.submit import ArraySettings, submit_extract

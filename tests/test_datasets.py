@@ -3,6 +3,7 @@ import re
 import shutil
 
 import pytest
+from conftest import real_epic_frames_root
 
 from pipeline.core.errors import UserError
 from pipeline.datasets import read_dataset
@@ -141,23 +142,6 @@ def test_real_epic_annotations(real_fixtures):
     assert first.source.endswith("P01/videos/P01_11.MP4") and not first.is_frames
     test = read_dataset("epic100", root, "test")
     assert len(test) > 0 and {c.labels["verb"] for c in test.clips} == {-1}
-
-
-def real_epic_frames_root(real_fixtures, tmp_path):
-    """The real class lists and P28_101 frames (80..115 step 5) with a validation CSV of two one-frame segments."""
-    annotations = real_fixtures / "epic100" / "annotations"
-    root = tmp_path / "epic"
-    (root / "annotations").mkdir(parents=True)
-    for kind in ("verb", "noun"):
-        (root / "annotations" / f"EPIC_100_{kind}_classes.csv").symlink_to(annotations / f"EPIC_100_{kind}_classes.csv")
-    (root / "P28").symlink_to(real_fixtures / "epic100" / "frames" / "P28")
-    header = (annotations / "EPIC_100_validation.csv").read_text().splitlines()[0]
-    rows = [
-        "P28_101_0,P28,P28_101,00:00:01.60,00:00:01.58,00:00:01.62,80,80,open door,open,3,door,3,['door'],[3]",
-        "P28_101_1,P28,P28_101,00:00:02.30,00:00:02.28,00:00:02.32,115,115,take cup,take,0,cup,13,['cup'],[13]",
-    ]
-    (root / "annotations" / "EPIC_100_validation.csv").write_text("\n".join([header, *rows]) + "\n")
-    return root
 
 
 def test_real_epic_frames_layout(real_fixtures, tmp_path):

@@ -101,7 +101,7 @@ def test_real_no_duration_webm_counts_frames(real_fixtures):
 
 
 def test_real_ssv2_mini_and_epic_frames(real_fixtures, tmp_path):
-    from test_datasets import real_epic_frames_root
+    from conftest import real_epic_frames_root
 
     for clip in read_dataset("ssv2", real_fixtures / "ssv2-mini", "train").clips:
         assert 47 <= count_frames(clip) <= 58

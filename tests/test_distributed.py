@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from conftest import ROOT
 
 from fusion.training.config import training_config
 from fusion.training.distributed import Distributed, backend_for
@@ -20,7 +21,6 @@ from fusion.training.request import TrainingRequest
 from fusion.training.trainer import Trainer
 from pipeline.synth.features import make_feature_cache
 
-ROOT = Path(__file__).resolve().parents[1]
 DIMS = {"semantic": (16, 64), "motion": (4, 32)}
 
 

@@ -12,28 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
-from conftest import tiny_config
+from conftest import ROOT, assert_same_cache, tiny_config
 
 from pipeline.cache.inspect import verify_cache
 from pipeline.cache.reader import read_failures
 from pipeline.core.errors import UserError
 from pipeline.datasets import DataSource
 from pipeline.extract import run_extraction
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def arrays(cache: Path) -> dict[str, np.ndarray]:
-    group = zarr.open_group(str(cache), mode="r")
-    return {name: group[name][:] for name in sorted(group.array_keys())}
-
-
-def assert_same_cache(a: Path, b: Path) -> None:
-    left, right = arrays(a), arrays(b)
-    assert left.keys() == right.keys()
-    for name in left:
-        assert np.array_equal(left[name], right[name], equal_nan=left[name].dtype.kind == "f"), name
-    assert read_failures(a) == read_failures(b)
 
 
 def test_ssv2_cache_layout_and_labels(ssv2_root, tmp_path, tiny):

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 import zarr
 from click.testing import CliRunner
-from conftest import tiny_config
-from test_extract import ROOT, assert_same_cache
+from conftest import ROOT, assert_same_cache, tiny_config
 
 from cli import main
 from pipeline.cache.inspect import verify_cache

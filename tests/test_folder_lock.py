@@ -11,13 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import small_caches
+from conftest import ROOT, small_caches
 
 from cli import main
 from pipeline.core.errors import UserError
 from pipeline.core.folder_lock import LOCK_NAME, folder_lock
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")

@@ -6,19 +6,17 @@ benchmarks on the GPU, and the host synchronisations a training step makes."""
 import subprocess
 import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import zarr
 from click.testing import CliRunner
-from conftest import small_caches, tiny_config
+from conftest import ROOT, small_caches, tiny_config
 
 from cli import main
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
-ROOT = Path(__file__).resolve().parents[1]
 DIMS = {"semantic": (49, 128), "motion": (8, 64)}
 
 

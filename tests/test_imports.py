@@ -4,7 +4,8 @@ the reverse, and fusion's rooms import only rooms below them, so the graph betwe
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
+
 # Each room may import only rooms of a lower rank (its own modules aside).
 RANKS = {
     "pipeline.core": 0,

@@ -10,8 +10,8 @@ import venv
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 MAKE_VENV = ROOT / "install" / "make_venv.py"
 
 

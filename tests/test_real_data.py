@@ -3,13 +3,11 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
 
 
 @pytest.mark.slow
@@ -45,7 +43,7 @@ def test_ssv2_mini_at_real_shapes(real_fixtures, tmp_path):
 
 
 def test_epic_frames_extract(real_fixtures, tmp_path, tiny):
-    from test_datasets import real_epic_frames_root
+    from conftest import real_epic_frames_root
 
     from pipeline.datasets import DataSource
     from pipeline.extract import run_extraction

@@ -13,13 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import small_caches
+from conftest import ROOT, small_caches
 
 from cli import main
 from fusion.experiments.spec import parse_spec
 from pipeline.core.errors import UserError
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")

@@ -6,14 +6,13 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import zarr
 from click.testing import CliRunner
-from conftest import small_caches
+from conftest import ROOT, small_caches
 
 from cli import main
 from fusion.data.cache_data import CacheData
@@ -22,7 +21,6 @@ from fusion.training.config import training_config
 from fusion.training.request import TrainingRequest
 from pipeline.synth.features import make_feature_cache
 
-ROOT = Path(__file__).resolve().parents[1]
 DIMS = {"semantic": (49, 384), "motion": (4, 256)}  # not the default 196x768 / 8x512: nothing is hard-coded
 
 

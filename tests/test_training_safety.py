@@ -10,11 +10,9 @@ import pytest
 import torch
 import zarr
 from click.testing import CliRunner
-from conftest import small_caches
+from conftest import ROOT, small_caches
 
 from cli import main
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def strict(text: str):
