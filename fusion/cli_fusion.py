@@ -22,7 +22,7 @@ from pipeline.core.defaults import EPIC_NOUNS, EPIC_VERBS, PRECISION_HELP, SSV2_
 
 
 @click.command("fusion")
-@shape_options()
+@shape_options(after=" (per-frame tokens: FRAMESxTOKENSxWIDTH, e.g. 8x49x768)")
 @click.option("--batch-sizes", default="1,8,64,256", help="Comma-separated batch sizes.")
 @device_option
 @click.option("--repeats", type=click.IntRange(min=1), default=3, help="Timed steps per measurement (median).")
@@ -47,7 +47,7 @@ def bench_fusion(
     from fusion.benches.fusion_models import bench_fusion as run
 
     run(
-        parse_shape(semantic_shape),
+        parse_shape(semantic_shape, frames=True),
         parse_shape(motion_shape),
         [int(b) for b in batch_sizes.split(",")],
         device,

@@ -107,7 +107,8 @@ def _draw(folder: Path, clips: Any, batch: dict[str, Any], outputs: dict[str, An
         known = record.get("label_name") or record.get("action_name")
         title = f"{Path(clip.clip_id).name}: predicted {best}" + (f" (true: {known})" if known else "")
         single = {key: _slice(value, i) for key, value in outputs["attention"].items()}
-        draw_attention(single, batch["semantic"][i, middle].numpy(), title, folder / safe_name(clip.clip_id))
+        frames = package["spec"].get("semantic_frames", 1)
+        draw_attention(single, batch["semantic"][i, middle].numpy(), title, folder / safe_name(clip.clip_id), frames)
 
 
 def _slice(value: Any, i: int) -> Any:

@@ -193,6 +193,11 @@ def _synth_codes() -> tuple[str, ...]:
     help="--features: motion classes stated by every segment (content), or only by the segments' order.",
 )
 @shape_options(before="--features: ")
+@click.option(
+    "--direction-only",
+    is_flag=True,
+    help="ssv2 videos: one kind of object in 4 directions, so only how it moves tells the classes apart.",
+)
 @user_errors
 def synth(
     dataset: str,
@@ -204,9 +209,12 @@ def synth(
     code: str,
     semantic_shape: str,
     motion_shape: str,
+    direction_only: bool,
 ) -> None:
     """Write a small synthetic dataset whose labels need both appearance and motion: videos in the dataset's
     real on-disk layout, or (--features) ready feature caches."""
+    if direction_only and (features or dataset != "ssv2"):
+        raise click.BadParameter("is for --dataset ssv2 videos (not --features)", param_hint="--direction-only")
     if features:
         from pipeline.synth.features import make_feature_cache
 
@@ -216,9 +224,10 @@ def synth(
         click.echo(f"wrote synthetic {dataset} feature caches ({code}-coded motion) to {out}/train, {out}/validation")
         return
     if dataset == "ssv2":
-        from pipeline.synth.ssv2 import make_ssv2
+        from pipeline.synth.ssv2 import DIRECTION_ONLY, SHAPES, make_ssv2
 
-        make_ssv2(out, train=train, validation=validation, seed=seed)
+        shapes = DIRECTION_ONLY if direction_only else tuple(SHAPES)
+        make_ssv2(out, train=train, validation=validation, seed=seed, shapes=shapes)
     else:
         from pipeline.synth.epic100 import make_epic100
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 
 from pipeline.backbones import BackboneSpec, build_backbone, get_spec
+from pipeline.backbones.base import semantic_spec
 from pipeline.cache.claims import ShardClaims
 from pipeline.cache.layout import num_shards, open_or_create, shard_rows
 from pipeline.cache.writer import ShardWriter
@@ -21,6 +23,8 @@ from pipeline.core.config_loading import validate
 from pipeline.core.devices import autocast, resolve_device, resolve_precision
 from pipeline.core.errors import UserError
 from pipeline.core.paths import output_folder
+from pipeline.core.progress import log as progress
+from pipeline.core.progress import size_text
 from pipeline.core.provenance import created_with, weights_identity
 from pipeline.datasets import ClipList, DataSource
 from pipeline.extract_config import ExtractConfig, decoder_threads
@@ -48,11 +52,31 @@ class ExtractSummary:
 
 
 def backbone_specs(cfg: ExtractConfig) -> tuple[BackboneSpec, BackboneSpec]:
-    semantic = get_spec(cfg.backbones.semantic, "semantic")
+    """The two backbones' specs with their outputs as the cache keeps them (tokens after pooling and frames)."""
+    s = cfg.sampling
+    semantic = semantic_spec(get_spec(cfg.backbones.semantic, "semantic"), s.semantic_frames, s.semantic_reduce,
+                             s.semantic_pool)  # fmt: skip
     motion = get_spec(
         cfg.backbones.motion, "motion", layer=cfg.backbones.motion_layer, frames=cfg.sampling.motion_frames
     )
     return semantic, motion
+
+
+def semantic_layout(cfg: ExtractConfig) -> dict[str, int]:
+    """What a cache records beyond a frame-averaged map (and only then, so caches made before time was kept
+    describe themselves as they did): the pooling and each frame's grid side."""
+    s = cfg.sampling
+    if s.semantic_reduce != "frames" and s.semantic_pool == 1:
+        return {}
+    side = math.isqrt(get_spec(cfg.backbones.semantic, "semantic").tokens) // s.semantic_pool
+    return {"pool": s.semantic_pool, "grid": side}
+
+
+def build_backbones(cfg: ExtractConfig, specs: tuple[BackboneSpec, ...], weights: dict[str, str | None]) -> dict:
+    """{kind: frozen backbone} for `specs`, the image backbone keeping its frames as the sampling config says."""
+    b, s = cfg.backbones, cfg.sampling
+    return {spec.kind: build_backbone(spec, weights.get(spec.kind), b.random_init, b.seed, s.semantic_reduce,
+                                      s.semantic_pool) for spec in specs}  # fmt: skip
 
 
 def cache_attrs(
@@ -68,8 +92,9 @@ def cache_attrs(
         "semantic": {
             **semantic.describe(),
             **weights_identity(b.semantic_weights, semantic.model, b.random_init, b.seed),
-            "frames": cfg.sampling.semantic_frames if cfg.sampling.semantic_reduce == "mean" else 1,
+            "frames": cfg.sampling.semantic_frames if cfg.sampling.semantic_reduce != "center" else 1,
             "reduce": cfg.sampling.semantic_reduce,
+            **semantic_layout(cfg),
             "precision": precision,
             "frame_resize": FRAME_RESIZE,
         },
@@ -184,13 +209,15 @@ def run_extraction(
         len(mine) - len(todo) + len(retry),
         f", {len(retry)} with failed clips to retry" if retry else "",
     )
+    per_clip = sum(tokens * dim * 2 for tokens, dim in target.shapes.values())  # float16
+    shapes = ", ".join(f"{kind} {tokens}x{dim}" for kind, (tokens, dim) in target.shapes.items())
+    progress.info("cache size: %d clips x %s (%s, float16) = %s", len(clips), size_text(per_clip), shapes,
+                  size_text(per_clip * len(clips)))  # fmt: skip
     summary = ExtractSummary(len(clips), owned, 0, 0, skipped, 0.0)
     if todo:
         b = cfg.backbones
-        models = {
-            spec.kind: build_backbone(spec, getattr(b, f"{spec.kind}_weights"), b.random_init, b.seed).to(device)
-            for spec in target.specs
-        }
+        weights = {"semantic": b.semantic_weights, "motion": b.motion_weights}
+        models = {kind: model.to(device) for kind, model in build_backbones(cfg, target.specs, weights).items()}
         writer = writer or target.open(create=True)
         claims = ShardClaims(target.path)
         try:

@@ -17,10 +17,9 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.backbones import build_backbone
 from pipeline.core.devices import autocast, resolve_device, resolve_precision
 from pipeline.datasets import Clip, DataSource
-from pipeline.extract import backbone_specs, run_extraction
+from pipeline.extract import backbone_specs, build_backbones, run_extraction
 from pipeline.extract_config import ExtractConfig, decoder_threads
 from pipeline.video.clip_dataset import ClipFrames
 from pipeline.video.loader import decoded_batches
@@ -63,10 +62,10 @@ def _rate(marks: list[tuple[float, int, float]]) -> float:
 def _model_only(cfg: ExtractConfig, clips: int, size: int) -> float:
     device = resolve_device(cfg.run.device)
     precision = resolve_precision(cfg.run.precision, device)
-    b = cfg.backbones
+    built = build_backbones(cfg, backbone_specs(cfg), {})  # cfg has random_init set: no weights
     models = [
-        (build_backbone(spec, None, True, b.seed).to(device), frames)
-        for spec, frames in zip(backbone_specs(cfg), (cfg.sampling.semantic_frames, cfg.sampling.motion_frames))
+        (built[kind].to(device), frames)
+        for kind, frames in (("semantic", cfg.sampling.semantic_frames), ("motion", cfg.sampling.motion_frames))
     ]
     inputs = [
         torch.randint(0, 256, (cfg.run.batch_size, frames, size, size, 3), dtype=torch.uint8) for _, frames in models
@@ -118,7 +117,7 @@ def bench_extract(cfg: ExtractConfig, clips: int, work_dir: Path | None, real: D
             end_to_end = _rate(marks)
         else:
             device = resolve_device(run.device)
-            models = {spec.kind: build_backbone(spec, None, True, b.seed).to(device) for spec in backbone_specs(cfg)}
+            models = {kind: m.to(device) for kind, m in build_backbones(cfg, backbone_specs(cfg), {}).items()}
             end_to_end, marks = _timed_batches(cfg, listed, size, models)
     cores, workers = _cores(), max(1, run.workers)
     table = Table(

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pipeline.core.config_loading import setting
 from pipeline.core.defaults import device_setting, precision_setting
 
-REDUCES = ("mean", "center")
+REDUCES = ("mean", "center", "frames")
 
 
 def _backbones(kind: str):
@@ -30,9 +30,15 @@ def _motion_layers() -> list[str]:
 class SamplingConfig:
     # uniformly over the clip; i3d_r50 halves time, so 16 frames give 8 segments
     motion_frames: int = setting(16, "Frames sampled uniformly for the motion backbone.", low=1)
-    semantic_frames: int = setting(8, "Frames given to the image backbone, reduced to one patch map.", low=1)
+    semantic_frames: int = setting(8, "Frames given to the image backbone (mean, frames).", low=1)
     semantic_reduce: str = setting(
-        "mean", "How the semantic frames become one map: their mean, or the middle frame only.", choices=REDUCES
+        "mean",
+        "What the cache keeps of the semantic frames: the mean of their patch maps, the middle frame's map only "
+        "(center), or every frame's map (frames: time kept, semantic_frames times the tokens).",
+        choices=REDUCES,
+    )
+    semantic_pool: int = setting(
+        1, "Average k x k blocks of each frame's patch grid (2: 14x14 -> 7x7 = 49 tokens a frame).", low=1
     )
 
 

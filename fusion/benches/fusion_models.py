@@ -12,7 +12,7 @@ from fusion.layers import BottleneckCrossAttention, FullWidthCrossAttention
 from fusion.models.config import DEFAULT_MODEL
 from fusion.models.costs import ModelAsLayer, measure
 from fusion.models.registry import build_model
-from pipeline.core.defaults import PRECISION, SSV2_CLASSES
+from pipeline.core.defaults import PRECISION, SSV2_CLASSES, shape_text
 from pipeline.core.devices import resolve_device, resolve_precision
 
 SSV2_TRAIN_CLIPS = 168_913  # the clips of an SSv2 train epoch, to turn a step time into an epoch time
@@ -24,7 +24,7 @@ def _epoch(ms: float, batch: int) -> str:
 
 
 def bench_fusion(
-    semantic: tuple[int, int],
+    semantic: tuple[int, ...],
     motion: tuple[int, int],
     batch_sizes: list[int],
     device: str,
@@ -32,14 +32,15 @@ def bench_fusion(
     precision: str = PRECISION,
     compile: bool = False,
 ) -> Table:
-    """`precision` as training resolves it (auto: fp32 on CPU, bf16 or fp16 on GPU); `compile`: also time the
-    models compiled with torch.compile."""
+    """`semantic`: (tokens, width) or per-frame (frames, tokens, width); `precision` as training resolves it
+    (auto: fp32 on CPU, bf16 or fp16 on GPU); `compile`: also time the models compiled with torch.compile."""
     dev = resolve_device(device)
     precision = resolve_precision(precision, dev)
-    (ns, ds), (nm, dm) = semantic, motion
+    (nm, dm), ds = motion, semantic[-1]
     memory_label = "peak MB" if dev.type == "cuda" else "saved+weights MB"
     table = Table(
-        title=f"bench fusion: semantic {ns}x{ds}, motion {nm}x{dm}, training step (forward + backward) on {dev}, "
+        title=f"bench fusion: semantic {shape_text(semantic)}, motion {nm}x{dm}, training step (forward + backward) "
+        f"on {dev}, "
         f"{precision}; SSv2 epoch: {SSV2_TRAIN_CLIPS:,} clips at the step's ms/clip (forward + backward only)"
     )
     columns = ["batch", "compared", "GFLOPs", "x", memory_label, "x", "ms", "x", "ms/clip", "SSv2 epoch"]
@@ -47,7 +48,8 @@ def bench_fusion(
         table.add_column(column, justify="right")
     for batch in batch_sizes:
         torch.manual_seed(0)
-        inputs = (torch.randn(batch, ns, ds), torch.randn(batch, nm, dm))
+        inputs = (torch.randn(batch, *semantic), torch.randn(batch, nm, dm))
+        flat = (inputs[0].flatten(1, -2), inputs[1])  # the layers see per-frame tokens as one sequence
         pairs = {
             "layer": (BottleneckCrossAttention(ds, dm), FullWidthCrossAttention(ds, dm)),
             "model": (
@@ -57,7 +59,8 @@ def bench_fusion(
         }
         for level, (ours, baseline) in pairs.items():
             models = level == "model"
-            a, b = (measure(m, inputs, dev, repeats, precision, compile and models) for m in (ours, baseline))
+            given = inputs if models else flat
+            a, b = (measure(m, given, dev, repeats, precision, compile and models) for m in (ours, baseline))
             names = ("B-CAST layer", "full-width layer") if not models else (DEFAULT_MODEL, "vanilla_cross_attention")
             for first, name, row in ((True, names[0], a), (False, names[1], b)):
                 cells = [

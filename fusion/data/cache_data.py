@@ -16,7 +16,7 @@ import torch
 from fusion.data.holdout import HoldoutPart, stratified_holdout
 from fusion.data.placement import MODE_TEXT, choose_mode
 from fusion.data.read_ahead import read_ahead
-from pipeline.cache.layout import FEATURES, open_cache
+from pipeline.cache.layout import FEATURES, open_cache, semantic_frames
 from pipeline.cache.reader import check_finite, usable_rows
 from pipeline.cache.shards import CacheShards
 from pipeline.cache.stats import stats_problem
@@ -38,15 +38,25 @@ class CacheSpec:
     label_sizes: dict[str, int]
     label_names: dict[str, list[str]]
     provenance: dict[str, Any] = field(default_factory=dict)
+    semantic_frames: int = 1  # > 1: the semantic tokens are that many frames' grids (a `frames` cache)
 
     def summary(self) -> dict[str, Any]:
-        """What a model trained on this cache depends on, in plain containers (stored in checkpoints)."""
+        """What a model trained on this cache depends on, in plain containers (stored in checkpoints); the frames
+        only where time is kept, so frame-averaged checkpoints read as they always did."""
+        frames = {"semantic_frames": self.semantic_frames} if self.semantic_frames > 1 else {}
         return {
             "shapes": {k: list(v) for k, v in self.shapes.items()},
             "label_fields": list(self.label_fields),
             "label_sizes": self.label_sizes,
             "label_names": self.label_names,
+            **frames,
         }
+
+
+def with_time_axis(semantic: torch.Tensor, frames: int) -> torch.Tensor:
+    """Semantic tokens as a model takes them: [B, F * P, D] of a `frames` cache -> [B, F, P, D]; frame-averaged
+    [B, P, D] as they are (frames 1)."""
+    return semantic.unflatten(1, (frames, -1)) if frames > 1 else semantic
 
 
 class CacheData:
@@ -90,6 +100,7 @@ class CacheData:
                 key: attrs.get(key)
                 for key in ("dataset", "split", "num_clips", "manifest_sha256", "created_with", "backbones")
             },
+            semantic_frames(attrs),
         )
         self.rows, self.counts = usable_rows(self.path, self.group, self.labels, require_labels, allow_partial)
         self.held_out = 0  # clips of this cache's holdout (select_on holdout)
@@ -220,13 +231,15 @@ class CacheData:
         return torch.addcmul(shift, x, scale)
 
     def model_inputs(self, batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-        """float16 features of a batch -> normalised float32 on `device` (pinned, non-blocking copies to a GPU)."""
+        """float16 features of a batch -> normalised float32 on `device` (pinned, non-blocking copies to a GPU):
+        semantic [B, Ns, Ds] (a `frames` cache: [B, F, Ns / F, Ds]), motion [B, Nm, Dm]."""
         out = {}
         for name in FEATURES:
             x = batch[name]
             if device.type == "cuda" and x.device.type == "cpu":
                 x = x.pin_memory()
             out[name] = self.normalise(name, x.to(device, non_blocking=True).float())  # to float on the device
+        out["semantic"] = with_time_axis(out["semantic"], self.spec.semantic_frames)
         return out
 
     def batches(

@@ -65,9 +65,9 @@ def model_from_checkpoint(state: dict[str, Any], data: CacheData) -> FusionModel
     spec, found = state["spec"], data.spec.summary()
     # An unlabelled cache without class names (size 0) fits any class count: only predictions are asked of it.
     found["label_sizes"] = {f: n or spec["label_sizes"].get(f) for f, n in found["label_sizes"].items()}
-    for key in ("shapes", "label_fields", "label_sizes"):
-        value = found[key]
-        if spec[key] != value:
+    for key in ("shapes", "label_fields", "label_sizes", "semantic_frames"):
+        value = found.get(key)
+        if spec.get(key) != value:
             raise UserError(
                 f"cache {data.path} does not fit this model: {key} is {value} in the cache but "
                 f"{spec[key]} in the checkpoint"

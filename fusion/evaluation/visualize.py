@@ -50,16 +50,14 @@ def visualize_clip(
     row = int(data.rows[0]) if clip is None else next((int(r) for r in data.rows if str(clip_ids[r]) == clip), None)
     if row is None:
         raise UserError(f"clip '{clip}' is not a usable clip of {cache}")
-    batch = {
-        name: data.normalise(name, torch.from_numpy(data.shards.read_range(name, row, row + 1).astype(np.float32)))
-        for name in ("semantic", "motion")
-    }
+    stored = {name: torch.from_numpy(data.shards.read_range(name, row, row + 1)) for name in ("semantic", "motion")}
+    batch = data.model_inputs(stored, torch.device("cpu"))
     with torch.inference_mode():
         outputs = model(batch, return_attention=True)
     clip_id = str(clip_ids[row])
     title = f"{clip_id}: {_verdict(outputs, {f: int(data.labels[f][row]) for f in data.labels}, data.spec.label_names)}"
     frame = _centre_frame(dict(data.group.attrs), clip_id, data_root)
-    return draw_attention(outputs["attention"], frame, title, out)
+    return draw_attention(outputs["attention"], frame, title, out, data.spec.semantic_frames)
 
 
 def _verdict(outputs: dict[str, Any], labels: dict[str, int], names: dict[str, list[str]]) -> str:

@@ -1,4 +1,5 @@
-"""Node positions and adjacency for the patch graph (14x14 grid) and the segment graph (8 segments).
+"""Node positions and adjacency for the patch graph (14x14 grid; frames x grid on per-frame caches) and the
+segment graph (8 segments).
 
 Adjacency is boolean `[B, N, N]`, `adj[b, i, j]` True when node i attends node j, built per sample and
 batched, always with self-loops (a row with no True would make the softmax NaN). Sizes come from the input.
@@ -19,6 +20,15 @@ def generate_spatial_positions(num_patches: int = 196) -> torch.Tensor:
         raise ValueError(f"{num_patches} patches do not form a square grid")
     rows, cols = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
     return torch.stack([rows.flatten(), cols.flatten()], dim=1).float()
+
+
+def generate_space_time_positions(num_tokens: int, frames: int) -> torch.Tensor:
+    """-> [F * P, 3] (frame, row, column) of each patch of `frames` square grids, frame-major."""
+    if num_tokens % frames:
+        raise ValueError(f"{num_tokens} tokens do not split into {frames} frames")
+    grid = generate_spatial_positions(num_tokens // frames)
+    frame = torch.arange(frames, dtype=torch.float32).repeat_interleave(len(grid)).unsqueeze(1)
+    return torch.cat([frame, grid.repeat(frames, 1)], dim=1)
 
 
 def generate_temporal_positions(num_segments: int = 8) -> torch.Tensor:
@@ -48,6 +58,14 @@ def near_or_similar(near: torch.Tensor, features: torch.Tensor, similarity_thres
 def spatial_neighbours(positions: torch.Tensor, radius: float) -> torch.Tensor:
     """positions: [N, 2] -> [N, N] grid neighbours within `radius`."""
     return torch.cdist(positions, positions) <= radius
+
+
+def space_time_neighbours(positions: torch.Tensor, radius: float, frame_window: int) -> torch.Tensor:
+    """positions: [N, 3] (frame, row, column) -> [N, N]: grid neighbours within `radius` in frames at most
+    `frame_window` apart (the same patch in a neighbouring frame included)."""
+    near_in_space = torch.cdist(positions[:, 1:], positions[:, 1:]) <= radius
+    near_in_time = torch.cdist(positions[:, :1], positions[:, :1]) <= frame_window
+    return near_in_space & near_in_time
 
 
 def temporal_neighbours(positions: torch.Tensor, adjacency_window: int) -> torch.Tensor:

@@ -9,9 +9,11 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from fusion.layers.graph import (
+    generate_space_time_positions,
     generate_spatial_positions,
     generate_temporal_positions,
     near_or_similar,
+    space_time_neighbours,
     spatial_neighbours,
     temporal_neighbours,
 )
@@ -75,32 +77,33 @@ class _GraphBlock(nn.Module):
         self.attention = DenseGraphAttention(dim, heads, dropout)
         self._near: dict[tuple[int, str], torch.Tensor] = {}
 
-    def neighbours(self, tokens: int) -> torch.Tensor:
-        """[N, N] bool: the fixed neighbourhood of `tokens` nodes."""
+    def neighbours(self, tokens: int, frames: int) -> torch.Tensor:
+        """[N, N] bool: the fixed neighbourhood of `tokens` nodes (`frames`: how many frames they span)."""
         raise NotImplementedError
 
-    def graph(self, x: torch.Tensor) -> torch.Tensor:
+    def graph(self, x: torch.Tensor, frames: int = 1) -> torch.Tensor:
         """x: [B, N, D] -> [B, N, N]: the fixed neighbourhood (built once per size and device, kept on the
         device: no host work per step) OR similar features."""
-        key = (x.shape[1], str(x.device))
+        key = (x.shape[1], frames, str(x.device))
         if key not in self._near:
-            self._near[key] = self.neighbours(x.shape[1]).to(x.device)
+            self._near[key] = self.neighbours(x.shape[1], frames).to(x.device)
         return near_or_similar(self._near[key], x, self.similarity_threshold)
 
     def forward(
-        self, x: torch.Tensor, return_attention: bool = False, edges_from: torch.Tensor | None = None
+        self, x: torch.Tensor, return_attention: bool = False, edges_from: torch.Tensor | None = None, frames: int = 1
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x: [B, N, D] -> ([B, N, D], attention [B, H, N, N] when asked, else None). The graph is built from
         `edges_from` when given (the features before position embeddings were added: positions must not make
-        or break similarity edges), else from x."""
+        or break similarity edges), else from x; `frames` > 1: the N tokens are that many frames' grids."""
         out, attention = self.attention(
-            x, self.graph(x if edges_from is None else edges_from), return_attention, prenorm=self.norm
+            x, self.graph(x if edges_from is None else edges_from, frames), return_attention, prenorm=self.norm
         )
         return x + out, attention
 
 
 class SemanticGraphAttention(_GraphBlock):
-    """Patches attend their grid neighbours and the patches whose features are similar."""
+    """Patches attend their grid neighbours and the patches whose features are similar; on per-frame tokens,
+    also the same and neighbouring patches of frames within `frame_window`."""
 
     def __init__(
         self,
@@ -109,12 +112,16 @@ class SemanticGraphAttention(_GraphBlock):
         dropout: float = 0.0,
         similarity_threshold: float = 0.8,
         radius: float = 1.5,
+        frame_window: int = 1,
     ):
         super().__init__(dim, heads, dropout)
-        self.similarity_threshold, self.radius = similarity_threshold, radius
+        self.similarity_threshold, self.radius, self.frame_window = similarity_threshold, radius, frame_window
 
-    def neighbours(self, tokens: int) -> torch.Tensor:
-        return spatial_neighbours(generate_spatial_positions(tokens), self.radius)
+    def neighbours(self, tokens: int, frames: int) -> torch.Tensor:
+        if frames == 1:
+            return spatial_neighbours(generate_spatial_positions(tokens), self.radius)
+        positions = generate_space_time_positions(tokens, frames)
+        return space_time_neighbours(positions, self.radius, self.frame_window)
 
 
 class MotionGraphAttention(_GraphBlock):
@@ -126,5 +133,5 @@ class MotionGraphAttention(_GraphBlock):
         super().__init__(dim, heads, dropout)
         self.similarity_threshold, self.window = similarity_threshold, window
 
-    def neighbours(self, tokens: int) -> torch.Tensor:
+    def neighbours(self, tokens: int, frames: int) -> torch.Tensor:
         return temporal_neighbours(generate_temporal_positions(tokens), self.window)

@@ -1,6 +1,6 @@
-"""Where a token sits: sinusoidal positions of the patch grid (2-D) or of the segments in time (1-D), scaled
-per channel by a learned gain. Without them every trunk is blind to order: graph attention, cross-attention
-and mean pooling all give a clip and its time-reversal the same output."""
+"""Where a token sits: sinusoidal positions of the patch grid (2-D; frame, row and column on per-frame tokens)
+or of the segments in time (1-D), scaled per channel by a learned gain. Without them every trunk is blind to
+order: graph attention, cross-attention and mean pooling all give a clip and its time-reversal the same output."""
 
 from __future__ import annotations
 
@@ -30,6 +30,15 @@ def grid_sinusoid(tokens: int, dim: int, device: torch.device | None = None) -> 
     return torch.cat([rows.repeat_interleave(side, dim=0), cols.repeat(side, 1)], dim=1)
 
 
+def space_time_sinusoid(tokens: int, frames: int, dim: int, device: torch.device | None = None) -> torch.Tensor:
+    """-> [tokens, dim] for `frames` equal grids, frame-major: a quarter of the channels encode the frame, the
+    rest the position in the grid (as grid_sinusoid)."""
+    per_frame, time_dim = tokens // frames, max(2, dim // 4)
+    grid = grid_sinusoid(per_frame, dim - time_dim, device).repeat(frames, 1)
+    time = sinusoid(frames, time_dim, device).repeat_interleave(per_frame, dim=0)
+    return torch.cat([grid, time], dim=1)
+
+
 class PositionEmbedding(nn.Module):
     """x + positions * gain. The table is sized from the tokens given (any cache's counts); the per-channel gain
     starts at 1 and is learned, so a model can weigh where against what."""
@@ -38,15 +47,18 @@ class PositionEmbedding(nn.Module):
         super().__init__()
         self.grid = grid
         self.gain = nn.Parameter(torch.ones(dim))
-        self._tables: dict[tuple[int, str], torch.Tensor] = {}
+        self._tables: dict[tuple[int, int, str], torch.Tensor] = {}
 
-    def table(self, tokens: int, device: torch.device) -> torch.Tensor:
-        key = (tokens, str(device))
+    def table(self, tokens: int, device: torch.device, frames: int = 1) -> torch.Tensor:
+        key = (tokens, frames, str(device))
         if key not in self._tables:  # built once per token count and device, on the device
-            make = grid_sinusoid if self.grid else sinusoid
-            self._tables[key] = make(tokens, self.gain.shape[0], device)
+            dim = self.gain.shape[0]
+            if frames > 1:
+                self._tables[key] = space_time_sinusoid(tokens, frames, dim, device)
+            else:
+                self._tables[key] = (grid_sinusoid if self.grid else sinusoid)(tokens, dim, device)
         return self._tables[key]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: [B, N, D] -> [B, N, D]."""
-        return x + (self.table(x.shape[1], x.device) * self.gain).to(x.dtype)
+    def forward(self, x: torch.Tensor, frames: int = 1) -> torch.Tensor:
+        """x: [B, N, D] -> [B, N, D]; `frames` > 1: the N tokens are that many frames' grids, frame-major."""
+        return x + (self.table(x.shape[1], x.device, frames) * self.gain).to(x.dtype)

@@ -21,6 +21,9 @@ class FusionConfig:
     )
     spatial_radius: float = setting(1.5, "Grid distance of spatial neighbours (1.5: the 8 around a patch).", low=0.0)
     temporal_window: int = setting(2, "Segments with |i - j| <= window are neighbours.", low=0)
+    frame_window: int = setting(
+        1, "Per-frame caches: patches within spatial_radius in frames at most this far apart are neighbours.", low=0
+    )
     late_hidden: int = setting(512, "Hidden width of the late-fusion MLP.", low=1)
     task_dim: int = setting(256, "Width of the verb / noun token branches.", low=1)
     # one token per branch would make cross-attention a plain linear map
@@ -29,7 +32,9 @@ class FusionConfig:
     head_hidden: int = setting(512, "Hidden width of the MLP classifiers (head: mlp).", low=1)
     transformer_layers: int = setting(2, "Layers of the temporal transformer trunk.", low=1)
     # without positions no trunk can tell a clip from its time-reversal (the temporal graph is symmetric)
-    positions: bool = setting(True, "Position embeddings on patch (2-D grid) and segment (1-D time) tokens.")
+    positions: bool = setting(
+        True, "Position embeddings on patch (2-D grid; 3-D with frames) and segment (1-D time) tokens."
+    )
 
     def problems(self) -> list[str]:
         return [

@@ -124,5 +124,5 @@ class ModelAsLayer(nn.Module):
         self.model = model
 
     def forward(self, semantic: torch.Tensor, motion: torch.Tensor) -> dict[str, torch.Tensor]:
-        """semantic: [B, Ns, Ds], motion: [B, Nm, Dm] -> the model's output dict."""
+        """semantic: [B, Ns, Ds] or [B, F, Ns, Ds], motion: [B, Nm, Dm] -> the model's output dict."""
         return self.model({"semantic": semantic, "motion": motion})

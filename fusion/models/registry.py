@@ -1,5 +1,5 @@
 """Every fusion model by name, built from the cache's dimensions and label sizes, with one API:
-`model(batch) -> dict` where batch = {"semantic": [B, Ns, Ds], "motion": [B, Nm, Dm]}."""
+`model(batch) -> dict` where batch = {"semantic": [B, Ns, Ds] or per-frame [B, F, Ns, Ds], "motion": [B, Nm, Dm]}."""
 
 from __future__ import annotations
 
@@ -76,8 +76,13 @@ class FusionModel(nn.Module):
         self.name, self.trunk, self.head = name, trunk, head
 
     def forward(self, batch: dict[str, torch.Tensor], return_attention: bool = False) -> dict[str, Any]:
-        """batch: semantic [B, Ns, Ds], motion [B, Nm, Dm] -> {"logits": [B, C]} or {"verb", "noun", "action"}."""
-        trunk = self.trunk(batch["semantic"], batch["motion"], return_attention)
+        """batch: semantic [B, Ns, Ds] or [B, F, Ns, Ds], motion [B, Nm, Dm] -> {"logits": [B, C]} or {"verb",
+        "noun", "action"}. Per-frame tokens are one sequence of F x Ns tokens; positions and the semantic graph
+        know the frames."""
+        semantic, frames = batch["semantic"], 1
+        if semantic.dim() == 4:
+            frames, semantic = semantic.shape[1], semantic.flatten(1, 2)
+        trunk = self.trunk(semantic, batch["motion"], return_attention, frames)
         out = self.head(trunk, return_attention)
         if return_attention:
             out["attention"] = {

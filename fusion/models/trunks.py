@@ -26,7 +26,9 @@ LATE_TOKENS = 4
 
 def _graphs(sem_dim: int, mot_dim: int, cfg: FusionConfig) -> tuple[SemanticGraphAttention, MotionGraphAttention]:
     return (
-        SemanticGraphAttention(sem_dim, cfg.heads, cfg.dropout, cfg.similarity_threshold, cfg.spatial_radius),
+        SemanticGraphAttention(
+            sem_dim, cfg.heads, cfg.dropout, cfg.similarity_threshold, cfg.spatial_radius, cfg.frame_window
+        ),
         MotionGraphAttention(mot_dim, cfg.heads, cfg.dropout, cfg.similarity_threshold, cfg.temporal_window),
     )
 
@@ -40,8 +42,8 @@ def _positions(sem_dim: int, mot_dim: int, cfg: FusionConfig) -> nn.ModuleDict |
     )
 
 
-def _place(positions: nn.ModuleDict | None, kind: str, x: torch.Tensor) -> torch.Tensor:
-    return x if positions is None else positions[kind](x)
+def _place(positions: nn.ModuleDict | None, kind: str, x: torch.Tensor, frames: int = 1) -> torch.Tensor:
+    return x if positions is None else positions[kind](x, frames)
 
 
 def _run(
@@ -74,16 +76,19 @@ class CrossStreamTrunk(nn.Module):
         )
         self.layers = nn.ModuleList(make() for _ in range(cfg.fusion_layers))
 
-    def forward(self, semantic: torch.Tensor, motion: torch.Tensor, return_attention: bool = False) -> dict[str, Any]:
-        """semantic: [B, Ns, Ds], motion: [B, Nm, Dm] -> tokens of the same shapes, pooled [B, Ds + Dm]."""
+    def forward(
+        self, semantic: torch.Tensor, motion: torch.Tensor, return_attention: bool = False, frames: int = 1
+    ) -> dict[str, Any]:
+        """semantic: [B, Ns, Ds] (Ns = F x grid when `frames` F > 1), motion: [B, Nm, Dm] -> tokens of the same
+        shapes, pooled [B, Ds + Dm]."""
         attention: dict[str, Any] = {}
         placed = {
-            "semantic": _place(self.positions, "semantic", semantic),
+            "semantic": _place(self.positions, "semantic", semantic, frames),
             "motion": _place(self.positions, "motion", motion),
         }
         if self.graphs is not None:
             semantic = _run(self.graphs[0], attention, "semantic_graph", return_attention, placed["semantic"],
-                            edges_from=semantic)  # fmt: skip
+                            edges_from=semantic, frames=frames)  # fmt: skip
             motion = _run(self.graphs[1], attention, "motion_graph", return_attention, placed["motion"],
                           edges_from=motion)  # fmt: skip
         else:
@@ -109,7 +114,9 @@ class LateFusionTrunk(nn.Module):
             nn.Dropout(cfg.dropout),
         )
 
-    def forward(self, semantic: torch.Tensor, motion: torch.Tensor, return_attention: bool = False) -> dict[str, Any]:
+    def forward(
+        self, semantic: torch.Tensor, motion: torch.Tensor, return_attention: bool = False, frames: int = 1
+    ) -> dict[str, Any]:
         """semantic: [B, Ns, Ds], motion: [B, Nm, Dm] -> pooled [B, late_hidden], also cut into LATE_TOKENS tokens."""
         pooled = self.mlp(torch.cat([semantic.mean(dim=1), motion.mean(dim=1)], dim=-1))
         tokens = rearrange(pooled, "b (n d) -> b n d", n=LATE_TOKENS)
@@ -129,12 +136,17 @@ class SingleStreamTrunk(nn.Module):
         self.pooled_dim = sem_dim if stream == "semantic" else mot_dim
         self.token_dims = {stream: self.pooled_dim}
 
-    def forward(self, semantic: torch.Tensor, motion: torch.Tensor, return_attention: bool = False) -> dict[str, Any]:
-        """-> the chosen stream's tokens [B, N, D], pooled [B, D]."""
+    def forward(
+        self, semantic: torch.Tensor, motion: torch.Tensor, return_attention: bool = False, frames: int = 1
+    ) -> dict[str, Any]:
+        """semantic: [B, Ns, Ds] (F x grid when `frames` F > 1), motion: [B, Nm, Dm] -> the chosen stream's
+        tokens [B, N, D], pooled [B, D]."""
         attention: dict[str, Any] = {}
-        x = semantic if self.stream == "semantic" else motion
-        placed = x if self.position is None else self.position(x)
-        tokens = _run(self.graph, attention, f"{self.stream}_graph", return_attention, placed, edges_from=x)
+        semantic_stream = self.stream == "semantic"
+        x, frames = (semantic, frames) if semantic_stream else (motion, 1)
+        placed = x if self.position is None else self.position(x, frames)
+        tokens = _run(self.graph, attention, f"{self.stream}_graph", return_attention, placed, edges_from=x,
+                      frames=frames)  # fmt: skip
         return {"tokens": {self.stream: tokens}, "pooled": tokens.mean(dim=1), "attention": attention}
 
 
@@ -153,7 +165,9 @@ class TemporalTransformerTrunk(nn.Module):
         self.encoder = nn.TransformerEncoder(layer, cfg.transformer_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(mot_dim)
 
-    def forward(self, semantic: torch.Tensor, motion: torch.Tensor, return_attention: bool = False) -> dict[str, Any]:
+    def forward(
+        self, semantic: torch.Tensor, motion: torch.Tensor, return_attention: bool = False, frames: int = 1
+    ) -> dict[str, Any]:
         """semantic: [B, Ns, Ds], motion: [B, Nm, Dm] -> tokens {"temporal": [B, 1 + Nm, Dm]}, pooled [B, Dm]."""
         segments = motion if self.position is None else self.position(motion)
         tokens = torch.cat([self.semantic_token(semantic.mean(dim=1)).unsqueeze(1), segments], dim=1)

@@ -19,13 +19,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from fusion.data.cache_data import with_time_axis
 from fusion.models.rebuild import as_trained, rebuild_model
-from pipeline.backbones import build_backbone
 from pipeline.core.config_loading import apply_overrides
 from pipeline.core.devices import autocast, resolve_precision
 from pipeline.core.errors import UserError
 from pipeline.core.provenance import created_with, sha256_of
-from pipeline.extract import backbone_specs
+from pipeline.extract import backbone_specs, build_backbones
 from pipeline.extract_config import ExtractConfig
 from pipeline.video.frames import FRAME_RESIZE
 
@@ -92,8 +92,9 @@ def extraction_config(backbones: dict[str, Any]) -> ExtractConfig:
         "backbones": {"semantic": semantic["name"], "motion": motion["name"], "motion_layer": motion["layer"]},
         "run": {"precision": semantic.get("precision", "fp32")},
     }
-    if semantic["reduce"] == "mean":
+    if semantic["reduce"] in ("mean", "frames"):
         overrides["sampling"]["semantic_frames"] = semantic["frames"]
+    overrides["sampling"]["semantic_pool"] = semantic.get("pool", 1)
     if "random_seed" in semantic:
         overrides["backbones"].update(random_init=True, seed=semantic["random_seed"])
     return apply_overrides(cfg, overrides, where="the model's recorded extraction")
@@ -139,12 +140,13 @@ class TemporalCrossAttentionModel(nn.Module):
         weights = weights or {}
         self.package = package
         self.extraction = extraction_config(package["backbones"])
-        b = self.extraction.backbones
-        self.backbones = nn.ModuleDict()
-        for spec in backbone_specs(self.extraction):
-            option = f"--{spec.kind}-weights"
-            source = resolve_weights(package["backbones"][spec.kind], weights.get(spec.kind), option, allow_other)
-            self.backbones[spec.kind] = build_backbone(spec, source, b.random_init, b.seed)
+        specs = backbone_specs(self.extraction)
+        recorded = package["backbones"]
+        sources = {
+            s.kind: resolve_weights(recorded[s.kind], weights.get(s.kind), f"--{s.kind}-weights", allow_other)
+            for s in specs
+        }
+        self.backbones = nn.ModuleDict(build_backbones(self.extraction, specs, sources))
         spec = package["spec"]
         self.fusion = rebuild_model(
             package["model_name"], package["fusion_config"], spec["shapes"], spec["label_sizes"], package["weights"],
@@ -172,6 +174,7 @@ class TemporalCrossAttentionModel(nn.Module):
             if hasattr(self, f"{kind}_mean"):
                 x = (x - getattr(self, f"{kind}_mean")) / getattr(self, f"{kind}_std")
             out[kind] = x
+        out["semantic"] = with_time_axis(out["semantic"], self.package["spec"].get("semantic_frames", 1))
         return out
 
     @torch.inference_mode()

@@ -30,9 +30,10 @@ def augment(
     inputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], cfg: DataConfig
 ) -> tuple[dict[str, torch.Tensor], list[tuple[float, dict[str, torch.Tensor]]]]:
     """Token dropout and mixup of a training batch: the inputs and a list of (weight, targets) the loss is mixed
-    over. {"semantic": [B, N, D], ...} -> the same shapes."""
+    over. {"semantic": [B, N, D] or [B, F, N, D], ...} -> the same shapes; each token dropped on its own."""
     if cfg.token_dropout > 0:
-        inputs = {k: x * (torch.rand(*x.shape[:2], 1, device=x.device) >= cfg.token_dropout) for k, x in inputs.items()}
+        keep = {k: torch.rand(*x.shape[:-1], 1, device=x.device) >= cfg.token_dropout for k, x in inputs.items()}
+        inputs = {k: x * keep[k] for k, x in inputs.items()}
     if cfg.mixup_alpha <= 0:
         return inputs, [(1.0, targets)]
     lam = float(torch.distributions.Beta(cfg.mixup_alpha, cfg.mixup_alpha).sample())

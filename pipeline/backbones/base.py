@@ -1,17 +1,21 @@
 """The adapter contract every frozen backbone follows, and the registry of named variants.
 
-An adapter takes uint8 frames `[B, T, H, W, 3]` on its device and returns `[B, tokens, dim]` features.
-Preprocessing constants (input size, mean, std) live in the variant's BackboneSpec, beside its registration.
+An adapter takes uint8 frames `[B, T, H, W, 3]` on its device and returns `[B, tokens, dim]` features. Image
+(semantic) adapters give every frame's patch tokens, which the cache keeps as configured: their mean over frames,
+or every frame's (time kept), optionally averaged over k x k blocks of the grid. Preprocessing constants (input
+size, mean, std) live in the variant's BackboneSpec, beside its registration.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
@@ -76,6 +80,46 @@ class FrozenBackbone(nn.Module):
         raise NotImplementedError
 
 
+def reduce_frames(x: torch.Tensor, reduce: str, pool: int) -> torch.Tensor:
+    """Every frame's patch tokens [B, F, P, D] -> what the cache keeps: [B, P', D] (the mean over frames; "center"
+    gives one frame) or [B, F * P', D] frame-major ("frames"); P' = P / pool^2 after averaging pool x pool blocks
+    of each frame's square grid."""
+    if pool > 1:
+        batch, side = x.shape[0], math.isqrt(x.shape[2])
+        grid = rearrange(x, "b f (h w) d -> (b f) d h w", h=side)
+        x = rearrange(F.avg_pool2d(grid, pool), "(b f) d h w -> b f (h w) d", b=batch)
+    return x.flatten(1, 2) if reduce == "frames" else x.mean(dim=1)
+
+
+class SemanticBackbone(FrozenBackbone):
+    """An image backbone: subclasses give every frame's patch tokens (`frame_tokens`); `features` reduces them as
+    `keep_frames` set (by default, the mean over frames)."""
+
+    reduce, pool = "mean", 1
+
+    def keep_frames(self, reduce: str, pool: int) -> SemanticBackbone:
+        self.reduce, self.pool = reduce, pool
+        return self
+
+    def features(self, x: torch.Tensor, batch: int) -> torch.Tensor:
+        """x: [B*F, 3, S, S] -> [B, tokens, D]."""
+        return reduce_frames(self.frame_tokens(x, batch), self.reduce, self.pool)
+
+    def frame_tokens(self, x: torch.Tensor, batch: int) -> torch.Tensor:
+        """x: [B*F, 3, S, S] -> [B, F, P, D]."""
+        raise NotImplementedError
+
+
+def semantic_spec(spec: BackboneSpec, frames: int, reduce: str, pool: int) -> BackboneSpec:
+    """The spec of an image backbone's output as the cache keeps it: its token count after pooling and, for
+    "frames", times the frames."""
+    side = math.isqrt(spec.tokens)
+    if pool > 1 and side % pool:
+        raise UserError(f"sampling.semantic_pool: {pool} does not divide the {side}x{side} patch grid of {spec.name}")
+    per_frame = (side // pool) ** 2
+    return dataclasses.replace(spec, tokens=per_frame * (frames if reduce == "frames" else 1))
+
+
 Factory = Callable[[BackboneSpec, str | None, bool, int], FrozenBackbone]
 # Specialises a variant's spec to a tapped layer and a frame count: (spec, layer, frames) -> spec.
 Adapt = Callable[[BackboneSpec, str | None, int], BackboneSpec]
@@ -98,6 +142,10 @@ def get_spec(name: str, kind: str, layer: str | None = None, frames: int = 1) ->
     return adapt(spec, layer, frames) if adapt else spec
 
 
-def build_backbone(spec: BackboneSpec, weights: str | None, random_init: bool, seed: int) -> FrozenBackbone:
-    """Build a registered variant: real weights from `weights`, or seeded random weights if `random_init`."""
-    return REGISTRY[spec.name][1](spec, weights, random_init, seed).freeze()
+def build_backbone(
+    spec: BackboneSpec, weights: str | None, random_init: bool, seed: int, reduce: str = "mean", pool: int = 1
+) -> FrozenBackbone:
+    """Build a registered variant: real weights from `weights`, or seeded random weights if `random_init`; an
+    image backbone keeps its frames as `reduce` and `pool` say (sampling.semantic_reduce, semantic_pool)."""
+    model = REGISTRY[spec.name][1](spec, weights, random_init, seed).freeze()
+    return model.keep_frames(reduce, pool) if isinstance(model, SemanticBackbone) else model

@@ -9,7 +9,14 @@ from urllib.parse import urlparse
 import torch
 from einops import rearrange
 
-from pipeline.backbones.base import IMAGENET_MEAN, IMAGENET_STD, BackboneSpec, FrozenBackbone, register
+from pipeline.backbones.base import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    BackboneSpec,
+    FrozenBackbone,
+    SemanticBackbone,
+    register,
+)
 from pipeline.core.errors import UserError
 
 VITB16 = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)
@@ -30,18 +37,19 @@ COMMON = dict(
 )
 
 
-class DINOv3Patches(FrozenBackbone):
-    """[B, F, H, W, 3] uint8 frames -> [B, (S/16)^2, D] patch tokens, reduced over the F frames by their mean."""
+class DINOv3Patches(SemanticBackbone):
+    """[B, F, H, W, 3] uint8 frames -> every frame's (S/16)^2 patch tokens, kept as configured (by default their
+    mean over the F frames: [B, (S/16)^2, D])."""
 
     def __init__(self, spec: BackboneSpec, model: torch.nn.Module):
         super().__init__(spec)
         self.model = model
         self.skip = 1 + model.config.num_register_tokens  # [CLS, registers..., patches...]
 
-    def features(self, x: torch.Tensor, batch: int) -> torch.Tensor:
-        """x: [B*F, 3, S, S] -> [B, P, D]."""
+    def frame_tokens(self, x: torch.Tensor, batch: int) -> torch.Tensor:
+        """x: [B*F, 3, S, S] -> [B, F, P, D]."""
         tokens = self.model(pixel_values=x).last_hidden_state[:, self.skip :]
-        return rearrange(tokens, "(b f) p d -> b f p d", b=batch).mean(dim=1)
+        return rearrange(tokens, "(b f) p d -> b f p d", b=batch)
 
 
 def _hub_cached(repo: str) -> bool:

@@ -196,6 +196,13 @@ def subset_limit(attrs: dict[str, Any]) -> int | None:
     return ((attrs.get("config") or {}).get("source") or {}).get("limit")
 
 
+def semantic_frames(attrs: dict[str, Any]) -> Any:
+    """How many frames a cache's semantic tokens span: a `frames` cache holds that many grids a clip, frame-major;
+    every other cache one map (1). Checked by check_layout; raw here so a forged value is named there."""
+    semantic = (attrs.get("backbones") or {}).get("semantic") or {}
+    return semantic.get("frames") if semantic.get("reduce") == "frames" else 1
+
+
 def check_layout(group: zarr.Group, path: Path) -> None:
     """The attrs agree with the arrays (from their metadata alone: nothing is read or allocated by a forged
     number): one line naming the first disagreement, before any work."""
@@ -222,6 +229,10 @@ def check_layout(group: zarr.Group, path: Path) -> None:
         if array.ndim != 3 or array.dtype != np.float16:
             raise UserError(f"cache {path}: array {name} is {array.dtype} {array.shape}, expected float16 [clips, "
                             "tokens, width]")  # fmt: skip
+    frames, tokens = semantic_frames(dict(attrs)), arrays["semantic"].shape[1]
+    if not is_count(frames, 1) or tokens % frames:
+        raise UserError(f"cache {path}: attrs backbones.semantic.frames {frames!r} does not divide its {tokens} "
+                        "semantic tokens into frames")  # fmt: skip
     for name in attrs.get("label_fields", []):
         if arrays[name].ndim != 1 or not np.issubdtype(arrays[name].dtype, np.integer):
             raise UserError(f"cache {path}: label array {name} is {arrays[name].dtype}, expected integers")

@@ -151,10 +151,14 @@ def shape_options(before: str = "", after: str = "") -> Callable[[Callable], Cal
     return decorate
 
 
-def parse_shape(text: str) -> tuple[int, int]:
-    """'196x768' -> (196, 768), for options naming a cache's tokens x width."""
+def parse_shape(text: str, frames: bool = False) -> tuple[int, ...]:
+    """'196x768' -> (196, 768), for options naming a cache's tokens x width; with `frames`, also per-frame
+    tokens '8x49x768' -> (8, 49, 768): frames x tokens per frame x width."""
+    expected = "TOKENSxDIM such as 196x768" + (", or FRAMESxTOKENSxDIM such as 8x49x768" if frames else "")
     try:
-        tokens, dim = (int(part) for part in text.lower().split("x"))
+        parts = tuple(int(part) for part in text.lower().split("x"))
     except ValueError:
-        raise click.BadParameter(f"expected TOKENSxDIM such as 196x768, got {text!r}") from None
-    return tokens, dim
+        parts = ()
+    if len(parts) not in ((2, 3) if frames else (2,)) or min(parts) < 1:
+        raise click.BadParameter(f"expected {expected}, got {text!r}")
+    return parts

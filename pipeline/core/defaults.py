@@ -39,6 +39,6 @@ def precision_setting() -> Any:
     return setting(PRECISION, PRECISION_HELP, choices=PRECISIONS)
 
 
-def shape_text(shape: tuple[int, int]) -> str:
-    """(196, 768) -> '196x768', as the shape options take it."""
+def shape_text(shape: tuple[int, ...]) -> str:
+    """(196, 768) -> '196x768', (8, 49, 768) -> '8x49x768', as the shape options take them."""
     return "x".join(map(str, shape))

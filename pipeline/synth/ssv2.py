@@ -13,8 +13,13 @@ from pipeline.synth.render import MOTIONS, SHAPES, render_clip
 FPS = 12
 
 
-def templates() -> list[str]:
-    return [f"Moving [{shape}] {motion}" for shape in SHAPES for motion in MOTIONS]
+# Direction only: one kind of object, so classes differ only in where it moves (nothing in any single frame, or in
+# the mean of the frames' maps, tells them apart).
+DIRECTION_ONLY = ("square",)
+
+
+def templates(shapes: tuple[str, ...] = tuple(SHAPES)) -> list[str]:
+    return [f"Moving [{shape}] {motion}" for shape in shapes for motion in MOTIONS]
 
 
 def write_webm(path: Path, frames: np.ndarray, fps: int = FPS) -> None:
@@ -37,11 +42,13 @@ def make_ssv2(
     frames: int = 24,
     height: int = 120,
     width: int = 160,
+    shapes: tuple[str, ...] = tuple(SHAPES),
 ) -> Path:
-    """Write the dataset under `out`; classes cycle so every split is balanced. Returns `out`."""
+    """Write the dataset under `out`; classes (every object of `shapes` in every direction) cycle so every split
+    is balanced. Returns `out`."""
     out = Path(out)
     (out / "videos").mkdir(parents=True, exist_ok=True)
-    names = templates()
+    names = templates(shapes)
     (out / "labels.json").write_text(
         json.dumps({t.replace("[", "").replace("]", ""): str(i) for i, t in enumerate(names)}, indent=1)
     )
@@ -51,7 +58,7 @@ def make_ssv2(
         entries = []
         for n in range(count):
             label = n % len(names)
-            shape, motion = list(SHAPES)[label // len(MOTIONS)], list(MOTIONS)[label % len(MOTIONS)]
+            shape, motion = shapes[label // len(MOTIONS)], list(MOTIONS)[label % len(MOTIONS)]
             clip_id = str(next_id)
             next_id += 1
             length = int(rng.integers(frames - 6, frames + 7))

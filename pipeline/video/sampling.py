@@ -19,9 +19,9 @@ def uniform_indices(num_available: int, num_wanted: int) -> np.ndarray:
 
 
 def semantic_positions(num_available: int, num_frames: int, reduce: str) -> np.ndarray:
-    """Frames for the image backbone: all `num_frames` for "mean", the middle one for "center"."""
+    """Frames for the image backbone: all `num_frames` for "mean" and "frames", the middle one for "center"."""
     if reduce == "center":
         return np.array([num_available // 2], dtype=np.int64)
-    if reduce == "mean":
+    if reduce in ("mean", "frames"):
         return uniform_indices(num_available, num_frames)
-    raise ValueError(f"semantic_reduce must be 'mean' or 'center', got {reduce!r}")
+    raise ValueError(f"semantic_reduce must be 'mean', 'center' or 'frames', got {reduce!r}")
