@@ -209,15 +209,16 @@ def run_extraction(
         len(mine) - len(todo) + len(retry),
         f", {len(retry)} with failed clips to retry" if retry else "",
     )
-    per_clip = sum(tokens * dim * 2 for tokens, dim in target.shapes.values())  # float16
-    shapes = ", ".join(f"{kind} {tokens}x{dim}" for kind, (tokens, dim) in target.shapes.items())
-    progress.info("cache size: %d clips x %s (%s, float16) = %s", len(clips), size_text(per_clip), shapes,
-                  size_text(per_clip * len(clips)))  # fmt: skip
     summary = ExtractSummary(len(clips), owned, 0, 0, skipped, 0.0)
     if todo:
         b = cfg.backbones
         weights = {"semantic": b.semantic_weights, "motion": b.motion_weights}
         models = {kind: model.to(device) for kind, model in build_backbones(cfg, target.specs, weights).items()}
+        # Once the backbones loaded (bad weights stay one line), before anything is written.
+        per_clip = sum(tokens * dim * 2 for tokens, dim in target.shapes.values())  # float16
+        shapes = ", ".join(f"{kind} {tokens}x{dim}" for kind, (tokens, dim) in target.shapes.items())
+        progress.info("cache size: %d clips x %s (%s, float16) = %s", len(clips), size_text(per_clip), shapes,
+                      size_text(per_clip * len(clips)))  # fmt: skip
         writer = writer or target.open(create=True)
         claims = ShardClaims(target.path)
         try:

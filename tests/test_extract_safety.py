@@ -46,7 +46,11 @@ def extract_args(root: Path, cache: Path, *extra) -> list:
         (["--limit", 0], "", "'--limit': 0 is not in the range x>=1"),
         (["--device", "gpu"], "", "--device: expected auto, cpu, cuda or cuda:N, got 'gpu'"),
         (["--precision", "fp8"], "", "'--precision': 'fp8' is not one of"),
-        ([], "sampling:\n  semantic_reduce: centre\n", "semantic_reduce: expected one of mean, center, got 'centre'"),
+        (
+            [],
+            "sampling:\n  semantic_reduce: centre\n",
+            "semantic_reduce: expected one of mean, center, frames, got 'centre'",
+        ),
         ([], "run:\n  decode_timeout: -1\n", "run.decode_timeout: expected >= 0, got -1.0"),
         ([], "sampling:\n  motion_frames: 0\n", "sampling.motion_frames: expected >= 1, got 0"),
     ],
