@@ -130,3 +130,31 @@ def test_hub_weights_offline_are_one_line_at_once_without_trying_the_hub(monkeyp
     spec = get_spec("dinov3_vitb16", "semantic")
     with pytest.raises(UserError, match="not in the local Hugging Face cache, and HF_HUB_OFFLINE is set"):
         build_backbone(spec, "some-org/not-cached-here", False, 0)
+
+
+@pytest.mark.parametrize("name", ["dinov3_tiny", "patch_pixels"])
+def test_a_semantic_backbone_keeps_frames_pooled_or_averaged(name):
+    """The frame mean (the default) is the mean of the per-frame maps; `frames` keeps each frame, frame-major;
+    pooling averages 2x2 blocks of each frame's 14x14 grid."""
+    from pipeline.backbones.base import semantic_spec
+
+    frames = torch.cat([square_frames(0, 0), square_frames(192, 192)], dim=1)  # 4 frames: 2 top-left, 2 bottom-right
+    per_frame = build_backbone(get_spec(name, "semantic"), None, True, 0, "frames", 1)(frames)
+    mean = build_backbone(get_spec(name, "semantic"), None, True, 0)(frames)
+    assert per_frame.shape[1:] == (4 * 196, per_frame.shape[2]) and mean.shape[1] == 196
+    assert torch.allclose(per_frame.unflatten(1, (4, 196)).mean(dim=1), mean, atol=1e-5)
+    pooled = build_backbone(get_spec(name, "semantic"), None, True, 0, "frames", 2)(frames).unflatten(1, (4, 49))
+    grid = per_frame.unflatten(1, (4, 14, 14))
+    assert torch.allclose(pooled[:, 1, 0], grid[:, 1, :2, :2].mean(dim=(1, 2)), atol=1e-5)
+    assert semantic_spec(get_spec(name, "semantic"), 8, "frames", 2).tokens == 8 * 49
+    with pytest.raises(UserError, match="does not divide the 14x14 patch grid"):
+        semantic_spec(get_spec(name, "semantic"), 8, "frames", 3)
+
+
+def test_patch_pixels_tokens_are_where_the_object_is():
+    model = build_backbone(get_spec("patch_pixels", "semantic"), None, True, 0, "frames", 1)
+    tokens = model(square_frames(96, 32)).unflatten(1, (2, 14, 14))[0, 0]
+    changed = (tokens - tokens[0, 13]).norm(dim=-1) > 1e-3  # against a background patch
+    assert changed.nonzero().tolist() == [[6, 2], [6, 3], [7, 2], [7, 3]]
+    with pytest.raises(UserError, match="has no weights"):
+        build_backbone(get_spec("patch_pixels", "semantic"), "weights.pt", False, 0)

@@ -42,6 +42,31 @@ def test_ssv2_cache_layout_and_labels(ssv2_root, tmp_path, tiny):
     assert verify_cache(cache) == []
     # clips differ, so their features do
     assert not np.array_equal(group["motion"][0], group["motion"][1])
+    # a frame-averaged cache describes itself as caches did before time could be kept (so they stay resumable)
+    assert {"pool", "grid"}.isdisjoint(attrs["backbones"]["semantic"]) and attrs["backbones"]["semantic"]["frames"] == 8
+
+
+def test_a_frames_cache_keeps_every_frame_and_says_so(ssv2_root, tmp_path, tiny):
+    from pipeline.cache.layout import semantic_frames
+    from pipeline.cache.stats import compute_stats
+
+    tiny.sampling.semantic_reduce, tiny.sampling.semantic_frames, tiny.sampling.semantic_pool = "frames", 4, 2
+    cache = tmp_path / "frames"
+    run_extraction(DataSource("ssv2", ssv2_root, "validation"), cache, tiny)
+    group = zarr.open_group(str(cache), mode="r")
+    semantic = dict(group.attrs)["backbones"]["semantic"]
+    assert group["semantic"].shape == (6, 4 * 49, 64) and semantic_frames(dict(group.attrs)) == 4
+    assert (semantic["reduce"], semantic["frames"], semantic["pool"], semantic["grid"], semantic["tokens"]) == (
+        "frames", 4, 2, 7, 196)  # fmt: skip
+    assert verify_cache(cache) == []
+    compute_stats(cache)  # per channel over every frame's tokens
+    assert len(dict(zarr.open_group(str(cache), mode="r").attrs)["stats"]["semantic"]["mean"]) == 64
+    # the same clips with the frames averaged: what a mean cache holds is the mean of the kept frames (pooled)
+    tiny.sampling.semantic_reduce = "mean"
+    run_extraction(DataSource("ssv2", ssv2_root, "validation"), tmp_path / "mean", tiny)
+    averaged = zarr.open_group(str(tmp_path / "mean"), mode="r")["semantic"][:].astype(np.float32)
+    kept = group["semantic"][:].astype(np.float32).reshape(6, 4, 49, 64).mean(axis=1)
+    assert np.allclose(averaged, kept, atol=2e-2)
 
 
 def test_epic_cache_has_verb_and_noun(epic_root, tmp_path, tiny):

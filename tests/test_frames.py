@@ -81,3 +81,48 @@ def test_space_time_positions_tell_frames_and_patches_apart():
     assert table.shape == (36, 32)
     assert len({tuple(row.tolist()) for row in table}) == 36  # every (frame, patch) its own code
     assert torch.equal(embedding.table(9, torch.device("cpu")), embedding.table(9, torch.device("cpu"), frames=1))
+
+
+@pytest.mark.parametrize("name", ["gasm_cast", "vanilla_cross_attention", "semantic_only", "motion_only"])
+def test_an_attention_readout_pools_each_stream_with_a_learned_query(name):
+    from fusion.models.config import FusionConfig
+
+    g = torch.Generator().manual_seed(4)
+    frames, motion = torch.randn(2, 4, 9, 32, generator=g), torch.randn(2, 4, 16, generator=g)
+    torch.manual_seed(0)
+    model = build_model(name, 32, 16, {"label": 5}, FusionConfig(readout="attention")).eval()
+    assert any(n.startswith("trunk.readouts.") for n, _ in model.named_parameters())
+    with torch.no_grad():
+        logits = model({"semantic": frames, "motion": motion})["logits"]
+    assert logits.shape == (2, 5) and logits.isfinite().all()
+
+
+def test_synthetic_direction_only_videos_differ_only_in_direction(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from cli import main
+
+    result = CliRunner().invoke(main, ["synth", "--dataset", "ssv2", "--direction-only", "--out", str(tmp_path / "d"),
+                                       "--train", "4", "--validation", "4"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    labels = json.loads((tmp_path / "d" / "labels.json").read_text())
+    assert sorted(labels) == ["Moving square downwards", "Moving square left to right", "Moving square right to left",
+                              "Moving square upwards"]  # fmt: skip
+    refused = CliRunner().invoke(main, ["synth", "--dataset", "epic100", "--direction-only", "--out", str(tmp_path)])
+    assert refused.exit_code == 2 and "--direction-only" in refused.output
+
+
+def test_bench_fusion_takes_per_frame_shapes():
+    from click.testing import CliRunner
+
+    from cli import main
+
+    args = ["bench", "fusion", "--semantic-shape", "2x9x32", "--motion-shape", "4x16", "--batch-sizes", "2",
+            "--repeats", "1", "--device", "cpu"]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "semantic 2x9x32" in " ".join(result.output.split()) and "gasm_cast" in result.output
+    bad = CliRunner().invoke(main, [*args[:3], "2x9x32x1", *args[4:]])
+    assert bad.exit_code == 2 and "FRAMESxTOKENSxDIM" in bad.output

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import zarr
 from click.testing import CliRunner
 from conftest import tiny_config
 
@@ -27,11 +28,14 @@ def records(path: Path) -> dict[str, dict]:
     return {r["clip_id"]: r for r in map(json.loads, path.read_text().splitlines())}
 
 
-def extracted_run(dataset: str, root: Path, tmp: Path, model: str = "gasm_cast") -> Path:
+def extracted_run(dataset: str, root: Path, tmp: Path, model: str = "gasm_cast", frames: bool = False) -> Path:
     """Caches of the train and validation splits (tiny random-init backbones, normalisation statistics on the
-    training cache) and a run trained on them."""
+    training cache; `frames`: 4 frames' patch maps kept, pooled 2x2) and a run trained on them."""
+    cfg = tiny_config()
+    if frames:
+        cfg.sampling.semantic_reduce, cfg.sampling.semantic_frames, cfg.sampling.semantic_pool = "frames", 4, 2
     for split in ("train", "validation"):
-        run_extraction(DataSource(dataset, root, split), tmp / split, tiny_config())
+        run_extraction(DataSource(dataset, root, split), tmp / split, cfg)
     compute_stats(tmp / "train")
     cfg = training_config("default", None, {"epochs": 2, "device": "cpu", "data": {"batch_size": 4}})
     run_training(TrainingRequest(tmp / "train", tmp / "validation", model, tmp / "run", cfg), live=False)
@@ -43,7 +47,16 @@ def ssv2_run(ssv2_root, tmp_path_factory):
     return extracted_run("ssv2", ssv2_root, tmp_path_factory.mktemp("ssv2-run"))
 
 
-def test_predict_on_videos_equals_fuse_eval_on_their_cached_features(ssv2_root, ssv2_run, tmp_path):
+@pytest.fixture(scope="module")
+def ssv2_frames_run(ssv2_root, tmp_path_factory):
+    return extracted_run("ssv2", ssv2_root, tmp_path_factory.mktemp("ssv2-frames-run"), frames=True)
+
+
+@pytest.mark.parametrize("layout", ["ssv2_run", "ssv2_frames_run"])
+def test_predict_on_videos_equals_fuse_eval_on_their_cached_features(ssv2_root, layout, tmp_path, request):
+    ssv2_run = request.getfixturevalue(layout)
+    if layout == "ssv2_frames_run":  # the cache kept time: 4 frames of 7x7 pooled patches
+        assert zarr.open_group(str(ssv2_run.parents[1] / "validation"), mode="r")["semantic"].shape[1] == 4 * 49
     cached = tmp_path / "cached.jsonl"
     assert run("fuse-eval", "--checkpoint", ssv2_run, "--cache", ssv2_run.parents[1] / "validation",
                "--predictions", cached).exit_code == 0  # fmt: skip

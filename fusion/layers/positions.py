@@ -31,12 +31,25 @@ def grid_sinusoid(tokens: int, dim: int, device: torch.device | None = None) -> 
 
 
 def space_time_sinusoid(tokens: int, frames: int, dim: int, device: torch.device | None = None) -> torch.Tensor:
-    """-> [tokens, dim] for `frames` equal grids, frame-major: a quarter of the channels encode the frame, the
-    rest the position in the grid (as grid_sinusoid)."""
-    per_frame, time_dim = tokens // frames, max(2, dim // 4)
-    grid = grid_sinusoid(per_frame, dim - time_dim, device).repeat(frames, 1)
-    time = sinusoid(frames, time_dim, device).repeat_interleave(per_frame, dim=0)
-    return torch.cat([grid, time], dim=1)
+    """-> [tokens, dim] for `frames` equal square grids, frame-major. Each channel pair is a sinusoid of one
+    direction through (frame, row, column), at the wavelengths of `sinusoid`: every channel mixes time and place.
+    A code with separate time and place channels would not do: summed over the tokens an object covers (graph
+    attention and mean pooling sum), it keeps where the object was and when, but not where it was when, which
+    is what a direction of motion is. The directions are fixed (seed 0), so the table is the same everywhere."""
+    per_frame = tokens // frames
+    side = math.isqrt(per_frame)
+    frame = torch.arange(frames, dtype=torch.float32).repeat_interleave(per_frame)
+    place = torch.arange(per_frame)
+    coordinates = torch.stack([frame, (place // side).float().repeat(frames), (place % side).float().repeat(frames)])
+    directions = torch.nn.functional.normalize(
+        torch.randn(3, (dim + 1) // 2, generator=torch.Generator().manual_seed(0)), dim=0
+    )
+    frequency = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    angle = (coordinates.T @ directions) * frequency  # [tokens, ceil(dim / 2)]
+    table = torch.zeros(tokens, dim)
+    table[:, 0::2] = torch.sin(angle)
+    table[:, 1::2] = torch.cos(angle[:, : dim // 2])
+    return table.to(device)
 
 
 class PositionEmbedding(nn.Module):

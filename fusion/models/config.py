@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pipeline.core.config_loading import setting
 
 HEADS = ("linear", "mlp")
+READOUTS = ("mean", "attention")
 DEFAULT_MODEL = "gasm_cast"  # what fuse-train, sweeps and benches train when no --model is given
 
 
@@ -28,6 +29,12 @@ class FusionConfig:
     task_dim: int = setting(256, "Width of the verb / noun token branches.", low=1)
     # one token per branch would make cross-attention a plain linear map
     task_queries: int = setting(4, "Tokens per verb / noun branch.", low=2)
+    readout: str = setting(
+        "mean",
+        "How the graph and cross-attention trunks pool a stream's tokens: their mean, or attention (a learned query "
+        "per stream picks tokens out; for per-frame caches, where an object covers few of the tokens).",
+        choices=READOUTS,
+    )
     head: str = setting("linear", "Classifiers: one linear layer, or the design notes' 2-layer MLP.", choices=HEADS)
     head_hidden: int = setting(512, "Hidden width of the MLP classifiers (head: mlp).", low=1)
     transformer_layers: int = setting(2, "Layers of the temporal transformer trunk.", low=1)

@@ -11,6 +11,7 @@ from einops import rearrange
 from torch import nn
 
 from fusion.layers import (
+    AttentionReadout,
     BottleneckCrossAttention,
     FullWidthCrossAttention,
     MotionGraphAttention,
@@ -40,6 +41,18 @@ def _positions(sem_dim: int, mot_dim: int, cfg: FusionConfig) -> nn.ModuleDict |
     return nn.ModuleDict(
         {"semantic": PositionEmbedding(sem_dim, grid=True), "motion": PositionEmbedding(mot_dim, grid=False)}
     )
+
+
+def _readouts(dims: dict[str, int], cfg: FusionConfig) -> nn.ModuleDict | None:
+    """Attention readouts per stream, or None for the mean (made last, so the default's weights stay as they were)."""
+    if cfg.readout == "mean":
+        return None
+    return nn.ModuleDict({kind: AttentionReadout(dim, cfg.heads) for kind, dim in dims.items()})
+
+
+def _pool(readouts: nn.ModuleDict | None, kind: str, x: torch.Tensor) -> torch.Tensor:
+    """x: [B, N, D] -> [B, D]."""
+    return x.mean(dim=1) if readouts is None else readouts[kind](x)
 
 
 def _place(positions: nn.ModuleDict | None, kind: str, x: torch.Tensor, frames: int = 1) -> torch.Tensor:
@@ -75,6 +88,7 @@ class CrossStreamTrunk(nn.Module):
             else (lambda: FullWidthCrossAttention(sem_dim, mot_dim, cfg.heads, cfg.dropout))
         )
         self.layers = nn.ModuleList(make() for _ in range(cfg.fusion_layers))
+        self.readouts = _readouts(self.token_dims, cfg)
 
     def forward(
         self, semantic: torch.Tensor, motion: torch.Tensor, return_attention: bool = False, frames: int = 1
@@ -95,7 +109,7 @@ class CrossStreamTrunk(nn.Module):
             semantic, motion = placed["semantic"], placed["motion"]
         for i, layer in enumerate(self.layers, start=1):
             semantic, motion = _run(layer, attention, f"fusion_{i}", return_attention, semantic, motion)
-        pooled = torch.cat([semantic.mean(dim=1), motion.mean(dim=1)], dim=-1)
+        pooled = torch.cat([_pool(self.readouts, "semantic", semantic), _pool(self.readouts, "motion", motion)], dim=-1)
         return {"tokens": {"semantic": semantic, "motion": motion}, "pooled": pooled, "attention": attention}
 
 
@@ -135,6 +149,7 @@ class SingleStreamTrunk(nn.Module):
         self.position = None if positions is None else positions[stream]
         self.pooled_dim = sem_dim if stream == "semantic" else mot_dim
         self.token_dims = {stream: self.pooled_dim}
+        self.readouts = _readouts(self.token_dims, cfg)
 
     def forward(
         self, semantic: torch.Tensor, motion: torch.Tensor, return_attention: bool = False, frames: int = 1
@@ -147,7 +162,8 @@ class SingleStreamTrunk(nn.Module):
         placed = x if self.position is None else self.position(x, frames)
         tokens = _run(self.graph, attention, f"{self.stream}_graph", return_attention, placed, edges_from=x,
                       frames=frames)  # fmt: skip
-        return {"tokens": {self.stream: tokens}, "pooled": tokens.mean(dim=1), "attention": attention}
+        pooled = _pool(self.readouts, self.stream, tokens)
+        return {"tokens": {self.stream: tokens}, "pooled": pooled, "attention": attention}
 
 
 class TemporalTransformerTrunk(nn.Module):
