@@ -12,7 +12,13 @@ from torch import nn
 
 from fusion.models.config import FusionConfig
 from fusion.models.heads import ClassifierHead, VerbNounHead
-from fusion.models.trunks import CrossStreamTrunk, LateFusionTrunk, SingleStreamTrunk, TemporalTransformerTrunk
+from fusion.models.trunks import (
+    AttentiveProbeTrunk,
+    CrossStreamTrunk,
+    LateFusionTrunk,
+    SingleStreamTrunk,
+    TemporalTransformerTrunk,
+)
 from pipeline.core.errors import UserError
 
 PARAMETER_BUDGET = 20_000_000
@@ -53,6 +59,9 @@ MODELS: dict[str, ModelEntry] = {
         "ablation: graph attention + 3 full-width cross-attention layers (no bottleneck)",
     ),
     "late_fusion": ModelEntry(LateFusionTrunk, True, "pool each stream, concatenate, MLP"),
+    "attentive_probe": ModelEntry(
+        AttentiveProbeTrunk, True, "positions, then a learned-query attention readout per stream (attentive probe)"
+    ),
     "temporal_transformer": ModelEntry(
         TemporalTransformerTrunk,
         False,

@@ -113,6 +113,28 @@ class CrossStreamTrunk(nn.Module):
         return {"tokens": {"semantic": semantic, "motion": motion}, "pooled": pooled, "attention": attention}
 
 
+class AttentiveProbeTrunk(nn.Module):
+    """The field's attentive probe on frozen features: positions, then a learned query per stream attends its
+    tokens. No token interaction: what graph attention and cross-attention add is measured against it."""
+
+    def __init__(self, sem_dim: int, mot_dim: int, cfg: FusionConfig):
+        super().__init__()
+        self.pooled_dim, self.token_dims = sem_dim + mot_dim, {"semantic": sem_dim, "motion": mot_dim}
+        self.positions = _positions(sem_dim, mot_dim, cfg)
+        self.readouts = nn.ModuleDict({kind: AttentionReadout(dim, cfg.heads) for kind, dim in self.token_dims.items()})
+
+    def forward(
+        self, semantic: torch.Tensor, motion: torch.Tensor, return_attention: bool = False, frames: int = 1
+    ) -> dict[str, Any]:
+        """semantic: [B, Ns, Ds] (F x grid when `frames` F > 1), motion: [B, Nm, Dm] -> each stream's readout as
+        one token ({kind: [B, 1, D]}: what the verb/noun heads attend), pooled [B, Ds + Dm]."""
+        placed = {"semantic": _place(self.positions, "semantic", semantic, frames),
+                  "motion": _place(self.positions, "motion", motion)}  # fmt: skip
+        read = {kind: self.readouts[kind](x) for kind, x in placed.items()}
+        pooled = torch.cat([read["semantic"], read["motion"]], dim=-1)
+        return {"tokens": {kind: x.unsqueeze(1) for kind, x in read.items()}, "pooled": pooled, "attention": {}}
+
+
 class LateFusionTrunk(nn.Module):
     """Pool each stream, concatenate, MLP: no token interaction at all (and so no positions: order-blind)."""
 
