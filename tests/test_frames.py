@@ -126,3 +126,5 @@ def test_bench_fusion_takes_per_frame_shapes():
     assert "semantic 2x9x32" in " ".join(result.output.split()) and "gasm_cast" in result.output
     bad = CliRunner().invoke(main, [*args[:3], "2x9x32x1", *args[4:]])
     assert bad.exit_code == 2 and "FRAMESxTOKENSxDIM" in bad.output
+    narrow = CliRunner().invoke(main, [*args[:3], "4x9", *args[4:]])  # 9 wide: not a multiple of 8 heads
+    assert narrow.exit_code == 2 and "Traceback" not in narrow.output and "8 attention heads" in narrow.output

@@ -9,11 +9,12 @@ from rich.console import Console
 from rich.table import Table
 
 from fusion.layers import BottleneckCrossAttention, FullWidthCrossAttention
-from fusion.models.config import DEFAULT_MODEL
+from fusion.models.config import DEFAULT_MODEL, FusionConfig
 from fusion.models.costs import ModelAsLayer, measure
 from fusion.models.registry import build_model
 from pipeline.core.defaults import PRECISION, SSV2_CLASSES, shape_text
 from pipeline.core.devices import resolve_device, resolve_precision
+from pipeline.core.errors import UserError
 
 SSV2_TRAIN_CLIPS = 168_913  # the clips of an SSv2 train epoch, to turn a step time into an epoch time
 
@@ -34,9 +35,13 @@ def bench_fusion(
 ) -> Table:
     """`semantic`: (tokens, width) or per-frame (frames, tokens, width); `precision` as training resolves it
     (auto: fp32 on CPU, bf16 or fp16 on GPU); `compile`: also time the models compiled with torch.compile."""
+    (nm, dm), ds = motion, semantic[-1]
+    heads = FusionConfig().heads
+    if ds % heads or dm % heads:
+        raise UserError(f"--semantic-shape/--motion-shape: widths {ds} and {dm} must both divide into the models' "
+                        f"{heads} attention heads")  # fmt: skip
     dev = resolve_device(device)
     precision = resolve_precision(precision, dev)
-    (nm, dm), ds = motion, semantic[-1]
     memory_label = "peak MB" if dev.type == "cuda" else "saved+weights MB"
     table = Table(
         title=f"bench fusion: semantic {shape_text(semantic)}, motion {nm}x{dm}, training step (forward + backward) "
