@@ -62,14 +62,14 @@ def backbone_specs(cfg: ExtractConfig) -> tuple[BackboneSpec, BackboneSpec]:
     return semantic, motion
 
 
-def semantic_layout(cfg: ExtractConfig) -> dict[str, int]:
+def semantic_layout(cfg: ExtractConfig, semantic: BackboneSpec) -> dict[str, int]:
     """What a cache records beyond a frame-averaged map (and only then, so caches made before time was kept
-    describe themselves as they did): the pooling and each frame's grid side."""
+    describe themselves as they did): the pooling and each frame's grid side, from the spec as kept."""
     s = cfg.sampling
     if s.semantic_reduce != "frames" and s.semantic_pool == 1:
         return {}
-    side = math.isqrt(get_spec(cfg.backbones.semantic, "semantic").tokens) // s.semantic_pool
-    return {"pool": s.semantic_pool, "grid": side}
+    frames = s.semantic_frames if s.semantic_reduce == "frames" else 1
+    return {"pool": s.semantic_pool, "grid": math.isqrt(semantic.tokens // frames)}
 
 
 def build_backbones(cfg: ExtractConfig, specs: tuple[BackboneSpec, ...], weights: dict[str, str | None]) -> dict:
@@ -94,7 +94,7 @@ def cache_attrs(
             **weights_identity(b.semantic_weights, semantic.model, b.random_init, b.seed),
             "frames": cfg.sampling.semantic_frames if cfg.sampling.semantic_reduce != "center" else 1,
             "reduce": cfg.sampling.semantic_reduce,
-            **semantic_layout(cfg),
+            **semantic_layout(cfg, semantic),
             "precision": precision,
             "frame_resize": FRAME_RESIZE,
         },

@@ -43,11 +43,13 @@ def _positions(sem_dim: int, mot_dim: int, cfg: FusionConfig) -> nn.ModuleDict |
     )
 
 
+def _attention_readouts(dims: dict[str, int], heads: int) -> nn.ModuleDict:
+    return nn.ModuleDict({kind: AttentionReadout(dim, heads) for kind, dim in dims.items()})
+
+
 def _readouts(dims: dict[str, int], cfg: FusionConfig) -> nn.ModuleDict | None:
     """Attention readouts per stream, or None for the mean (made last, so the default's weights stay as they were)."""
-    if cfg.readout == "mean":
-        return None
-    return nn.ModuleDict({kind: AttentionReadout(dim, cfg.heads) for kind, dim in dims.items()})
+    return None if cfg.readout == "mean" else _attention_readouts(dims, cfg.heads)
 
 
 def _pool(readouts: nn.ModuleDict | None, kind: str, x: torch.Tensor) -> torch.Tensor:
@@ -121,7 +123,7 @@ class AttentiveProbeTrunk(nn.Module):
         super().__init__()
         self.pooled_dim, self.token_dims = sem_dim + mot_dim, {"semantic": sem_dim, "motion": mot_dim}
         self.positions = _positions(sem_dim, mot_dim, cfg)
-        self.readouts = nn.ModuleDict({kind: AttentionReadout(dim, cfg.heads) for kind, dim in self.token_dims.items()})
+        self.readouts = _attention_readouts(self.token_dims, cfg.heads)
 
     def forward(
         self, semantic: torch.Tensor, motion: torch.Tensor, return_attention: bool = False, frames: int = 1
