@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from fusion.data.config import SELECT_ON
+from fusion.data.config import DATA_MODES, SELECT_ON
 from fusion.experiments.presets import PHASE_MODELS, SWEEP_BASELINES, SWEEP_PRESETS
 from pipeline.core import strict_json
 from pipeline.core.cli_base import EPILOG, user_errors
@@ -66,6 +66,12 @@ def phase_lines(stage1: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]
     default="inline",
     help="inline: one process, caches read once; local/slurm: one submitit task per member.",
 )
+@click.option(
+    "--lockstep/--one-at-a-time",
+    default=True,
+    help="Inline: members that read the caches alike (batch size, data order) step together on each batch read, "
+    "or train one after another.  [default: lockstep]",
+)
 @click.option("--baseline", help="Configuration (or model) the report's differences are taken to.")
 @click.option("--allow-partial", is_flag=True, help="Use caches with clips not extracted yet (counted in metrics).")
 @click.option(
@@ -85,6 +91,7 @@ def sweep(
     model: str | None,
     epochs: int | None,
     executor: str,
+    lockstep: bool,
     baseline: str | None,
     allow_partial: bool,
     select_on: str | None,
@@ -98,7 +105,7 @@ def sweep(
     from fusion.cli_fusion import training_exits
     from fusion.experiments.runner import SweepRun, run_sweep
 
-    run = SweepRun(cache, val_cache, out, epochs, allow_partial)
+    run = SweepRun(cache, val_cache, out, epochs, allow_partial, lockstep)
     with training_exits("{} holds the member in flight; re-run the same command to go on"):
         run_sweep(preset, spec_file, model, run, executor, progress, select_on)
     report(
@@ -126,13 +133,23 @@ def compare(paths: tuple[Path, ...], baseline: str | None, out: Path | None) -> 
 @click.command("sweep")
 @click.option("--cache", type=click.Path(path_type=Path), required=True, help="Training cache.")
 @click.option("--val-cache", type=click.Path(path_type=Path), required=True, help="Validation cache.")
-@click.option("--members", type=click.IntRange(min=1), default=4, help="Members (learning rates) to train.")
+@click.option("--members", type=click.IntRange(min=1), default=4, help="Members (seeds 0..K-1) to train.")
 @click.option("--epochs", type=click.IntRange(min=1), default=2, help="Epochs per member.")
 @click.option("--model", default="late_fusion", help="Model of every member.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, help="Clips per step.")
+@click.option(
+    "--data-mode",
+    type=click.Choice(DATA_MODES),
+    default="ram",
+    show_default=True,
+    help="Where the training features live (streamed: read from the cache as training goes).",
+)
 @user_errors
-def bench_sweep(cache: Path, val_cache: Path, members: int, epochs: int, model: str, batch_size: int) -> None:
-    """Wall time of K members in one inline sweep against K separate fuse-train runs."""
+def bench_sweep(
+    cache: Path, val_cache: Path, members: int, epochs: int, model: str, batch_size: int, data_mode: str
+) -> None:
+    """Wall time of K members in one inline sweep, in lockstep and one after another, against K separate fuse-train
+    runs."""
     from fusion.benches.sweep import bench_sweep as run
 
-    run(cache, val_cache, members, epochs, model, batch_size)
+    run(cache, val_cache, members, epochs, model, batch_size, data_mode)

@@ -217,10 +217,14 @@ def test_benchmarks_run_and_print_their_tables(tmp_path, ssv2_root):
             "1",
             "--batch-size",
             "8",
+            "--data-mode",
+            "streamed",
         ],
     )
     assert swept.exit_code == 0, swept.output
-    assert "inline (caches read once)" in swept.output and "separate fuse-train processes" in swept.output
+    rows = [line for line in swept.output.splitlines() if "│" in line]
+    for mode in ("lockstep", "one after another", "separate fuse-train processes"):
+        assert sum(mode in row for row in rows) == 1, (mode, swept.output)
     extract = runner.invoke(
         main,
         [

@@ -1,5 +1,6 @@
-"""`cli sweep` and `cli compare`: members equal standalone runs, interrupted sweeps resume without touching
-finished members, the phase2-phase3 plan runs end to end, reports compare hand-made runs too."""
+"""`cli sweep` and `cli compare`: members (stepped together on each batch) equal standalone runs, interrupted
+sweeps resume to the same results without touching finished members, a diverging member stops alone, the
+phase2-phase3 plan runs end to end, reports compare hand-made runs too."""
 
 import csv
 import json
@@ -101,20 +102,24 @@ def test_grids_are_products_named_by_what_they_change():
 
 
 def test_a_member_equals_the_standalone_run_of_its_config_and_seed(caches, tmp_path):
+    # token dropout and dropout draw random numbers while the two members step in turn on each batch
     spec = write_spec(
         tmp_path / "s.yaml",
-        BASE + "members:\n  - {model: late_fusion}\n"
+        "base:\n  overrides:\n    data: {batch_size: 16, token_dropout: 0.2}\n    device: cpu\n"
+        "members:\n  - {model: late_fusion}\n"
         "  - {model: gasm_cast, changes: {model.fusion_layers: 1, optim.lr: 0.001}}\nseeds: [3]\n",
     )
     result = run(*sweep_args(caches, spec, tmp_path / "S"))
     assert result.exit_code == 0, result.output
+    assert "late_fusion-seed3 epoch 2/2" in result.output  # each member's epochs are its own lines
     member = json.loads(
         (tmp_path / "S" / "runs" / "gasm_cast-fusion_layers1-lr0.001-seed3" / "metrics.json").read_text()
     )
     assert (
         member["member"]["changes"] == {"model.fusion_layers": 1, "optim.lr": 0.001} and member["member"]["seed"] == 3
     )
-    config = write_spec(tmp_path / "c.yaml", "model: {fusion_layers: 1}\n")
+    # a sweep's members read batches in one order, data.order_seed 0 (recorded in their config)
+    config = write_spec(tmp_path / "c.yaml", "model: {fusion_layers: 1}\ndata: {order_seed: 0, token_dropout: 0.2}\n")
     alone = run(
         "fuse-train",
         "--cache",
@@ -143,8 +148,7 @@ def test_a_member_equals_the_standalone_run_of_its_config_and_seed(caches, tmp_p
     )
     assert alone.exit_code == 0, alone.output
     standalone = json.loads((tmp_path / "alone" / "metrics.json").read_text())
-    for key, value in standalone["last"].items():
-        assert member["last"][key] == pytest.approx(value, rel=1e-5, abs=1e-5), key
+    assert member["last"] == standalone["last"]  # the same steps on the same batches with the same draws
     for name in (
         "results.csv",
         "report.md",
@@ -156,22 +160,48 @@ def test_a_member_equals_the_standalone_run_of_its_config_and_seed(caches, tmp_p
     assert len((tmp_path / "S" / "results.csv").read_text().splitlines()) == 3
 
 
-def test_killed_sweep_resumes_and_leaves_finished_members_untouched(caches, tmp_path):
-    spec = write_spec(tmp_path / "s.yaml", BASE + "axes: {model: [late_fusion, semantic_only, motion_only]}\n")
+def _last(out: Path, member: str) -> dict:
+    return json.loads((out / "runs" / member / "metrics.json").read_text())["last"]
+
+
+def test_killed_sweep_resumes_to_the_same_results_and_leaves_finished_members_untouched(caches, tmp_path):
+    # Two lockstep groups: late_fusion reads batches of 8 alone, then semantic_only and motion_only together.
+    text = BASE + ("members:\n  - {model: late_fusion, changes: {data.batch_size: 8}}\n  - {model: semantic_only}\n"
+                   "  - {model: motion_only}\n")  # fmt: skip
+    spec = write_spec(tmp_path / "s.yaml", text)
     command = [sys.executable, str(ROOT / "cli.py"), *map(str, sweep_args(caches, spec, tmp_path / "S"))]
     job = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    first = tmp_path / "S" / "runs" / "late_fusion-seed0"
+    first, second = (tmp_path / "S" / "runs" / name for name in ("late_fusion-batch_size8-seed0", "motion_only-seed0"))
     deadline = time.time() + 300
-    while time.time() < deadline and not (first / "metrics.json").exists():
-        time.sleep(0.05)
-    os.kill(job.pid, signal.SIGKILL)
+    while time.time() < deadline and not ((first / "metrics.json").exists() and (second / "last.pt").exists()):
+        time.sleep(0.02)
+    os.kill(job.pid, signal.SIGKILL)  # the second group in flight: past its first epoch, before its last
     job.wait()
+    assert not (second / "metrics.json").exists()
     stamps = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in first.rglob("*") if p.is_file()}
-    assert subprocess.run(command, capture_output=True, timeout=600).returncode == 0
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
     assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in first.rglob("*") if p.is_file()} == stamps
-    assert all(
-        (tmp_path / "S" / "runs" / f"{m}-seed0" / "metrics.json").is_file() for m in ("semantic_only", "motion_only")
+    whole = write_spec(tmp_path / "w.yaml", BASE + "members: [{model: semantic_only}, {model: motion_only}]\n")
+    assert run(*sweep_args(caches, whole, tmp_path / "W")).exit_code == 0
+    for member in ("semantic_only-seed0", "motion_only-seed0"):
+        assert _last(tmp_path / "S", member) == _last(tmp_path / "W", member), member
+
+
+def test_a_diverging_member_stops_alone_and_the_sweep_names_it(caches, tmp_path):
+    spec = write_spec(
+        tmp_path / "s.yaml",
+        BASE + "members: [{model: late_fusion}, {model: semantic_only, changes: {optim.lr: 1.0e+30}}]\n",
     )
+    result = run(*sweep_args(caches, spec, tmp_path / "S", "--one-at-a-time"))
+    together = run(*sweep_args(caches, spec, tmp_path / "T"))
+    for out, outcome in ((tmp_path / "S", result), (tmp_path / "T", together)):
+        assert outcome.exit_code == 1 and "1 member(s) stopped, the others finished" in outcome.output
+        assert "semantic_only-lr1e_30-seed0" in outcome.output.splitlines()[-1], outcome.output
+        assert (out / "runs" / "late_fusion-seed0" / "metrics.json").is_file()
+        assert not (out / "runs" / "semantic_only-lr1e_30-seed0" / "metrics.json").exists()
+    # lockstep or one at a time, the finished member is the same run
+    assert _last(tmp_path / "S", "late_fusion-seed0") == _last(tmp_path / "T", "late_fusion-seed0")
 
 
 def test_phase2_phase3_runs_end_to_end_and_names_the_winner(epic_caches, tmp_path):
@@ -243,3 +273,4 @@ def test_compare_two_hand_made_runs_and_a_local_executor_sweep(caches, tmp_path)
     local = run(*sweep_args(caches, spec, tmp_path / "L", "--executor", "local"))
     assert local.exit_code == 0, local.output
     assert (tmp_path / "L" / "runs" / "motion_only-seed0" / "best.pt").is_file()
+

@@ -60,11 +60,11 @@ def bench_loader(cache: Path, model: str, batch_size: int, steps: int, device: s
             data.model_inputs(batch, trainer.device)
         _synchronize(trainer.device)
         inputs = sum(len(b["row"]) for b in batches) / (time.perf_counter() - started)
-        trainer._train_step(batches[0])  # warm-up
+        trainer._train_step(batches[0], data.model_inputs(batches[0], trainer.device))  # warm-up
         _synchronize(trainer.device)
         started = time.perf_counter()
         for batch in batches:
-            trainer._train_step(batch)
+            trainer._train_step(batch, data.model_inputs(batch, trainer.device))
         _synchronize(trainer.device)
         step = sum(len(b["row"]) for b in batches) / (time.perf_counter() - started)
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # kilobytes on Linux

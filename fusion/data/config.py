@@ -31,6 +31,12 @@ class DataConfig:
         0.1, "Part of each class of the training cache held out when select_on is holdout.", low=0.0, high=0.5,
         low_open=True, high_open=True,
     )  # fmt: skip
+    order_seed: int | None = setting(
+        None,
+        "Seed of the order of training batches; default: the run's seed. A sweep's members share one (0 unless its "
+        "spec sets it), so that members stepped together on each batch read train exactly as alone.",
+        low=0,
+    )
     token_dropout: float = setting(
         0.0, "Probability of zeroing each input token while training.", low=0.0, high=1.0, high_open=True
     )

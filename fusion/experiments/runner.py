@@ -1,10 +1,12 @@
 """`cli sweep`: train every member of a sweep over one cache, each into an ordinary run folder `DIR/runs/<member>/`.
 
-Inline (default): one process reads the caches once and trains the members one after another with them, each
-exactly as a standalone `fuse-train` of its config and seed would (the same code path). `local`/`slurm`: one
-submitit task per member, each reading the caches itself. A re-run skips finished members (metrics.json
-written) and resumes interrupted ones from their last.pt; SIGTERM or Ctrl-C stops the member in flight after
-its checkpoint, so at most the epoch in flight is lost.
+Inline (default): one process reads the caches once, and the members step together on each batch it reads
+(`fusion/training/lockstep.py`), each exactly as a standalone `fuse-train` of its config and seed would. Every
+member reads the batches in one order (`data.order_seed`, 0 unless the spec sets it), so seeds vary weights,
+dropout and augmentation. `local`/`slurm`: one submitit task per member, each reading the caches itself. A
+re-run skips finished members (metrics.json written) and resumes interrupted ones from their last.pt; SIGTERM
+or Ctrl-C stops the members in flight after their checkpoints, so at most the steps since them are lost. A
+member whose loss diverges stops alone; the others go on, and the sweep then names it and exits 1.
 """
 
 from __future__ import annotations
@@ -32,13 +34,15 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class SweepRun:
     """What every member of one sweep shares: the training and validation caches, the sweep folder, the epochs
-    (None: each member's config says) and whether caches with missing or failed clips are accepted."""
+    (None: each member's config says), whether caches with missing or failed clips are accepted, and whether
+    inline members step together (lockstep) or train one after another."""
 
     cache: Path
     val_cache: Path
     out: Path
     epochs: int | None = None
     allow_partial: bool = False
+    lockstep: bool = True  # inline: members that read the caches alike step together on each batch
 
     def __post_init__(self) -> None:
         for name in ("cache", "val_cache", "out"):
@@ -57,19 +61,21 @@ def finished(out: Path, member: Member) -> bool:
         return False
 
 
-def run_member(
-    run: SweepRun, spec: SweepSpec, member: Member, loaded: Any = None, live: bool | None = False
-) -> dict[str, Any]:
-    """Train (or resume) one member; what a local or SLURM task runs, and what the inline loop calls."""
-    from fusion.training.command import run_training
+def member_request(run: SweepRun, spec: SweepSpec, member: Member) -> Any:
+    """The member's training request: a new run, or the resumption of the one in its folder."""
     from fusion.training.request import TrainingRequest
 
     folder = member_dir(run.out, member)
     cfg = spec.config_for(member, run.epochs)
     resume = (folder / "last.pt").is_file()
-    model = member.configuration.model
-    request = TrainingRequest(run.cache, run.val_cache, model, folder, cfg, resume, run.allow_partial)
-    return run_training(request, live, member.identity(), loaded)
+    return TrainingRequest(run.cache, run.val_cache, member.configuration.model, folder, cfg, resume, run.allow_partial)
+
+
+def run_member(run: SweepRun, spec: SweepSpec, member: Member) -> dict[str, Any]:
+    """Train (or resume) one member alone: what a local or SLURM task runs."""
+    from fusion.training.command import run_training
+
+    return run_training(member_request(run, spec, member), False, member.identity())
 
 
 def record(run: SweepRun, spec: SweepSpec, name: str) -> None:
@@ -97,15 +103,13 @@ def execute(spec: SweepSpec, run: SweepRun, executor: str, live: bool | None) ->
     members = spec.members()
     todo = [m for m in members if not finished(run.out, m)]
     log.info("%d members, %d finished, %d to train (%s)", len(members), len(members) - len(todo), len(todo), executor)
-    if executor == "inline":
-        loaded = _load(run, shared_placement(spec)) if todo else None
+    if executor == "inline" and todo:
+        from fusion.training.command import run_members
+
+        loaded = _load(run, shared_placement(spec))
         started = time.monotonic()
-        for i, member in enumerate(todo, start=1):
-            done = time.monotonic() - started
-            eta = f"; sweep ETA {duration(done / (i - 1) * (len(todo) - i + 1))}" if i > 1 else ""
-            progress.info("member %d of %d: %s (%s, seed %d)%s", i, len(todo), member.name,
-                          member.configuration.name, member.seed, eta)  # fmt: skip
-            run_member(run, spec, member, loaded, live)
+        run_members([(member_request(run, spec, m), m.identity()) for m in todo], loaded, live, run.lockstep)
+        progress.info("%d members trained in %s", len(todo), duration(time.monotonic() - started))
     elif todo:
         _submit(todo, spec, run, executor)
     return members
@@ -113,10 +117,12 @@ def execute(spec: SweepSpec, run: SweepRun, executor: str, live: bool | None) ->
 
 def selecting(spec: SweepSpec, select_on: str | None) -> SweepSpec:
     """Sweeps choose epochs and configurations on the training cache's holdout unless told otherwise (the spec's
-    base.overrides data.select_on, or --select-on, which takes precedence)."""
+    base.overrides data.select_on, or --select-on, which takes precedence), and read batches in one order
+    (data.order_seed 0 unless the spec sets it)."""
     data = dict(spec.overrides.get("data") or {})
     if select_on is not None or "select_on" not in data:
         data["select_on"] = select_on or "holdout"
+    data.setdefault("order_seed", 0)  # one data order for every member: they can step together on each batch
     spec.overrides = {**spec.overrides, "data": data}
     training_config(spec.preset, None, spec.overrides)  # checked before anything trains
     return spec

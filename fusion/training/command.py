@@ -1,16 +1,18 @@
-"""What the training commands do beyond parsing: progress on stderr (a bar on a terminal, log lines
-elsewhere) and one line per epoch in either case."""
+"""What the training commands do beyond parsing: the checks and locks around a run, progress on stderr (a bar
+on a terminal, log lines elsewhere) and one line per epoch in either case; for one run or a lockstep group."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from fusion.data.feature_identity import check_same_features, refuse_same_cache
+from fusion.training.lockstep import keep_random_state, read_alike, train_together
 from fusion.training.request import TrainingRequest
-from fusion.training.trainer import Trainer
+from fusion.training.trainer import NonFiniteLoss, Trainer
 from pipeline.core.errors import UserError
 from pipeline.core.folder_lock import folder_lock
 from pipeline.core.paths import output_folder
@@ -22,17 +24,15 @@ def _main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
-def run_training(
+@contextlib.contextmanager
+def opened_run(
     request: TrainingRequest,
     live: bool | None = None,
     member: dict[str, Any] | None = None,
     loaded: Any = None,
-) -> dict[str, Any]:
-    """Train (or resume) one run and return its summary; raises Preempted after writing a checkpoint on
-    SIGTERM/SIGINT and NonFiniteLoss when the loss diverges. `live`: a progress bar (None: on a terminal);
-    `member`: a sweep member's identity, written into metrics.json; `loaded`: (train, validation, selecting)
-    CacheData already read. The two caches must hold the same features and different clips unless the request
-    allows otherwise."""
+) -> Iterator[tuple[Trainer, Reporter]]:
+    """A run ready to train, its folder locked while it does: built (or resumed), checked, begun with its
+    progress reporting."""
     cache, val_cache, out, model, cfg = request.cache, request.val_cache, request.out, request.model, request.cfg
     output_folder(out, "--out")
     with folder_lock(out, "run folder") if _main_process() else contextlib.nullcontext():
@@ -50,8 +50,10 @@ def run_training(
             trainer.resume()
         reporter = Reporter("epoch", "steps", live=live, enabled=trainer.dist.main)  # one process of a run speaks
         held = trainer.train_data.held_out
+        name = f"{member['name']} ({model})" if member else model
+        prefix = f"{member['name']} " if member else ""
         reporter.line(
-            f"{model}: {trainer.parameters:,} trainable parameters; train {trainer.train_data.counts.describe()}"
+            f"{name}: {trainer.parameters:,} trainable parameters; train {trainer.train_data.counts.describe()}"
             f"{f', {held} of them held out to select on' if held else ''}; validation "
             f"{trainer.val_data.counts.describe()}; {trainer.device} {trainer.precision}"
         )
@@ -75,20 +77,70 @@ def run_training(
             )
             best = trainer.best or {}
             reporter.line(
-                f"epoch {row['epoch']}/{cfg.epochs}: train_loss {row['train_loss']:.4f} {metrics} "
-                f"(best {best.get('selected_on')} {best.get('metric')} {best.get('value', float('nan')):.4f} at epoch "
-                f"{best.get('epoch')}); "
+                f"{prefix}epoch {row['epoch']}/{cfg.epochs}: train_loss "
+                f"{row['train_loss']:.4f} {metrics} (best {best.get('selected_on')} {best.get('metric')} "
+                f"{best.get('value', float('nan')):.4f} at epoch {best.get('epoch')}); "
                 f"{per_epoch:.1f} s/epoch, ETA {duration(per_epoch * (cfg.epochs - row['epoch']))}"
             )
 
+        trainer.begin(on_step, on_epoch)
         try:
-            summary = trainer.fit(on_step, on_epoch)
+            yield trainer, reporter
         finally:
             reporter.stop()
-        best = summary["best"]
-        name = best["metric"]
-        reporter.line(
-            f"best {best['selected_on']} {name} {best['value']:.4f} at epoch {best['epoch']} (validation {name} "
-            f"{best['val_' + name]:.4f}); run in {out}"
-        )
-        return summary
+
+
+def _said(summary: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
+    best = summary["best"]
+    name = best["metric"]
+    reporter.line(
+        f"best {best['selected_on']} {name} {best['value']:.4f} at epoch {best['epoch']} (validation {name} "
+        f"{best['val_' + name]:.4f}); run in {summary['out']}"
+    )
+    return summary
+
+
+def run_training(
+    request: TrainingRequest,
+    live: bool | None = None,
+    member: dict[str, Any] | None = None,
+    loaded: Any = None,
+) -> dict[str, Any]:
+    """Train (or resume) one run and return its summary; raises Preempted after writing a checkpoint on
+    SIGTERM/SIGINT and NonFiniteLoss when the loss diverges. `live`: a progress bar (None: on a terminal);
+    `member`: a sweep member's identity, written into metrics.json; `loaded`: (train, validation, selecting)
+    CacheData already read. The two caches must hold the same features and different clips unless the request
+    allows otherwise."""
+    with opened_run(request, live, member, loaded) as (trainer, reporter):
+        return _said(train_together([trainer])[0], reporter)
+
+
+def run_members(
+    requests: list[tuple[TrainingRequest, dict[str, Any]]], loaded: Any, live: bool | None = None, lockstep: bool = True
+) -> list[dict[str, Any]]:
+    """Train (or resume) sweep members (request, identity) over data read once: with `lockstep`, those that read
+    it alike step together on each batch, else one after another. Returns the finished members' summaries; a
+    member whose loss diverged stops alone, and once the others have finished NonFiniteLoss names each such one."""
+    summaries, diverged = [], []
+    with contextlib.ExitStack() as stack:
+        runs = []
+        for request, member in requests:
+            runs.append(stack.enter_context(opened_run(request, live, member, loaded)))
+            keep_random_state(runs[-1][0])
+        reporters = {id(trainer): reporter for trainer, reporter in runs}
+        trainers = [trainer for trainer, _ in runs]
+        groups = read_alike(trainers) if lockstep else [[trainer] for trainer in trainers]
+        if lockstep and len(groups) > 1:
+            why = "they read batches differently, or stand at different steps"
+            runs[0][1].line(f"{len(runs)} members in {len(groups)} lockstep groups ({why})")
+        for group in groups:
+            for trainer in group[1:]:
+                trainer.on_step = None  # a group's steps are its first run's: one progress bar, not one per run
+            for trainer, outcome in zip(group, train_together(group, isolate=True)):
+                if isinstance(outcome, NonFiniteLoss):
+                    diverged.append(str(outcome))
+                else:
+                    summaries.append(_said(outcome, reporters[id(trainer)]))
+    if diverged:
+        raise NonFiniteLoss(f"{len(diverged)} member(s) stopped, the others finished: {' | '.join(diverged)}")
+    return summaries

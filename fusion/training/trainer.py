@@ -9,10 +9,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import signal
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +86,7 @@ class Trainer:
         self.scheduler = make_scheduler(cfg, self.optimizer, self.steps_per_epoch)
         self.scaler = torch.amp.GradScaler(enabled=self.precision == "fp16" and self.device.type == "cuda")
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-        self.order = torch.Generator().manual_seed(cfg.seed)
+        self.order = torch.Generator().manual_seed(cfg.seed if cfg.data.order_seed is None else cfg.data.order_seed)
         self.position = {"epoch": 0, "batches_done": 0, "order_state": self.order.get_state(), "loss_sum": 0.0}
         self.history: list[dict[str, Any]] = []
         self.epoch_seconds: list[float] = []  # wall time of each epoch (training and validation); apart from
@@ -96,7 +94,13 @@ class Trainer:
         self.member: dict[str, Any] | None = None  # set by a sweep: the member's name, changed keys and seed
         self.feature_override: list[str] = []  # differences between the caches' features the user allowed
         self.best: dict[str, Any] | None = None
-        self.stop_signal = 0
+        self.stop_signal = 0  # set by a signal handler: checkpoint at the next step and stop
+        self.rng: dict[str, Any] | None = None  # this run's random state while another of its lockstep group steps
+        self._pending: list[tuple[int, torch.Tensor, int]] = []  # steps whose losses are not read back yet
+        self._seconds = 0.0  # this epoch's time in this run's own steps
+        self.run_log: RunLog | None = None
+        self.on_step: Callable[[int, int, float], None] | None = None
+        self.on_epoch: Callable[[dict[str, Any]], None] | None = None
 
     # --- checkpoints -------------------------------------------------------------------------------------
     def _state(self, rng: list[dict[str, Any]]) -> dict[str, Any]:
@@ -173,82 +177,89 @@ class Trainer:
         self.epoch_seconds = list(state.get("epoch_seconds", []))
         log.info("resumed from epoch %d, batch %d", self.position["epoch"], self.position["batches_done"])
 
-    # --- the loop ----------------------------------------------------------------------------------------
-    def _train_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """One optimizer step on this process's part of a global batch; returns the part's weighted loss, a 0-d
-        tensor left on the device: nothing here waits for the device (`_flush` reads losses back in groups)."""
-        targets = {f: batch[f].to(self.device, non_blocking=True) for f in self.train_data.spec.label_fields}
-        inputs, parts = augment(self.train_data.model_inputs(batch, self.device), targets, self.cfg.data)
-        with autocast(self.device, self.precision):
-            outputs = self.forward(inputs)
-            loss = sum(weight * task_loss(outputs, part, self.criterion) for weight, part in parts)
-        share = batch["share"]
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss * share * self.dist.world).backward()
-        if self.cfg.optim.grad_clip > 0:
-            self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.scheduler.step()
-        return loss.detach().float() * share
-
-    def _flush(
-        self,
-        pending: list[tuple[int, torch.Tensor, int]],
-        epoch: int,
-        run_log: RunLog,
-        on_step: Callable[[int, int, float], None] | None,
-    ) -> None:
-        """Read back the losses of the steps since the last flush, (step, weighted loss, global batch size) each:
-        one transfer (and one collective) for all of them. A NaN/Inf loss stops the run here, before anything is
-        saved: checkpoints are written only after a flush, so best.pt and last.pt keep the last good state."""
-        if not pending:
-            return
-        values = self.dist.sum(torch.stack([loss for _, loss, _ in pending]).double()).tolist()
-        for (step, _, size), value in zip(pending, values):
-            if not math.isfinite(value):
-                raise NonFiniteLoss(
-                    f"the training loss is {value} at epoch {epoch + 1}, step {step}: stopped; best.pt and last.pt "
-                    "keep the last good state. Check the caches (`cli cache verify`), or lower --lr"
-                )
-            self.position["loss_sum"] += value * size
-            self.position["batches_done"] = step
-            run_log.step(epoch + 1, step, value)
-        pending.clear()
-        if on_step:
-            seen = min(step * self.cfg.data.batch_size, len(self.train_data))
-            on_step(epoch, step, self.position["loss_sum"] / seen)
-
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        """Checkpoint at the next step and stop; a second Ctrl-C interrupts at once."""
-        self.stop_signal = signum
-        if signum == signal.SIGINT:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    def fit(
+    # --- one epoch, in the parts a lockstep group drives for all its runs on each batch it reads --------------
+    def begin(
         self,
         on_step: Callable[[int, int, float], None] | None = None,
         on_epoch: Callable[[dict[str, Any]], None] | None = None,
-    ) -> dict[str, Any]:
-        """Train to `cfg.epochs`. `on_step(epoch, steps_done, mean_loss)`, `on_epoch(history_row)` report."""
+    ) -> None:
+        """Open the run's logs; `on_step(epoch, steps_done, mean_loss)` and `on_epoch(history_row)` report."""
         self.out.mkdir(parents=True, exist_ok=True)
-        run_log = RunLog(self.out, enabled=self.dist.main, position=self.position)
-        main_thread = threading.current_thread() is threading.main_thread()
-        signals = (signal.SIGTERM, signal.SIGINT) if main_thread else ()
-        previous = {sig: signal.signal(sig, self._on_signal) for sig in signals}
-        try:
-            self.model.train()
-            while self.position["epoch"] < self.cfg.epochs:
-                self._epoch(on_step if self.dist.main else None, run_log)
-                run_log.epoch(self.history)
-                if on_epoch and self.dist.main:
-                    on_epoch(self.history[-1])
-            run_log.plot(self.history)
-        finally:
-            run_log.close()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        self.run_log = RunLog(self.out, enabled=self.dist.main, position=self.position)
+        self.on_step, self.on_epoch = (on_step, on_epoch) if self.dist.main else (None, None)
+        self.model.train()
+
+    @property
+    def finished(self) -> bool:
+        return self.position["epoch"] >= self.cfg.epochs
+
+    def epoch_batches(self) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
+        """(step, batch) of the epoch in flight, steps counted from 1. Resuming mid-epoch: the same permutation,
+        minus what was already trained on (not even read)."""
+        self.order.set_state(self.position["order_state"])
+        skip = self.position["batches_done"]
+        batches = self.train_data.batches(self.cfg.data.batch_size, shuffle=True, generator=self.order,
+                                          rank=self.dist.rank, world=self.dist.world, skip=skip)  # fmt: skip
+        return enumerate(batches, start=skip + 1)
+
+    def train_on(self, step: int, batch: dict[str, torch.Tensor], inputs: dict[str, torch.Tensor]) -> int:
+        """One step on a batch and its model inputs (read once for a whole lockstep group); returns the signal
+        asking to stop (0: go on). Every process flushes at the same steps: a signal is seen at the next flush
+        under torchrun (the processes agree there), at once otherwise (no collective needed)."""
+        started = time.perf_counter()
+        self._pending.append((step, self._train_step(batch, inputs), batch["global_size"]))
+        stop = 0
+        if not step % self.cfg.log_every or (self.stop_signal and not self.dist.enabled):
+            self._flush()
+            stop = self.dist.max(self.stop_signal)
+        self._seconds += time.perf_counter() - started
+        return stop
+
+    def stop(self, signum: int) -> Preempted:
+        """Write last.pt where the run stands (after the steps taken) and say so."""
+        self._flush()
+        self._save("last.pt")
+        return Preempted(self.out / "last.pt", signum)
+
+    def end_epoch(self, shared_seconds: float = 0.0) -> None:
+        """Validate, keep the best, write last.pt and the epoch's logs. `shared_seconds`: this run's part of the
+        time a lockstep group spent reading batches (in its epoch_seconds)."""
+        started = time.perf_counter()
+        self._flush()
+        epoch = self.position["epoch"]
+        metrics, val_loss = self._validate(self.val_data)
+        row = {
+            "epoch": epoch + 1,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "train_loss": self.position["loss_sum"] / len(self.train_data),
+            "val_loss": val_loss,
+            **{f"val_{k}": v for k, v in metrics.items()},
+        }
+        selecting = metrics
+        if self.select_data is not self.val_data:  # the holdout chooses; validation is only reported
+            selecting, holdout_loss = self._validate(self.select_data)
+            row.update({"holdout_loss": holdout_loss, **{f"holdout_{k}": v for k, v in selecting.items()}})
+        self.history.append(row)
+        name, value = headline(selecting)
+        # Ties keep the earlier epoch. One decision for every process.
+        if self.dist.from_main(self.best is None or value > self.best["value"]):
+            self.best = {"epoch": epoch + 1, "metric": name, "value": value, "selected_on": self.cfg.data.select_on,
+                         **row}  # fmt: skip
+            self._save("best.pt", {"metrics": metrics})
+        self.position = {"epoch": epoch + 1, "batches_done": 0, "order_state": self.order.get_state(), "loss_sum": 0.0}
+        self.epoch_seconds.append(self._seconds + shared_seconds + time.perf_counter() - started)
+        self._seconds = 0.0
+        self._save("last.pt")
+        self.run_log.epoch(self.history)
+        if self.on_epoch:
+            self.on_epoch(row)
+
+    def end(self) -> dict[str, Any]:
+        """Close the logs; when every epoch is trained, write metrics.json and return the run's summary."""
+        self.run_log.close()
+        if not self.finished:
+            return {}
+        self.run_log.plot(self.history)
         summary = {
             "model": self.model_name,
             "trainable_parameters": self.parameters,
@@ -266,6 +277,47 @@ class Trainer:
         if self.dist.main:
             atomic.write_text(self.out / "metrics.json", strict_json.dumps(summary, indent=2))
         return summary
+
+    def _train_step(self, batch: dict[str, torch.Tensor], inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One optimizer step on this process's part of a global batch; returns the part's weighted loss, a 0-d
+        tensor left on the device: nothing here waits for the device (`_flush` reads losses back in groups)."""
+        targets = {f: batch[f].to(self.device, non_blocking=True) for f in self.train_data.spec.label_fields}
+        inputs, parts = augment(inputs, targets, self.cfg.data)
+        with autocast(self.device, self.precision):
+            outputs = self.forward(inputs)
+            loss = sum(weight * task_loss(outputs, part, self.criterion) for weight, part in parts)
+        share = batch["share"]
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss * share * self.dist.world).backward()
+        if self.cfg.optim.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return loss.detach().float() * share
+
+    def _flush(self) -> None:
+        """Read back the losses of the steps since the last flush, (step, weighted loss, global batch size) each:
+        one transfer (and one collective) for all of them. A NaN/Inf loss stops the run here, before anything is
+        saved: checkpoints are written only after a flush, so best.pt and last.pt keep the last good state."""
+        pending, epoch = self._pending, self.position["epoch"]
+        if not pending:
+            return
+        values = self.dist.sum(torch.stack([loss for _, loss, _ in pending]).double()).tolist()
+        for (step, _, size), value in zip(pending, values):
+            if not math.isfinite(value):
+                raise NonFiniteLoss(
+                    f"{self.out}: the training loss is {value} at epoch {epoch + 1}, step {step}: stopped; best.pt "
+                    "and last.pt keep the last good state. Check the caches (`cli cache verify`), or lower --lr"
+                )
+            self.position["loss_sum"] += value * size
+            self.position["batches_done"] = step
+            self.run_log.step(epoch + 1, step, value)
+        pending.clear()
+        if self.on_step:
+            seen = min(step * self.cfg.data.batch_size, len(self.train_data))
+            self.on_step(epoch, step, self.position["loss_sum"] / seen)
 
     def _optimistic(self) -> dict[str, Any]:
         """Where the holdout chose, the epoch the validation clips would have chosen, when it is another one:
@@ -285,55 +337,6 @@ class Trainer:
         if self.dist.main:
             save_checkpoint(self.out / name, {**self._state(rng), **(extra or {})})
         self.dist.barrier()
-
-    def _epoch(self, on_step: Callable[[int, int, float], None] | None, run_log: RunLog) -> None:
-        epoch, skip = self.position["epoch"], self.position["batches_done"]
-        started = time.perf_counter()
-        self.order.set_state(self.position["order_state"])
-        # Resuming mid-epoch: the same permutation, minus what was already trained on (not even read).
-        batches = self.train_data.batches(
-            self.cfg.data.batch_size,
-            shuffle=True,
-            generator=self.order,
-            rank=self.dist.rank,
-            world=self.dist.world,
-            skip=skip,
-        )
-        pending: list[tuple[int, torch.Tensor, int]] = []
-        for i, batch in enumerate(batches, start=skip):
-            pending.append((i + 1, self._train_step(batch), batch["global_size"]))
-            # Every process flushes at the same steps. A signal is seen at the next flush under torchrun (the
-            # processes agree there), at once otherwise (no collective needed).
-            if (i + 1) % self.cfg.log_every and not (self.stop_signal and not self.dist.enabled):
-                continue
-            self._flush(pending, epoch, run_log, on_step)
-            stop = self.dist.max(self.stop_signal)
-            if stop:
-                self._save("last.pt")
-                raise Preempted(self.out / "last.pt", stop)
-        self._flush(pending, epoch, run_log, on_step)
-        metrics, val_loss = self._validate(self.val_data)
-        row = {
-            "epoch": epoch + 1,
-            "lr": self.optimizer.param_groups[0]["lr"],
-            "train_loss": self.position["loss_sum"] / len(self.train_data),
-            "val_loss": val_loss,
-            **{f"val_{k}": v for k, v in metrics.items()},
-        }
-        selecting = metrics
-        if self.select_data is not self.val_data:  # the holdout chooses; validation is only reported
-            selecting, holdout_loss = self._validate(self.select_data)
-            row.update({"holdout_loss": holdout_loss, **{f"holdout_{k}": v for k, v in selecting.items()}})
-        self.history.append(row)
-        self.epoch_seconds.append(time.perf_counter() - started)
-        name, value = headline(selecting)
-        # Ties keep the earlier epoch. One decision for every process.
-        if self.dist.from_main(self.best is None or value > self.best["value"]):
-            self.best = {"epoch": epoch + 1, "metric": name, "value": value, "selected_on": self.cfg.data.select_on,
-                         **row}  # fmt: skip
-            self._save("best.pt", {"metrics": metrics})
-        self.position = {"epoch": epoch + 1, "batches_done": 0, "order_state": self.order.get_state(), "loss_sum": 0.0}
-        self._save("last.pt")
 
     def _validate(self, data: CacheData) -> tuple[dict[str, float], float]:
         """Metrics and mean loss over `data` (validation or holdout clips); each process predicts its share, all

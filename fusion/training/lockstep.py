@@ -1,0 +1,129 @@
+"""Runs stepped together: each batch is read once and every run of the group takes its step on it.
+
+A sweep's members that read their caches alike (batch size, data mode, selection split, data order) train in
+one group, so a streamed cache is read once per epoch for all of them rather than once per member. Each run
+keeps its own model, optimizer, schedule and random state (dropout and augmentation draw from it alone: the
+global generators are swapped in around each run's work), and ends as the same run folder it would write
+alone. One run alone is a group of one: `fuse-train` takes this path too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from fusion.training.trainer import NonFiniteLoss, Preempted, Trainer
+
+log = logging.getLogger(__name__)
+
+
+def _random_state(device: torch.device) -> dict[str, Any]:
+    return {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+
+
+@contextlib.contextmanager
+def _own_random_state(trainer: Trainer) -> Iterator[None]:
+    """Run `trainer`'s work on its own global random state, kept in trainer.rng between its turns when it
+    shares the process with other runs (`keep_random_state`); a run alone just uses the global state."""
+    if trainer.rng is None:
+        yield
+        return
+    torch.set_rng_state(trainer.rng["torch"])
+    if trainer.rng["cuda"] is not None:
+        torch.cuda.set_rng_state(trainer.rng["cuda"], trainer.device)
+    try:
+        yield
+    finally:
+        trainer.rng = _random_state(trainer.device)
+
+
+def keep_random_state(trainer: Trainer) -> None:
+    """Take the global random state as `trainer`'s own: call right after building (and resuming) it, before the
+    next run sharing the process is built."""
+    trainer.rng = _random_state(trainer.device)
+
+
+def read_alike(trainers: list[Trainer]) -> list[list[Trainer]]:
+    """Split runs into groups that can step together: the same training data object and device, batch size,
+    data order seed and position in it (a group's runs all stand at the same step)."""
+    groups: dict[tuple[Any, ...], list[Trainer]] = {}
+    for t in trainers:
+        key = (id(t.train_data), str(t.device), t.dist.world, t.cfg.data.batch_size, t.cfg.epochs,
+               t.position["epoch"], t.position["batches_done"], bytes(t.position["order_state"].numpy()))  # fmt: skip
+        groups.setdefault(key, []).append(t)
+    return list(groups.values())
+
+
+@contextlib.contextmanager
+def _signals(trainers: list[Trainer]) -> Iterator[None]:
+    """SIGTERM or SIGINT asks every run of the group to checkpoint at the next step and stop; a second Ctrl-C
+    interrupts at once."""
+
+    def handler(signum: int, frame: Any) -> None:
+        for t in trainers:
+            t.stop_signal = signum
+        if signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = {sig: signal.signal(sig, handler) for sig in ((signal.SIGTERM, signal.SIGINT) if main_thread else ())}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def train_together(trainers: list[Trainer], isolate: bool = False) -> list[dict[str, Any] | NonFiniteLoss]:
+    """Train every run (begun: `Trainer.begin`) to its epochs, stepping all on each batch; returns each run's
+    summary, or (`isolate`) the NonFiniteLoss that stopped it alone while the others went on; without
+    `isolate` it is raised. Raises Preempted, every run's last.pt written, when a signal asks to stop."""
+    outcome: dict[int, dict[str, Any] | NonFiniteLoss] = {}
+    alive = list(trainers)
+    for t in trainers[1:]:
+        t.order = trainers[0].order  # one data order, drawn once; every run records its state
+
+    def each(method: str, *args: Any) -> list[Any]:
+        """Call a Trainer method on every run still training, each on its own random state."""
+        results = []
+        for t in list(alive):
+            try:
+                with _own_random_state(t):
+                    results.append(getattr(t, method)(*args))
+            except NonFiniteLoss as exc:
+                if not isolate:
+                    raise
+                log.error("%s", exc)
+                outcome[id(t)] = exc
+                alive.remove(t)
+        return results
+
+    try:
+        with _signals(trainers):
+            while alive and not alive[0].finished:
+                reading = 0.0
+                read_started = time.perf_counter()
+                for step, batch in alive[0].epoch_batches():
+                    inputs = alive[0].train_data.model_inputs(batch, alive[0].device)
+                    reading += time.perf_counter() - read_started
+                    stop = max(each("train_on", step, batch, inputs), default=0)
+                    if stop:
+                        preempted = each("stop", stop)  # every run's last.pt, with its own random state
+                        raise preempted[0] if len(preempted) == 1 else Preempted(trainers[0].out.parent, stop)
+                    read_started = time.perf_counter()
+                    if not alive:
+                        break
+                each("end_epoch", reading / max(1, len(alive)))
+    finally:
+        for t in trainers:
+            summary = t.end()
+            if id(t) not in outcome and summary:
+                outcome[id(t)] = summary
+    return [outcome[id(t)] for t in trainers if id(t) in outcome]
