@@ -46,3 +46,14 @@ def test_shipped_configs_load():
     assert configs, "configs/ should ship extraction presets"
     for path in configs:
         extraction_config(path, {})
+
+
+def test_a_stored_config_takes_the_defaults_of_settings_added_since():
+    from pipeline.core.config_loading import with_defaults
+
+    defaults = {"lr": 0.1, "data": {"batch": 8, "order": None}}
+    assert with_defaults({"lr": 0.3, "data": {"batch": 4}}, defaults) == {
+        "lr": 0.3,
+        "data": {"batch": 4, "order": None},
+    }
+    assert with_defaults({"lr": 0.3, "data": 5}, defaults) == {"lr": 0.3, "data": 5}  # stored values are kept

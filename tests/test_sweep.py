@@ -273,4 +273,3 @@ def test_compare_two_hand_made_runs_and_a_local_executor_sweep(caches, tmp_path)
     local = run(*sweep_args(caches, spec, tmp_path / "L", "--executor", "local"))
     assert local.exit_code == 0, local.output
     assert (tmp_path / "L" / "runs" / "motion_only-seed0" / "best.pt").is_file()
-

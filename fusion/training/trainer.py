@@ -22,12 +22,13 @@ from fusion.evaluation.evaluate import outputs_over
 from fusion.evaluation.metrics import headline, metrics_for
 from fusion.models.checkpoint import load_checkpoint, save_checkpoint
 from fusion.models.registry import build_model, count_trainable
+from fusion.training.config import TrainConfig
 from fusion.training.distributed import Distributed
 from fusion.training.objective import augment, check_same_task, make_scheduler, task_loss
 from fusion.training.request import TrainingRequest
 from fusion.training.run_log import RunLog
 from pipeline.core import atomic, strict_json
-from pipeline.core.config_loading import leaf_differences
+from pipeline.core.config_loading import leaf_differences, with_defaults
 from pipeline.core.devices import autocast, resolve_device, resolve_precision
 from pipeline.core.errors import Interrupted, UserError
 from pipeline.core.provenance import created_with
@@ -148,10 +149,13 @@ class Trainer:
             "cache": self.train_data.spec.provenance,
             "val_cache": self.val_data.spec.provenance,
         }
+        # settings added since the checkpoint was written default to what the code did before them
+        then = {
+            **{key: state[key] for key in now},
+            "config": with_defaults(state["config"], dataclasses.asdict(TrainConfig())),
+        }
         differences = [
-            d
-            for d in leaf_differences({key: state[key] for key in now}, now)
-            if not d.startswith(("config.epochs:", "config.log_every:"))
+            d for d in leaf_differences(then, now) if not d.startswith(("config.epochs:", "config.log_every:"))
         ]
         if differences:
             raise UserError(

@@ -174,6 +174,14 @@ def to_dict(obj: Any) -> dict[str, Any]:
     return dataclasses.asdict(obj)
 
 
+def with_defaults(stored: Any, defaults: Any) -> Any:
+    """A config as it was written (nested dicts) with every key it lacks taken from `defaults`: a setting added
+    since then defaults to what the code did before it existed."""
+    if not (isinstance(stored, dict) and isinstance(defaults, dict)):
+        return stored
+    return {**defaults, **{key: with_defaults(value, defaults.get(key)) for key, value in stored.items()}}
+
+
 def leaf_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
     """Every leaf where two nested containers differ, as 'a.b.c: old -> new', values in full."""
     if isinstance(old, dict) and isinstance(new, dict):
