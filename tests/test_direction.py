@@ -30,7 +30,7 @@ def _tokens(clips: int, seed: int, reduce: str) -> tuple[torch.Tensor, torch.Ten
         return backbone.features(x, clips), torch.from_numpy(labels)
 
 
-def _validation_top1(reduce: str, steps: int = 250) -> float:
+def _validation_top1(reduce: str, steps: int = 300) -> float:
     train, labels = _tokens(256, 0, reduce)
     val, val_labels = _tokens(64, 1, reduce)
     mean, std = train.mean((0, 1)), train.std((0, 1)).clamp_min(1e-6)  # standardised as training does
