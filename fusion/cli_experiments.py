@@ -70,7 +70,7 @@ def phase_lines(stage1: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]
     "--lockstep/--one-at-a-time",
     default=True,
     help="Inline: members that read the caches alike (batch size, data order) step together on each batch read, "
-    "or train one after another.  [default: lockstep]",
+    "or train one after another.",
 )
 @click.option("--baseline", help="Configuration (or model) the report's differences are taken to.")
 @click.option("--allow-partial", is_flag=True, help="Use caches with clips not extracted yet (counted in metrics).")

@@ -12,7 +12,7 @@ import torch
 
 import pipeline.backbones.patch_pixels  # noqa: F401 - registers the backbone
 from fusion.models.registry import build_model
-from pipeline.backbones.base import IMAGENET_MEAN, IMAGENET_STD, build_backbone, get_spec
+from pipeline.backbones.base import build_backbone, get_spec
 from pipeline.synth.render import MOTIONS, render_clip
 
 FRAMES, POOL, SIZE = 4, 7, 224  # 14 x 14 patches pooled 7 x 7: a 2 x 2 grid a frame
@@ -23,11 +23,9 @@ def _tokens(clips: int, seed: int, reduce: str) -> tuple[torch.Tensor, torch.Ten
     rng = np.random.default_rng(seed)
     labels = np.arange(clips) % len(MOTIONS)
     video = np.stack([render_clip(rng, "square", list(MOTIONS)[y], FRAMES, SIZE, SIZE) for y in labels])
-    x = torch.from_numpy(video).float().div(255).permute(0, 1, 4, 2, 3).flatten(0, 1)
-    x = (x - torch.tensor(IMAGENET_MEAN)[:, None, None]) / torch.tensor(IMAGENET_STD)[:, None, None]
     backbone = build_backbone(get_spec("patch_pixels", "semantic"), None, True, 0, reduce, POOL)
-    with torch.no_grad():
-        return backbone.features(x, clips), torch.from_numpy(labels)
+    # the backbone normalises uint8 frames as extraction gives them; its inference-mode output is cloned to train on
+    return backbone(torch.from_numpy(video)).clone(), torch.from_numpy(labels)
 
 
 def _validation_top1(reduce: str, steps: int = 300) -> float:

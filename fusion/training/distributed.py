@@ -15,6 +15,17 @@ import torch
 import torch.distributed as dist
 
 
+def local_rng_state(device: torch.device) -> dict[str, Any]:
+    """This process's CPU RNG state and that of its own GPU (the global generators dropout and mixup draw from)."""
+    return {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+
+
+def set_local_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
 def backend_for(device: torch.device) -> str:
     return "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo"
 
@@ -85,11 +96,7 @@ class Distributed:
 
     def rng_states(self, device: torch.device) -> list[dict[str, Any]]:
         """Every process's CPU RNG state and that of its own GPU (not every visible one), in rank order."""
-        mine = {
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-        }
-        return self.gather(mine)
+        return self.gather(local_rng_state(device))
 
     def restore_rng(self, saved: dict[str, Any], device: torch.device) -> bool:
         """Restore this process's RNG states from a checkpoint's; False when the run had another process count
@@ -97,10 +104,7 @@ class Distributed:
         ranks = saved.get("ranks") or [{"torch": saved["torch"], "cuda": None}]  # checkpoints of one process
         if len(ranks) != self.world:
             return False
-        state = ranks[self.rank]
-        torch.set_rng_state(state["torch"])
-        if state["cuda"] is not None and device.type == "cuda":
-            torch.cuda.set_rng_state(state["cuda"], device)
+        set_local_rng_state(ranks[self.rank], device)
         return True
 
     def barrier(self) -> None:

@@ -17,15 +17,10 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import torch
-
+from fusion.training.distributed import local_rng_state, set_local_rng_state
 from fusion.training.trainer import NonFiniteLoss, Preempted, Trainer
 
 log = logging.getLogger(__name__)
-
-
-def _random_state(device: torch.device) -> dict[str, Any]:
-    return {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
 
 
 @contextlib.contextmanager
@@ -35,19 +30,17 @@ def _own_random_state(trainer: Trainer) -> Iterator[None]:
     if trainer.rng is None:
         yield
         return
-    torch.set_rng_state(trainer.rng["torch"])
-    if trainer.rng["cuda"] is not None:
-        torch.cuda.set_rng_state(trainer.rng["cuda"], trainer.device)
+    set_local_rng_state(trainer.rng, trainer.device)
     try:
         yield
     finally:
-        trainer.rng = _random_state(trainer.device)
+        trainer.rng = local_rng_state(trainer.device)
 
 
 def keep_random_state(trainer: Trainer) -> None:
     """Take the global random state as `trainer`'s own: call right after building (and resuming) it, before the
     next run sharing the process is built."""
-    trainer.rng = _random_state(trainer.device)
+    trainer.rng = local_rng_state(trainer.device)
 
 
 def read_alike(trainers: list[Trainer]) -> list[list[Trainer]]:
