@@ -76,6 +76,7 @@ TRAIN_OPTIONS = ConfigOptions(
         "--precision": "precision",
         "--data-mode": "data.mode",
         "--select-on": "data.select_on",
+        "--views": "data.views",
         "--log-every": "log_every",
     },
 )

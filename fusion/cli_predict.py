@@ -99,7 +99,7 @@ def _draw(folder: Path, clips: Any, batch: dict[str, Any], outputs: dict[str, An
     from fusion.prediction.predictor import clip_record
 
     names = package["spec"]["label_names"]
-    middle = batch["semantic"].shape[1] // 2
+    middle = batch["semantic"].shape[2] // 2  # [B, V, F, S, S, 3]: the first view's middle frame
     for i, row in enumerate(batch["rows"]):
         clip = clips.clips[row]
         record = clip_record(clip, outputs, i, names)
@@ -108,7 +108,7 @@ def _draw(folder: Path, clips: Any, batch: dict[str, Any], outputs: dict[str, An
         title = f"{Path(clip.clip_id).name}: predicted {best}" + (f" (true: {known})" if known else "")
         single = {key: _slice(value, i) for key, value in outputs["attention"].items()}
         frames = package["spec"].get("semantic_frames", 1)
-        draw_attention(single, batch["semantic"][i, middle].numpy(), title, folder / safe_name(clip.clip_id), frames)
+        draw_attention(single, batch["semantic"][i, 0, middle].numpy(), title, folder / safe_name(clip.clip_id), frames)
 
 
 def _slice(value: Any, i: int) -> Any:

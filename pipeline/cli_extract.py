@@ -194,6 +194,12 @@ def _synth_codes() -> tuple[str, ...]:
 )
 @shape_options(before="--features: ")
 @click.option(
+    "--views",
+    type=click.IntRange(min=1),
+    default=1,
+    help="--features: views a clip (each its signal plus its own noise), as a multi-view cache holds them.",
+)
+@click.option(
     "--direction-only",
     is_flag=True,
     help="ssv2 videos: one kind of object in 4 directions, so only how it moves tells the classes apart.",
@@ -209,10 +215,14 @@ def synth(
     code: str,
     semantic_shape: str,
     motion_shape: str,
+    views: int,
     direction_only: bool,
 ) -> None:
     """Write a small synthetic dataset whose labels need both appearance and motion: videos in the dataset's
     real on-disk layout, or (--features) ready feature caches."""
+    if views > 1 and not features:
+        raise click.BadParameter("is for --features caches (videos: sampling.spatial_views, temporal_views)",
+                                 param_hint="--views")  # fmt: skip
     if direction_only and (features or dataset != "ssv2"):
         raise click.BadParameter("is for --dataset ssv2 videos (not --features)", param_hint="--direction-only")
     if features:
@@ -220,7 +230,7 @@ def synth(
 
         shapes = {"semantic": parse_shape(semantic_shape), "motion": parse_shape(motion_shape)}
         for split, clips in (("train", train), ("validation", validation)):
-            make_feature_cache(out / split, clips, dataset, **shapes, seed=seed, split=split, code=code)
+            make_feature_cache(out / split, clips, dataset, **shapes, seed=seed, split=split, code=code, views=views)
         click.echo(f"wrote synthetic {dataset} feature caches ({code}-coded motion) to {out}/train, {out}/validation")
         return
     if dataset == "ssv2":

@@ -72,6 +72,12 @@ def semantic_layout(cfg: ExtractConfig, semantic: BackboneSpec) -> dict[str, int
     return {"pool": s.semantic_pool, "grid": math.isqrt(semantic.tokens // frames)}
 
 
+def views_layout(cfg: ExtractConfig) -> dict[str, Any]:
+    """A multi-view cache's views, in both backbones' attributes (a one-view cache records none, as before views)."""
+    s = cfg.sampling
+    return {"views": {"spatial": s.spatial_views, "temporal": s.temporal_views}} if s.views > 1 else {}
+
+
 def build_backbones(cfg: ExtractConfig, specs: tuple[BackboneSpec, ...], weights: dict[str, str | None]) -> dict:
     """{kind: frozen backbone} for `specs`, the image backbone keeping its frames as the sampling config says."""
     b, s = cfg.backbones, cfg.sampling
@@ -95,6 +101,7 @@ def cache_attrs(
             "frames": cfg.sampling.semantic_frames if cfg.sampling.semantic_reduce != "center" else 1,
             "reduce": cfg.sampling.semantic_reduce,
             **semantic_layout(cfg, semantic),
+            **views_layout(cfg),
             "precision": precision,
             "frame_resize": FRAME_RESIZE,
         },
@@ -103,6 +110,7 @@ def cache_attrs(
             **weights_identity(b.motion_weights, motion.model, b.random_init, b.seed),
             "frames": cfg.sampling.motion_frames,
             "reduce": "spatial mean per segment",
+            **views_layout(cfg),
             "precision": precision,
             "frame_resize": FRAME_RESIZE,
         },
@@ -164,7 +172,8 @@ class CacheTarget:
         self.clips = source.read()
         self.specs = backbone_specs(cfg)
         self.attrs = cache_attrs(self.clips, cfg, self.specs, precision, source.record())
-        self.shapes = {spec.kind: (spec.tokens, spec.dim) for spec in self.specs}
+        # every view's tokens one after another along the token axis (view-major)
+        self.shapes = {spec.kind: (spec.tokens * cfg.sampling.views, spec.dim) for spec in self.specs}
 
     def open(self, create: bool) -> ShardWriter | None:
         """The cache's writer, after checking it was made by this run; None when absent and not `create`."""
@@ -216,7 +225,9 @@ def run_extraction(
         models = {kind: model.to(device) for kind, model in build_backbones(cfg, target.specs, weights).items()}
         # Once the backbones loaded (bad weights stay one line), before anything is written.
         per_clip = sum(tokens * dim * 2 for tokens, dim in target.shapes.values())  # float16
-        shapes = ", ".join(f"{kind} {tokens}x{dim}" for kind, (tokens, dim) in target.shapes.items())
+        views = cfg.sampling.views
+        shapes = ", ".join(f"{kind} {tokens // views}x{dim}" for kind, (tokens, dim) in target.shapes.items())
+        shapes += f", x {views} views: {views}x the size and backbone time of one" if views > 1 else ""
         progress.info("cache size: %d clips x %s (%s, float16) = %s", len(clips), size_text(per_clip), shapes,
                       size_text(per_clip * len(clips)))  # fmt: skip
         writer = writer or target.open(create=True)
@@ -272,7 +283,7 @@ def _extract_shards(
         if batch["rows"]:
             with autocast(device, precision):
                 for kind, model in models.items():
-                    out = model(batch[kind].to(device, non_blocking=True))
+                    out = model.views(batch[kind].to(device, non_blocking=True))
                     buffer[kind][np.asarray(batch["rows"]) - lo] = out.to(torch.float16).cpu().numpy()
         for failure in batch["failures"]:
             clip = clips.clips[failure["row"]]
@@ -300,7 +311,7 @@ def _extract_shards(
 def _new_buffer(writer: ShardWriter, shard: int, specs: tuple[BackboneSpec, BackboneSpec]) -> dict[str, Any]:
     lo, hi = writer.rows(shard)
     buffer: dict[str, Any] = {
-        spec.kind: np.full((hi - lo, spec.tokens, spec.dim), np.nan, dtype=np.float16) for spec in specs
+        spec.kind: np.full((hi - lo, *writer.group[spec.kind].shape[1:]), np.nan, dtype=np.float16) for spec in specs
     }
     buffer.update(failures=[], pending=hi - lo)
     return buffer

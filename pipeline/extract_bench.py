@@ -47,7 +47,7 @@ def _timed_batches(cfg: ExtractConfig, clips: list[Clip], size: int, models: dic
         if models and batch["rows"]:
             with autocast(device, precision):
                 for kind, model in models.items():
-                    model(batch[kind].to(device, non_blocking=True)).float().cpu()
+                    model.views(batch[kind].to(device, non_blocking=True)).float().cpu()
         done += len(batch["rows"]) + len(batch["failures"])
         marks.append((time.perf_counter(), done, _rss_mb()))
     return _rate(marks), marks

@@ -9,6 +9,7 @@ from pipeline.core.config_loading import setting
 from pipeline.core.defaults import device_setting, precision_setting
 
 REDUCES = ("mean", "center", "frames")
+SPATIAL_VIEWS = (1, 3)
 
 
 def _backbones(kind: str):
@@ -40,6 +41,20 @@ class SamplingConfig:
     semantic_pool: int = setting(
         1, "Average k x k blocks of each frame's patch grid (2: 14x14 -> 7x7 = 49 tokens a frame).", low=1
     )
+    spatial_views: int = setting(
+        1,
+        "Squares cut from each frame: 1, the centre one; 3, also the two ends of the long side (left and right, "
+        "or top and bottom for portrait video), as the 3-crop test. Both streams see every view.",
+        check=lambda v: None if v in SPATIAL_VIEWS else "1 or 3",
+    )
+    temporal_views: int = setting(
+        1, "Sampling grids per clip, offset evenly within each segment (the first at the segment centres).", low=1
+    )
+
+    @property
+    def views(self) -> int:
+        """Views a clip has in the cache: spatial-major, the first the centre square on the centred grid."""
+        return self.spatial_views * self.temporal_views
 
 
 @dataclass

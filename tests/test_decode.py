@@ -12,6 +12,13 @@ from pipeline.video.clip_dataset import ClipFrames, read_clip
 from pipeline.video.decode import ClipDecodeError, count_frames
 
 
+def one_view(*args):
+    """read_clip of a one-view sampling: its view axis, then that view's frames."""
+    out = read_clip(*args)
+    assert all(frames.shape[0] == 1 for frames in out.values())
+    return {kind: frames[0] for kind, frames in out.items()}
+
+
 def numbered_frames(count: int, height: int, width: int) -> np.ndarray:
     """Frame t is a flat grey of brightness 6*t, so a decoded frame tells which one it was."""
     return np.stack([np.full((height, width, 3), 6 * t, dtype=np.uint8) for t in range(count)])
@@ -30,7 +37,7 @@ def write_mp4(path, frames, fps):
 def test_read_clip_shapes_and_frame_choice(tmp_path, height, width):
     path = tmp_path / "v.webm"
     write_webm(path, numbered_frames(30, height, width))
-    out = read_clip(Clip("v", str(path)), SamplingConfig(motion_frames=16, semantic_frames=8), 64)
+    out = one_view(Clip("v", str(path)), SamplingConfig(motion_frames=16, semantic_frames=8), 64)
     assert out["motion"].shape == (16, 64, 64, 3) and out["semantic"].shape == (8, 64, 64, 3)
     brightness = out["motion"].reshape(16, -1).mean(axis=1) / 6
     expected = np.floor((np.arange(16) + 0.5) * 30 / 16)
@@ -40,7 +47,7 @@ def test_read_clip_shapes_and_frame_choice(tmp_path, height, width):
 def test_short_clip_repeats_frames(tmp_path):
     path = tmp_path / "short.webm"
     write_webm(path, numbered_frames(5, 64, 64))
-    out = read_clip(Clip("s", str(path)), SamplingConfig(), 32)
+    out = one_view(Clip("s", str(path)), SamplingConfig(), 32)
     levels = np.round(out["motion"].reshape(16, -1).mean(axis=1) / 6).astype(int)
     assert levels.tolist() == sorted(levels.tolist()) and set(levels.tolist()) == {0, 1, 2, 3, 4}
 
@@ -52,8 +59,7 @@ def test_odd_frame_rate_and_segment_by_seconds(tmp_path):
     clip = Clip("seg", str(path), start=0.5, stop=0.9)
     assert count_frames(clip) == 12  # frames 15..26 have times in [0.5, 0.9)
     levels = np.round(
-        read_clip(clip, SamplingConfig(motion_frames=4, semantic_frames=2), 32)["motion"].reshape(4, -1).mean(axis=1)
-        / 6
+        one_view(clip, SamplingConfig(motion_frames=4, semantic_frames=2), 32)["motion"].reshape(4, -1).mean(axis=1) / 6
     )
     assert levels.min() >= 15 and levels.max() <= 26
 
@@ -75,7 +81,7 @@ def test_bad_files_raise_clear_errors(tmp_path):
     }
     for path, words in cases.items():
         with pytest.raises(ClipDecodeError, match=words) as info:
-            read_clip(Clip(path.stem, str(path)), SamplingConfig(), 32)
+            one_view(Clip(path.stem, str(path)), SamplingConfig(), 32)
         assert info.value.stage in ("open", "decode")
 
 
@@ -90,7 +96,7 @@ def test_real_fixture_videos_decode(real_fixtures):
     videos = [v for v in videos if v.suffix in {".mp4", ".avi", ".webm"}]
     assert len(videos) >= 8
     for video in videos:
-        out = read_clip(Clip(video.stem, str(video)), SamplingConfig(), 64)
+        out = one_view(Clip(video.stem, str(video)), SamplingConfig(), 64)
         assert out["motion"].shape == (16, 64, 64, 3), video
         assert out["motion"].std() > 0, f"{video} decoded to flat frames"
 
@@ -106,7 +112,7 @@ def test_real_ssv2_mini_and_epic_frames(real_fixtures, tmp_path):
     for clip in read_dataset("ssv2", real_fixtures / "ssv2-mini", "train").clips:
         assert 47 <= count_frames(clip) <= 58
     epic = read_dataset("epic100", real_epic_frames_root(real_fixtures, tmp_path), "validation")
-    out = read_clip(epic.clips[0], SamplingConfig(), 224)
+    out = one_view(epic.clips[0], SamplingConfig(), 224)
     assert out["motion"].shape == (16, 224, 224, 3) and np.array_equal(out["motion"][0], out["motion"][-1])
 
 
@@ -123,7 +129,7 @@ def test_truncated_mp4_with_header_first_is_a_failure(tmp_path):
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(ClipDecodeError, match="truncated|Invalid|error"):
-        read_clip(Clip("cut", str(cut)), SamplingConfig(), 32)
+        one_view(Clip("cut", str(cut)), SamplingConfig(), 32)
 
 
 def reference_square(rgb: np.ndarray, size: int) -> np.ndarray:
@@ -152,7 +158,7 @@ def test_video_frames_match_the_reference_preprocessing(tmp_path, height, width)
 
     path = tmp_path / "t.webm"
     write_webm(path, textured_frames(20, height, width))
-    out = read_clip(Clip("t", str(path)), SamplingConfig(motion_frames=4, semantic_frames=2), 64)
+    out = one_view(Clip("t", str(path)), SamplingConfig(motion_frames=4, semantic_frames=2), 64)
     with av.open(str(path)) as container:
         decoded = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
     for k, position in enumerate(uniform_indices(len(decoded), 4)):
@@ -165,7 +171,7 @@ def test_real_clips_match_the_reference_preprocessing(real_fixtures):
     from pipeline.video.sampling import uniform_indices
 
     for clip in read_dataset("ssv2", real_fixtures / "ssv2-mini", "train").clips:
-        out = read_clip(clip, SamplingConfig(), 224)
+        out = one_view(clip, SamplingConfig(), 224)
         with av.open(clip.source) as container:
             decoded = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
         for k, position in enumerate(uniform_indices(len(decoded), 16)):

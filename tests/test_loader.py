@@ -41,7 +41,7 @@ def test_crash_and_hard_hang_become_failures(ssv2_root):
     failures = {f["row"]: f for b in out for f in b["failures"]}
     assert set(failures) == {3, 6} and all(f["stage"] == "crash" for f in failures.values())
     assert sorted(r for b in out for r in b["rows"]) == [0, 1, 2, 4, 5, 7]
-    assert all(b["motion"].shape[1:] == (16, 32, 32, 3) for b in out if b["rows"])
+    assert all(b["motion"].shape[1:] == (1, 16, 32, 32, 3) for b in out if b["rows"])  # one view
 
 
 def test_slow_decode_times_out_softly(ssv2_root, monkeypatch):

@@ -28,12 +28,17 @@ def records(path: Path) -> dict[str, dict]:
     return {r["clip_id"]: r for r in map(json.loads, path.read_text().splitlines())}
 
 
-def extracted_run(dataset: str, root: Path, tmp: Path, model: str = "gasm_cast", frames: bool = False) -> Path:
+def extracted_run(
+    dataset: str, root: Path, tmp: Path, model: str = "gasm_cast", frames: bool = False, views: bool = False
+) -> Path:
     """Caches of the train and validation splits (tiny random-init backbones, normalisation statistics on the
-    training cache; `frames`: 4 frames' patch maps kept, pooled 2x2) and a run trained on them."""
+    training cache; `frames`: 4 frames' patch maps kept, pooled 2x2; `views`: 3 crops x 2 grids a clip) and a
+    run trained on them."""
     cfg = tiny_config()
     if frames:
         cfg.sampling.semantic_reduce, cfg.sampling.semantic_frames, cfg.sampling.semantic_pool = "frames", 4, 2
+    if views:
+        cfg.sampling.spatial_views, cfg.sampling.temporal_views = 3, 2
     for split in ("train", "validation"):
         run_extraction(DataSource(dataset, root, split), tmp / split, cfg)
     compute_stats(tmp / "train")
@@ -52,11 +57,18 @@ def ssv2_frames_run(ssv2_root, tmp_path_factory):
     return extracted_run("ssv2", ssv2_root, tmp_path_factory.mktemp("ssv2-frames-run"), frames=True)
 
 
-@pytest.mark.parametrize("layout", ["ssv2_run", "ssv2_frames_run"])
+@pytest.fixture(scope="module")
+def ssv2_views_run(ssv2_root, tmp_path_factory):
+    return extracted_run("ssv2", ssv2_root, tmp_path_factory.mktemp("ssv2-views-run"), views=True)
+
+
+@pytest.mark.parametrize("layout", ["ssv2_run", "ssv2_frames_run", "ssv2_views_run"])
 def test_predict_on_videos_equals_fuse_eval_on_their_cached_features(ssv2_root, layout, tmp_path, request):
     ssv2_run = request.getfixturevalue(layout)
     if layout == "ssv2_frames_run":  # the cache kept time: 4 frames of 7x7 pooled patches
         assert zarr.open_group(str(ssv2_run.parents[1] / "validation"), mode="r")["semantic"].shape[1] == 4 * 49
+    if layout == "ssv2_views_run":  # 6 views a clip: fuse-eval and predict average their softmax
+        assert zarr.open_group(str(ssv2_run.parents[1] / "validation"), mode="r")["semantic"].shape[1] == 6 * 196
     cached = tmp_path / "cached.jsonl"
     assert run("fuse-eval", "--checkpoint", ssv2_run, "--cache", ssv2_run.parents[1] / "validation",
                "--predictions", cached).exit_code == 0  # fmt: skip

@@ -40,7 +40,9 @@ def bench_loader(cache: Path, model: str, batch_size: int, steps: int, device: s
         def take(count: int, keep: bool) -> list:
             batches, seen = [], 0
             while seen < count:
-                for batch in data.batches(batch_size, shuffle=True, generator=trainer.order):
+                for batch in data.batches(
+                    batch_size, shuffle=True, generator=trainer.order, views=trainer.cfg.data.views
+                ):
                     seen += 1
                     batches += [batch] if keep else []
                     if seen == count:

@@ -16,7 +16,8 @@ import torch
 from fusion.data.holdout import HoldoutPart, stratified_holdout
 from fusion.data.placement import MODE_TEXT, choose_mode
 from fusion.data.read_ahead import read_ahead
-from pipeline.cache.layout import FEATURES, open_cache, semantic_frames
+from fusion.data.views import draw_views, fold_views, gather_rows
+from pipeline.cache.layout import FEATURES, cache_views, open_cache, semantic_frames
 from pipeline.cache.reader import check_finite, usable_rows
 from pipeline.cache.shards import CacheShards
 from pipeline.cache.stats import stats_problem
@@ -33,17 +34,19 @@ class CacheSpec:
     """What a model needs to know about a cache, read from its arrays and attrs."""
 
     path: str
-    shapes: dict[str, tuple[int, int]]  # "semantic" / "motion" -> (tokens, dim)
+    shapes: dict[str, tuple[int, int]]  # "semantic" / "motion" -> (tokens, dim) of one view
     label_fields: tuple[str, ...]
     label_sizes: dict[str, int]
     label_names: dict[str, list[str]]
     provenance: dict[str, Any] = field(default_factory=dict)
     semantic_frames: int = 1  # > 1: the semantic tokens are that many frames' grids (a `frames` cache)
+    views: int = 1  # > 1: every clip's features are that many views, one after another along the token axis
 
     def summary(self) -> dict[str, Any]:
         """What a model trained on this cache depends on, in plain containers (stored in checkpoints); the frames
         only where time is kept, so frame-averaged checkpoints read as they always did."""
         frames = {"semantic_frames": self.semantic_frames} if self.semantic_frames > 1 else {}
+        # a model reads one view at a time: it fits caches of any view count, so views are not recorded here
         return {
             "shapes": {k: list(v) for k, v in self.shapes.items()},
             "label_fields": list(self.label_fields),
@@ -89,7 +92,9 @@ class CacheData:
         self.meta = {f: self.group[f][:] for f in attrs.get("meta_fields") or [] if f in self.group}
         self.official_lists = attrs.get("official_lists") or {}
         names = attrs.get("label_names") or {}
-        shapes = {name: tuple(self.group[name].shape[1:]) for name in FEATURES}
+        views = cache_views(attrs)
+        self.stored = {name: tuple(self.group[name].shape[1:]) for name in FEATURES}  # every view of a clip
+        shapes = {name: (tokens // views, dim) for name, (tokens, dim) in self.stored.items()}
         self.spec = CacheSpec(
             str(self.path),
             shapes,
@@ -101,6 +106,7 @@ class CacheData:
                 for key in ("dataset", "split", "num_clips", "manifest_sha256", "created_with", "backbones")
             },
             semantic_frames(attrs),
+            views,
         )
         self.rows, self.counts = usable_rows(self.path, self.group, self.labels, require_labels, allow_partial)
         self.held_out = 0  # clips of this cache's holdout (select_on holdout)
@@ -125,7 +131,8 @@ class CacheData:
         }
         self._norm_on: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
         device = device or torch.device("cpu")
-        self.mode = choose_mode(mode, len(self.rows) * sum(t * d * 2 for t, d in shapes.values()), ram_limit_gb, device)
+        size = len(self.rows) * sum(t * d * 2 for t, d in self.stored.values())
+        self.mode = choose_mode(mode, size, ram_limit_gb, device)
         self.in_ram = self.mode != "streamed"
         self.features: dict[str, Any] | None = self._load() if self.in_ram else None
         if self.mode == "device":  # float16 as stored; batches are gathered and converted on the device
@@ -159,7 +166,7 @@ class CacheData:
         if keep is None:
             keep = self.rows[np.searchsorted(self.rows, lo) : np.searchsorted(self.rows, hi)]
         if len(keep) == 0:
-            return keep, {name: np.empty((0, *shape), np.float16) for name, shape in self.spec.shapes.items()}
+            return keep, {name: np.empty((0, *shape), np.float16) for name, shape in self.stored.items()}
         features = self.shards.read_shard(shard, None if len(keep) == hi - lo else keep - lo)
         check_finite(self.path, self.clip_ids, keep, features)
         return keep, features
@@ -173,7 +180,7 @@ class CacheData:
         """Features of `rows` (usable rows of `shards`, grouped shard by shard in the order given, ascending in
         each), filled in place (the window is never twice in memory)."""
         sizes = np.bincount(rows // self.shard_size, minlength=len(self.shards))[shards].tolist()
-        features = {name: np.empty((len(rows), *shape), np.float16) for name, shape in self.spec.shapes.items()}
+        features = {name: np.empty((len(rows), *shape), np.float16) for name, shape in self.stored.items()}
         start = 0
         for shard, size in zip(shards, sizes):
             if size:
@@ -186,7 +193,8 @@ class CacheData:
     def _load(self) -> dict[str, np.ndarray]:
         return self._window(list(range(len(self.shards))), self.rows)
 
-    def _batch(self, rows: np.ndarray, features: dict[str, Any]) -> dict[str, torch.Tensor]:
+    def _batch(self, rows: np.ndarray, features: dict[str, Any], views: int) -> dict[str, Any]:
+        """`views`: how many of each clip's views `features` hold (1 or all of them)."""
         # device mode gathers tensors on the device; the other modes gather numpy rows on the host
         batch = {
             name: features[name]
@@ -196,6 +204,7 @@ class CacheData:
         }
         batch.update({f: torch.from_numpy(values[rows]) for f, values in self.labels.items()})
         batch["row"] = torch.from_numpy(rows)
+        batch["views"] = views
         return batch
 
     @functools.cached_property
@@ -230,15 +239,17 @@ class CacheData:
         scale, shift = self._norm_on[key]
         return torch.addcmul(shift, x, scale)
 
-    def model_inputs(self, batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    def model_inputs(self, batch: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
         """float16 features of a batch -> normalised float32 on `device` (pinned, non-blocking copies to a GPU):
-        semantic [B, Ns, Ds] (a `frames` cache: [B, F, Ns / F, Ds]), motion [B, Nm, Dm]."""
+        semantic [B', Ns, Ds] (a `frames` cache: [B', F, Ns / F, Ds]), motion [B', Nm, Dm]; B' = B, or B x V
+        for a batch of all V views of its clips (batch["views"]), each clip's views one after another."""
         out = {}
         for name in FEATURES:
             x = batch[name]
             if device.type == "cuda" and x.device.type == "cpu":
                 x = x.pin_memory()
-            out[name] = self.normalise(name, x.to(device, non_blocking=True).float())  # to float on the device
+            x = fold_views(x.to(device, non_blocking=True), batch.get("views", 1))
+            out[name] = self.normalise(name, x.float())  # to float on the device
         out["semantic"] = with_time_axis(out["semantic"], self.spec.semantic_frames)
         return out
 
@@ -251,38 +262,40 @@ class CacheData:
         rank: int = 0,
         world: int = 1,
         skip: int = 0,
-    ) -> Iterator[dict[str, torch.Tensor]]:
+        views: str = "all",
+    ) -> Iterator[dict[str, Any]]:
         """Yield batches in cache order, or shuffled (across all rows in RAM; across windows of shards when streaming).
 
         With `world` > 1 every process draws the same global batches and keeps its contiguous part `rank` of each
         (a distributed sampler that keeps the global order of a single process); "global_size" tells the whole
         and "share" this part's weight in the global mean. Streaming, a process reads only the rows of its parts.
-        The first `skip` batches (resuming mid-epoch) are drawn but neither read nor yielded.
+        The first `skip` batches (resuming mid-epoch) are drawn but neither read nor yielded. `views` of a
+        multi-view cache: "all" (each batch holds every view of its clips, "views" says how many), or one view per
+        clip, "first" or "random" (drawn with `generator` for the whole window, skipped batches included).
         """
         plans = []
         for shards, rows in self._windows(shuffle, generator, shuffle_shards):
             order = torch.randperm(len(rows), generator=generator).numpy() if shuffle else np.arange(len(rows))
+            picks = draw_views(len(rows), self.spec.views, views, generator)
             starts = range(0, len(order), batch_size)
             parts = [_part(order[start : start + batch_size], rank, world) for start in starts]
             skipped, skip = min(skip, len(parts)), skip - min(skip, len(parts))
             if parts[skipped:]:
-                plans.append((shards, rows, parts[skipped:]))
+                plans.append((shards, rows, parts[skipped:], picks))
         # The next window's share is read and decompressed by a background thread while this one trains.
         windows = [(self.features, None)] if self.in_ram else read_ahead(self._share, plans)
-        for (_, rows, parts), (features, held) in zip(plans, windows):
+        for (_, rows, parts, picks), (features, held) in zip(plans, windows):
             for idx, size, share in parts:
                 at = idx if held is None else np.searchsorted(held, idx)  # positions in the rows read
-                if self.mode == "device":
-                    index = torch.from_numpy(at).to(features["semantic"].device, non_blocking=True)
-                    batch = self._batch(rows[idx], {name: features[name].index_select(0, index) for name in FEATURES})
-                else:
-                    batch = self._batch(rows[idx], {name: features[name][at] for name in FEATURES})
-                yield {**batch, "global_size": size, "share": share}
+                chosen = None if picks is None else picks[idx]
+                kept = self.spec.views if chosen is None else 1
+                gathered = {name: gather_rows(features[name], at, self.spec.views, chosen) for name in FEATURES}
+                yield {**self._batch(rows[idx], gathered, kept), "global_size": size, "share": share}
 
-    def _share(self, plan: tuple[list[int], np.ndarray, list[tuple[np.ndarray, int, float]]]) -> tuple[Any, Any]:
+    def _share(self, plan: tuple[list[int], np.ndarray, list[tuple[np.ndarray, int, float]], Any]) -> tuple[Any, Any]:
         """A streamed window's features for the rows this process's parts use, and those rows' positions in the
         window (ascending)."""
-        shards, rows, parts = plan
+        shards, rows, parts, _ = plan
         held = np.unique(np.concatenate([idx for idx, _, _ in parts])) if parts else np.arange(0)
         return self._window(shards, rows[held]), held
 

@@ -8,6 +8,7 @@ from pipeline.core.config_loading import setting
 
 DATA_MODES = ("auto", "device", "ram", "streamed")
 SELECT_ON = ("validation", "holdout")
+VIEW_CHOICES = ("random", "first")  # what a training step reads of a multi-view cache's clip (evaluation: all)
 
 
 @dataclass
@@ -36,6 +37,12 @@ class DataConfig:
         "Seed of the order of training batches; default: the run's seed. A sweep's members share one (0 unless its "
         "spec sets it), so that members stepped together on each batch read train exactly as alone.",
         low=0,
+    )
+    views: str = setting(
+        "random",
+        "Which view of a multi-view cache a clip trains on at each step: one drawn at random (with the run's seed), "
+        "or the first (the centre square on the centred grid). Evaluation averages every view.",
+        choices=VIEW_CHOICES,
     )
     token_dropout: float = setting(
         0.0, "Probability of zeroing each input token while training.", low=0.0, high=1.0, high_open=True

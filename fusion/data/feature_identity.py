@@ -17,9 +17,14 @@ OVERRIDE = "--allow-other-features"
 
 def identity(provenance: dict[str, Any]) -> dict[str, Any]:
     """The identifying part of a cache's provenance: its backbones as extracted. A weights file is named by its
-    sha256 (its path may differ between machines); a hub id without a checksum by the id."""
+    sha256 (its path may differ between machines); a hub id without a checksum by the id. Views are not part of
+    it: more views of a clip are more of the same features, and a model reads one at a time."""
     return {
-        kind: {key: value for key, value in spec.items() if not (key == "weights" and spec.get("weights_sha256"))}
+        kind: {
+            key: value
+            for key, value in spec.items()
+            if not (key == "weights" and spec.get("weights_sha256")) and key != "views"
+        }  # fmt: skip
         for kind, spec in sorted((provenance.get("backbones") or {}).items())
     }
 

@@ -12,6 +12,7 @@ from torch import nn
 
 from fusion.data.cache_data import CacheData
 from fusion.data.feature_identity import check_same_features, same_clips
+from fusion.data.views import average_views
 from fusion.evaluation.analysis import write_analysis
 from fusion.evaluation.metrics import epic_breakdowns, metrics_for, top_actions
 from fusion.evaluation.submission import SUPERVISION_LEVELS, epic_submission, ssv2_answers, write_submission
@@ -28,33 +29,48 @@ from pipeline.core.paths import output_file, output_folder
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class Outputs:
+    """A model's class scores over a cache's clips: averaged over each clip's views (the clip's only one in a
+    one-view cache), and of the first view alone (None for a one-view cache)."""
+
+    scores: dict[str, torch.Tensor]  # "logits" or "verb", "noun": [N, C] float, CPU
+    targets: dict[str, torch.Tensor]  # the label fields and "row": [N]
+    loss: float  # the mean of the loss function over the clips (on the averaged scores), 0 without one
+    first_view: dict[str, torch.Tensor] | None = None
+
+
 @torch.inference_mode()
 def outputs_over(
     model: nn.Module, data: CacheData, batch_size: int, device: torch.device, precision: str, loss_fn: Any = None
-) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], float]:
-    """All outputs (float, CPU) and targets (+ "row") over `data`, and the mean of `loss_fn` if given."""
+) -> Outputs:
+    """Every usable clip's scores, with every view of a multi-view cache run and their softmax averaged."""
     was_training = model.training
     model.eval()
-    outputs: dict[str, list[torch.Tensor]] = {}
+    scores: dict[str, list[torch.Tensor]] = {}
+    first: dict[str, list[torch.Tensor]] = {}
     targets: dict[str, list[torch.Tensor]] = {}
     loss_sum = 0.0
-    for batch in data.batches(batch_size):
+    for batch in data.batches(batch_size, views="all"):
         with autocast(device, precision):
             out = model(data.model_inputs(batch, device))
+        kept = {key: out[key].float() for key in ("logits", "verb", "noun") if key in out}
+        averaged, first_view = average_views(kept, batch["views"])
         if loss_fn is not None:
-            loss_sum += float(loss_fn(out, {f: batch[f].to(device) for f in data.spec.label_fields})) * len(
+            loss_sum += float(loss_fn(averaged, {f: batch[f].to(device) for f in data.spec.label_fields})) * len(
                 batch["row"]
             )
-        for key in ("logits", "verb", "noun"):
-            if key in out:
-                outputs.setdefault(key, []).append(out[key].float().cpu())
+        for key in kept:
+            scores.setdefault(key, []).append(averaged[key].cpu())
+            first.setdefault(key, []).append(first_view[key].cpu())
         for key in (*data.spec.label_fields, "row"):
             targets.setdefault(key, []).append(batch[key])
     model.train(was_training)
-    return (
-        {k: torch.cat(v) for k, v in outputs.items()},
+    return Outputs(
+        {k: torch.cat(v) for k, v in scores.items()},
         {k: torch.cat(v) for k, v in targets.items()},
         loss_sum / len(data),
+        {k: torch.cat(v) for k, v in first.items()} if data.spec.views > 1 else None,
     )
 
 
@@ -186,7 +202,8 @@ def evaluate_checkpoint(
     )  # fmt: skip
     missing = benchmark_completeness(data, options, allow_partial)
     dev = resolve_device(device)
-    outputs, targets, _ = outputs_over(model.to(dev), data, batch_size, dev, resolve_precision("auto", dev))
+    over = outputs_over(model.to(dev), data, batch_size, dev, resolve_precision("auto", dev))
+    outputs, targets = over.scores, over.targets
     if options.answers is not None:
         clip_ids = data.clip_ids[targets["row"].numpy()]
         targets["label"] = torch.from_numpy(
@@ -217,8 +234,12 @@ def evaluate_checkpoint(
     if not labelled.any():
         result["notes"] = ["no clip of this cache is labelled: nothing to score (see --predictions, --answers)"]
         return result
-    scored = {k: v[labelled] for k, v in outputs.items()}, {k: v[labelled] for k, v in targets.items()}
-    result["metrics"] = metrics_for(*scored)
+    labels = {k: v[labelled] for k, v in targets.items()}
+    result["metrics"] = metrics_for({k: v[labelled] for k, v in outputs.items()}, labels)
+    if over.first_view is not None:
+        result["views"] = data.spec.views
+        result["single_view_metrics"] = metrics_for({k: v[labelled] for k, v in over.first_view.items()}, labels)
+    scored = {k: v[labelled] for k, v in outputs.items()}, labels
     if "verb" in scored[0]:
         participants = data.meta["participant_id"][scored[1]["row"].numpy()] if "participant_id" in data.meta else None
         breakdowns, notes = epic_breakdowns(*scored, participants, data.official_lists)

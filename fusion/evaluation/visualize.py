@@ -50,7 +50,9 @@ def visualize_clip(
     row = int(data.rows[0]) if clip is None else next((int(r) for r in data.rows if str(clip_ids[r]) == clip), None)
     if row is None:
         raise UserError(f"clip '{clip}' is not a usable clip of {cache}")
-    stored = {name: torch.from_numpy(data.shards.read_range(name, row, row + 1)) for name in ("semantic", "motion")}
+    # the first view (the centre square the figure shows): the first tokens of a multi-view row
+    stored = {name: torch.from_numpy(data.shards.read_range(name, row, row + 1))[:, : data.spec.shapes[name][0]]
+              for name in ("semantic", "motion")}  # fmt: skip
     batch = data.model_inputs(stored, torch.device("cpu"))
     with torch.inference_mode():
         outputs = model(batch, return_attention=True)

@@ -20,6 +20,8 @@ import torch
 from torch import nn
 
 from fusion.data.cache_data import with_time_axis
+from fusion.data.views import average_views, fold_views
+from fusion.models.heads import action_scores
 from fusion.models.rebuild import as_trained, rebuild_model
 from pipeline.core.config_loading import apply_overrides
 from pipeline.core.devices import autocast, resolve_precision
@@ -92,6 +94,8 @@ def extraction_config(backbones: dict[str, Any]) -> ExtractConfig:
         "backbones": {"semantic": semantic["name"], "motion": motion["name"], "motion_layer": motion["layer"]},
         "run": {"precision": semantic.get("precision", "fp32")},
     }
+    views = semantic.get("views") or {"spatial": 1, "temporal": 1}
+    overrides["sampling"].update(spatial_views=views["spatial"], temporal_views=views["temporal"])
     if semantic["reduce"] in ("mean", "frames"):
         overrides["sampling"]["semantic_frames"] = semantic["frames"]
     overrides["sampling"]["semantic_pool"] = semantic.get("pool", 1)
@@ -131,7 +135,8 @@ def resolve_weights(recorded: dict[str, Any], given: str | None, option: str, al
 
 
 class TemporalCrossAttentionModel(nn.Module):
-    """uint8 frames {"semantic": [B, Fs, S, S, 3], "motion": [B, Fm, S, S, 3]} -> the fusion model's outputs."""
+    """uint8 frames {"semantic": [B, V, Fs, S, S, 3], "motion": [B, V, Fm, S, S, 3]} -> the fusion model's outputs,
+    averaged over the V views the training cache held, as `cli fuse-eval` averages them."""
 
     def __init__(
         self, package: dict[str, Any], weights: dict[str, str | None] | None = None, allow_other: bool = False
@@ -161,16 +166,22 @@ class TemporalCrossAttentionModel(nn.Module):
     def input_size(self) -> int:
         return max(backbone.spec.input_size for backbone in self.backbones.values())
 
+    @property
+    def views(self) -> int:
+        return self.extraction.sampling.views
+
     def features(self, frames: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """uint8 frames -> [B, tokens, dim] float features as the cache holds them (float16) and the model saw
-        them (standardised with its training cache's statistics)."""
+        """uint8 frames [B, V, F, S, S, 3] -> [B * V, tokens, dim] float features as the cache holds them (float16,
+        view by view as extraction runs them) and the model saw them (standardised with its training cache's
+        statistics), each clip's views one after another."""
         device = next(self.parameters()).device
+        stored = {}
         with autocast(device, self.precision):
-            stored = {kind: model(frames[kind].to(device, non_blocking=True)).to(torch.float16)
-                      for kind, model in self.backbones.items()}  # fmt: skip
+            for kind, model in self.backbones.items():
+                stored[kind] = model.views(frames[kind].to(device, non_blocking=True)).to(torch.float16)
         out = {}
         for kind, x in stored.items():
-            x = x.float()
+            x = fold_views(x, self.views).float()
             if hasattr(self, f"{kind}_mean"):
                 x = (x - getattr(self, f"{kind}_mean")) / getattr(self, f"{kind}_std")
             out[kind] = x
@@ -179,9 +190,25 @@ class TemporalCrossAttentionModel(nn.Module):
 
     @torch.inference_mode()
     def forward(self, frames: dict[str, torch.Tensor], return_attention: bool = False) -> dict[str, Any]:
-        """frames: semantic [B, Fs, S, S, 3], motion [B, Fm, S, S, 3] uint8 -> {"logits"} or {"verb", "noun",
-        "action"} (and "attention" when asked). The fusion model runs under the precision `cli fuse-eval` uses."""
+        """frames: semantic [B, V, Fs, S, S, 3], motion [B, V, Fm, S, S, 3] uint8 -> {"logits"} or {"verb", "noun",
+        "action"} per clip (and "attention" of its first view when asked). The fusion model runs under the
+        precision `cli fuse-eval` uses."""
         features = self.features(frames)
         device = next(self.parameters()).device
         with autocast(device, resolve_precision("auto", device)):
-            return self.fusion(features, return_attention=return_attention)
+            out = self.fusion(features, return_attention=return_attention)
+        if self.views == 1:
+            return out
+        scores, _ = average_views({key: out[key] for key in ("logits", "verb", "noun") if key in out}, self.views)
+        if "verb" in scores:
+            scores["action"] = action_scores(scores["verb"], scores["noun"])
+        if return_attention:
+            scores["attention"] = _first_view(out["attention"], self.views)
+        return scores
+
+
+def _first_view(value: Any, views: int) -> Any:
+    """Attention maps of every view [B * V, ...] (nested dicts of them) -> the first view's [B, ...]."""
+    if isinstance(value, dict):
+        return {key: _first_view(v, views) for key, v in value.items()}
+    return value.unflatten(0, (-1, views))[:, 0]

@@ -45,10 +45,10 @@ def keep_random_state(trainer: Trainer) -> None:
 
 def read_alike(trainers: list[Trainer]) -> list[list[Trainer]]:
     """Split runs into groups that can step together: the same training data object and device, batch size,
-    data order seed and position in it (a group's runs all stand at the same step)."""
+    views drawn, data order seed and position in it (a group's runs all stand at the same step)."""
     groups: dict[tuple[Any, ...], list[Trainer]] = {}
     for t in trainers:
-        key = (id(t.train_data), str(t.device), t.dist.world, t.cfg.data.batch_size, t.cfg.epochs,
+        key = (id(t.train_data), str(t.device), t.dist.world, t.cfg.data.batch_size, t.cfg.data.views, t.cfg.epochs,
                t.position["epoch"], t.position["batches_done"], bytes(t.position["order_state"].numpy()))  # fmt: skip
         groups.setdefault(key, []).append(t)
     return list(groups.values())

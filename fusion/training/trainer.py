@@ -203,7 +203,8 @@ class Trainer:
         self.order.set_state(self.position["order_state"])
         skip = self.position["batches_done"]
         batches = self.train_data.batches(self.cfg.data.batch_size, shuffle=True, generator=self.order,
-                                          rank=self.dist.rank, world=self.dist.world, skip=skip)  # fmt: skip
+                                          rank=self.dist.rank, world=self.dist.world, skip=skip,
+                                          views=self.cfg.data.views)  # fmt: skip
         return enumerate(batches, start=skip + 1)
 
     def train_on(self, step: int, batch: dict[str, torch.Tensor], inputs: dict[str, torch.Tensor]) -> int:
@@ -343,17 +344,14 @@ class Trainer:
         self.dist.barrier()
 
     def _validate(self, data: CacheData) -> tuple[dict[str, float], float]:
-        """Metrics and mean loss over `data` (validation or holdout clips); each process predicts its share, all
-        get the whole."""
-        outputs, targets, loss = outputs_over(
-            self.model,
-            data,
-            self.cfg.data.batch_size,
-            self.device,
-            self.precision,
-            lambda out, target: task_loss(out, target, self.criterion),
-        )
-        parts = self.dist.gather((outputs, targets, loss * len(data), len(data)))
-        outputs = {k: torch.cat([p[0][k] for p in parts]) for k in outputs}
-        targets = {k: torch.cat([p[1][k] for p in parts]) for k in targets}
-        return metrics_for(outputs, targets), sum(p[2] for p in parts) / sum(p[3] for p in parts)
+        """Metrics and mean loss over `data` (validation or holdout clips; a multi-view cache's views averaged,
+        and its first view's metrics as single_view_*); each process predicts its share, all get the whole."""
+        over = outputs_over(self.model, data, self.cfg.data.batch_size, self.device, self.precision,
+                            lambda out, target: task_loss(out, target, self.criterion))  # fmt: skip
+        parts = self.dist.gather((over.scores, over.targets, over.loss * len(data), len(data), over.first_view))
+        targets = {k: torch.cat([p[1][k] for p in parts]) for k in over.targets}
+        metrics = metrics_for({k: torch.cat([p[0][k] for p in parts]) for k in over.scores}, targets)
+        if over.first_view is not None:
+            first = metrics_for({k: torch.cat([p[4][k] for p in parts]) for k in over.first_view}, targets)
+            metrics.update({f"single_view_{k}": v for k, v in first.items()})
+        return metrics, sum(p[2] for p in parts) / sum(p[3] for p in parts)

@@ -76,6 +76,11 @@ class FrozenBackbone(nn.Module):
         """frames: [B, T, H, W, 3] uint8 -> [B, tokens, dim]."""
         return self.features(self.normalise(frames), frames.shape[0])
 
+    def views(self, frames: torch.Tensor) -> torch.Tensor:
+        """frames: [B, V, T, H, W, 3] uint8, V views a clip -> [B, V * tokens, dim], view-major as the cache keeps
+        them. View by view, each in the batch shape of a one-view run, so that view 0 equals that run bit for bit."""
+        return torch.cat([self(frames[:, v]) for v in range(frames.shape[1])], dim=1)
+
     def features(self, x: torch.Tensor, batch: int) -> torch.Tensor:
         raise NotImplementedError
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from pipeline.cache.layout import done_shards, num_shards, open_cache, shard_rows, subset_limit
+from pipeline.cache.layout import cache_views, done_shards, num_shards, open_cache, shard_rows, subset_limit
 from pipeline.cache.reader import finite_rows, read_failures
 from pipeline.cache.shards import CacheShards, ShardUnreadable
 from pipeline.cache.stats import stats_problem
@@ -30,6 +30,7 @@ def cache_info(path: str | Path) -> dict[str, Any]:
         "failed": len(read_failures(path)),
         "shard_size": shard_size,
         "shards_done": f"{len(done_shards(done, shard_size))}/{num_shards(len(done), shard_size)}",
+        "views": cache_views(attrs),  # each clip's views, one after another along the features' token axis
         "arrays": {
             name: {"shape": list(group[name].shape), "dtype": str(group[name].dtype)}
             for name in sorted(group.array_keys())

@@ -203,6 +203,18 @@ def semantic_frames(attrs: dict[str, Any]) -> Any:
     return semantic.get("frames") if semantic.get("reduce") == "frames" else 1
 
 
+def cache_views(attrs: dict[str, Any]) -> Any:
+    """How many views of a clip its feature rows hold, view-major along the token axis (spatial-major within:
+    view 0 is the centre square on the centred sampling grid); 1 for caches without views. Checked by
+    check_layout; raw here so a forged value is named there."""
+    views = ((attrs.get("backbones") or {}).get("semantic") or {}).get("views")
+    if views is None:
+        return 1
+    if not isinstance(views, dict) or not is_count(views.get("spatial"), 1) or not is_count(views.get("temporal"), 1):
+        return views
+    return views["spatial"] * views["temporal"]
+
+
 def check_layout(group: zarr.Group, path: Path) -> None:
     """The attrs agree with the arrays (from their metadata alone: nothing is read or allocated by a forged
     number): one line naming the first disagreement, before any work."""
@@ -229,7 +241,12 @@ def check_layout(group: zarr.Group, path: Path) -> None:
         if array.ndim != 3 or array.dtype != np.float16:
             raise UserError(f"cache {path}: array {name} is {array.dtype} {array.shape}, expected float16 [clips, "
                             "tokens, width]")  # fmt: skip
-    frames, tokens = semantic_frames(dict(attrs)), arrays["semantic"].shape[1]
+    views = cache_views(dict(attrs))
+    for name in FEATURES:
+        if not is_count(views, 1) or arrays[name].shape[1] % views:
+            raise UserError(f"cache {path}: attrs backbones.semantic.views {views!r} does not divide its "
+                            f"{arrays[name].shape[1]} {name} tokens into views")  # fmt: skip
+    frames, tokens = semantic_frames(dict(attrs)), arrays["semantic"].shape[1] // views
     if not is_count(frames, 1) or tokens % frames:
         raise UserError(f"cache {path}: attrs backbones.semantic.frames {frames!r} does not divide its {tokens} "
                         "semantic tokens into frames")  # fmt: skip

@@ -8,6 +8,8 @@ carry the motion class, coded two ways:
   as SSv2's "pushing left to right" from "right to left".
 SSv2-style: label = appearance * motions + motion, so either stream alone caps accuracy at 1/motions or
 1/appearances. EPIC-style: verb = motion, noun = appearance.
+With `views` > 1 every clip has that many views, each its signal plus its own noise (as crops and temporal
+offsets of one clip differ), so averaging their predictions beats any one of them.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ def make_feature_cache(
     signal: float = 1.5,
     failed_rows: tuple[int, ...] = (),
     code: str = "content",
+    views: int = 1,
 ) -> Path:
     """Caches made with one `seed` share their classes; `split` draws different clips of them."""
     if code not in CODES:
@@ -63,8 +66,9 @@ def make_feature_cache(
     clip_list = ClipList(
         kind, split, [Clip(f"{split}-{i:06d}", "synthetic", labels[i]) for i in range(clips)], fields, names
     )
+    layout = {"views": {"spatial": 1, "temporal": views}} if views > 1 else {}
     backbones = {
-        name: {"name": f"synthetic {name}", "tokens": shape[0], "dim": shape[1], "random_seed": seed}
+        name: {"name": f"synthetic {name}", "tokens": shape[0], "dim": shape[1], "random_seed": seed, **layout}
         for name, shape in (("semantic", semantic), ("motion", motion))
     }
     attrs = {
@@ -76,13 +80,15 @@ def make_feature_cache(
         "config": {"synthetic": {"seed": seed, "signal": signal, "code": code}},
         "created_with": {"package": "gasm-cast", "generator": "pipeline.synth.features"},
     }
-    group = open_or_create(path, clip_list, shard_size, {"semantic": semantic, "motion": motion}, attrs)
+    stored = {name: (shape[0] * views, shape[1]) for name, shape in (("semantic", semantic), ("motion", motion))}
+    group = open_or_create(path, clip_list, shard_size, stored, attrs)
     writer = ShardWriter(path, group)
     ramp = np.linspace(-1.0, 1.0, motion[0])[:, None]
     for shard in range(-(-clips // shard_size)):
         lo, hi = writer.rows(shard)
         sem = rng.standard_normal((hi - lo, *semantic)).astype(np.float32)
         mot = rng.standard_normal((hi - lo, *motion)).astype(np.float32)
+        noise = (sem.copy(), mot.copy()) if views > 1 else None
         failures = []
         for offset, row in enumerate(range(lo, hi)):
             patches = rng.choice(semantic[0], size=max(1, semantic[0] // 16), replace=False)
@@ -102,5 +108,9 @@ def make_feature_cache(
                         "error": "synthetic failure",
                     }
                 )
+        if noise is not None:  # the other views: the same signal, fresh noise; view-major along the tokens
+            sem, mot = (np.concatenate([x] + [x - n + rng.standard_normal(x.shape).astype(np.float32)
+                                              for _ in range(views - 1)], axis=1)
+                        for x, n in ((sem, noise[0]), (mot, noise[1])))  # fmt: skip
         writer.write(shard, {"semantic": sem, "motion": mot}, failures)
     return Path(path)

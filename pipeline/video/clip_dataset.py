@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 from pipeline.datasets.base import Clip
 from pipeline.extract_config import SamplingConfig
 from pipeline.video.decode import ClipDecodeError, read_frames
-from pipeline.video.sampling import semantic_positions, uniform_indices
+from pipeline.video.sampling import semantic_positions, temporal_offsets, uniform_indices
 
 
 class DecodeTimeout(Exception):
@@ -42,16 +42,24 @@ def deadline(seconds: float) -> Iterator[None]:
 
 
 def read_clip(clip: Clip, sampling: SamplingConfig, size: int, threads: int = 0) -> dict[str, np.ndarray]:
-    """-> {"semantic": [Fs, size, size, 3], "motion": [Fm, size, size, 3]} uint8, from one open of the clip."""
-    chosen: dict[str, np.ndarray] = {}
+    """-> {"semantic": [V, Fs, size, size, 3], "motion": [V, Fm, size, size, 3]} uint8, from one open of the clip:
+    its views (sampling.spatial_views squares x sampling.temporal_views grids, spatial-major; view 0 the centre
+    square on the centred grid)."""
+    offsets = temporal_offsets(sampling.temporal_views)
+    chosen: dict[str, list[np.ndarray]] = {}
 
     def positions(available: int) -> np.ndarray:
-        chosen["motion"] = uniform_indices(available, sampling.motion_frames)
-        chosen["semantic"] = semantic_positions(available, sampling.semantic_frames, sampling.semantic_reduce)
-        return np.concatenate([chosen["motion"], chosen["semantic"]])
+        chosen["motion"] = [uniform_indices(available, sampling.motion_frames, o) for o in offsets]
+        chosen["semantic"] = [semantic_positions(available, sampling.semantic_frames, sampling.semantic_reduce, o)
+                              for o in offsets]  # fmt: skip
+        return np.concatenate(chosen["motion"] + chosen["semantic"])
 
-    frames = read_frames(clip, positions, size, threads)
-    return {kind: np.stack([frames[int(p)] for p in chosen[kind]]) for kind in ("semantic", "motion")}
+    frames = read_frames(clip, positions, size, threads, sampling.spatial_views)
+    return {
+        kind: np.stack([np.stack([frames[int(p)][crop] for p in grid])
+                        for crop in range(sampling.spatial_views) for grid in chosen[kind]])
+        for kind in ("semantic", "motion")
+    }  # fmt: skip
 
 
 class ClipFrames(Dataset):
@@ -79,7 +87,7 @@ class ClipFrames(Dataset):
 
 
 def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack the good clips (semantic: [B, Fs, S, S, 3], motion: [B, Fm, S, S, 3]); list the failures."""
+    """Stack the good clips (semantic: [B, V, Fs, S, S, 3], motion: [B, V, Fm, S, S, 3]); list the failures."""
     good = [item for item in items if "error" not in item]
     return {
         "rows": [item["row"] for item in good],

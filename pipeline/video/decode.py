@@ -16,7 +16,7 @@ import av
 import numpy as np
 
 from pipeline.datasets.base import Clip
-from pipeline.video.frames import VIDEO_INTERPOLATION, load_jpeg
+from pipeline.video.frames import CROP_PLACES, VIDEO_INTERPOLATION, crop_offset, load_jpeg
 
 Positions = Callable[[int], np.ndarray]  # frames available in the clip -> the positions to sample
 
@@ -104,12 +104,13 @@ def _seek(container: av.container.InputContainer, stream: av.video.stream.VideoS
         container.seek(int(start / stream.time_base), stream=stream, backward=True, any_frame=False)
 
 
-def read_frames(clip: Clip, positions: Positions, size: int, threads: int = 0) -> dict[int, np.ndarray]:
-    """The frames at `positions(available)` (0-based within the segment) as {position: [size, size, 3] uint8};
-    `threads` per video decoder (0: the library's choice)."""
+def read_frames(clip: Clip, positions: Positions, size: int, threads: int = 0, crops: int = 1) -> dict[int, np.ndarray]:
+    """The frames at `positions(available)` (0-based within the segment) as {position: [crops, size, size, 3]
+    uint8}, the first `crops` squares of frames.CROP_PLACES (1: the centre square); `threads` per video decoder
+    (0: the library's choice)."""
     path = _check_source(clip)
     if clip.is_frames:
-        return _read_jpegs(clip, sorted(set(positions(_frame_range(clip)).tolist())), size)
+        return _read_jpegs(clip, sorted(set(positions(_frame_range(clip)).tolist())), size, crops)
     try:
         container = av.open(str(path))
     except av.FFmpegError as exc:
@@ -128,22 +129,23 @@ def read_frames(clip: Clip, positions: Positions, size: int, threads: int = 0) -
             frames: Iterator[av.VideoFrame] = _from_packets(stream, packets)
         else:
             frames = container.decode(stream)
-        return _decode(clip, frames, wanted, size)
+        return _decode(clip, frames, wanted, size, crops)
 
 
 def read_positions(clip: Clip, positions: np.ndarray, size: int) -> dict[int, np.ndarray]:
-    """The frames at fixed `positions` (e.g. the middle one for a figure)."""
-    return read_frames(clip, lambda available: np.asarray(positions), size)
+    """The centre squares of the frames at fixed `positions` (e.g. the middle one for a figure): {position:
+    [size, size, 3]}."""
+    return {p: frame[0] for p, frame in read_frames(clip, lambda available: np.asarray(positions), size).items()}
 
 
-def _read_jpegs(clip: Clip, wanted: list[int], size: int) -> dict[int, np.ndarray]:
+def _read_jpegs(clip: Clip, wanted: list[int], size: int, crops: int) -> dict[int, np.ndarray]:
     folder, out = Path(clip.source), {}
     for pos in wanted:
         file = folder / clip.frame_template.format(int(clip.start) + pos)
         if not file.is_file():
             raise ClipDecodeError("open", f"missing frame {file}")
         try:
-            out[pos] = load_jpeg(file, size)
+            out[pos] = load_jpeg(file, size, crops)
         except OSError as exc:
             raise ClipDecodeError("decode", f"{file}: {exc}") from None
     return out
@@ -156,21 +158,22 @@ def _from_packets(stream: av.video.stream.VideoStream, packets: list[av.Packet])
 
 
 class SquareFrames:
-    """Decoded frame -> [size, size, 3] uint8 in one libavfilter graph: the centre square cut out first (no pixel
+    """Decoded frame -> [size, size, 3] uint8 in one libavfilter graph: a square (the centre one, or another of
+    frames.CROP_PLACES along the long side) cut out first (no pixel
     that is cropped away is ever converted), converted to RGB at full resolution, then scaled in RGB with
     swscale's area filter (scaling before the conversion, on subsampled chroma, blurs colour edges). Rebuilt if
     the frame size changes mid-stream."""
 
-    def __init__(self, size: int):
-        self.size = size
+    def __init__(self, size: int, place: str = "centre"):
+        self.size, self.place = size, place
         self.graph: av.filter.Graph | None = None
         self.key: tuple[int, int, str] | None = None
 
     def _build(self, frame: av.VideoFrame) -> None:
         side = min(frame.width, frame.height)
         # Offsets rounded down to even: a crop at an odd pixel of subsampled (4:2:0) chroma shifts colour by half a
-        # pixel against the luma; one pixel off the exact centre costs nothing.
-        left, top = (frame.width - side) // 2 & ~1, (frame.height - side) // 2 & ~1
+        # pixel against the luma; one pixel off the exact place costs nothing.
+        left, top = (crop_offset(length, side, self.place) & ~1 for length in (frame.width, frame.height))
         graph = av.filter.Graph()
         nodes = [
             graph.add_buffer(width=frame.width, height=frame.height, format=frame.format.name,
@@ -192,8 +195,14 @@ class SquareFrames:
         return self.graph.pull().to_ndarray()
 
 
-def _decode(clip: Clip, frames: Iterator[av.VideoFrame], wanted: list[int], size: int) -> dict[int, np.ndarray]:
-    to_array = SquareFrames(size)
+def _decode(
+    clip: Clip, frames: Iterator[av.VideoFrame], wanted: list[int], size: int, crops: int
+) -> dict[int, np.ndarray]:
+    squares = [SquareFrames(size, place) for place in CROP_PLACES[:crops]]
+
+    def to_array(frame: av.VideoFrame) -> np.ndarray:
+        return np.stack([square(frame) for square in squares])
+
     out: dict[int, np.ndarray] = {}
     last = wanted[-1]
     index, previous = -1, None

@@ -21,17 +21,30 @@ def scaled_size(width: int, height: int, short_side: int) -> tuple[int, int]:
     return max(short_side, round(width * short_side / height)), short_side
 
 
-def center_crop(image: np.ndarray, size: int) -> np.ndarray:
-    """image: [H, W, 3] with min(H, W) >= size -> [size, size, 3]."""
+# The squares of a frame's spatial views, along its long side (left/centre/right, or top/centre/bottom for portrait
+# video), as the field's 3-crop test: the centre first, so one view is the centre square as always.
+CROP_PLACES = ("centre", "start", "end")
+
+
+def crop_offset(length: int, side: int, place: str) -> int:
+    """Where a square of `side` starts along a frame side of `length` for a crop `place`."""
+    return {"centre": (length - side) // 2, "start": 0, "end": length - side}[place]
+
+
+def square_crops(image: np.ndarray, size: int, crops: int) -> np.ndarray:
+    """image: [H, W, 3] with min(H, W) >= size -> its first `crops` squares of CROP_PLACES: [crops, size, size, 3]."""
     height, width = image.shape[:2]
-    top, left = (height - size) // 2, (width - size) // 2
-    return image[top : top + size, left : left + size]
+    out = []
+    for place in CROP_PLACES[:crops]:
+        top, left = crop_offset(height, size, place), crop_offset(width, size, place)
+        out.append(image[top : top + size, left : left + size])
+    return np.stack(out)
 
 
-def load_jpeg(path: Path, size: int) -> np.ndarray:
-    """A JPEG frame file -> [size, size, 3] uint8 (JPEG draft mode decodes large frames at reduced scale)."""
+def load_jpeg(path: Path, size: int, crops: int = 1) -> np.ndarray:
+    """A JPEG frame file -> [crops, size, size, 3] uint8 (JPEG draft mode decodes large frames at reduced scale)."""
     with Image.open(path) as image:
         image.draft("RGB", scaled_size(image.width, image.height, size))
         image = image.convert("RGB")
         image = image.resize(scaled_size(image.width, image.height, size), Image.BILINEAR)
-        return center_crop(np.asarray(image), size)
+        return square_crops(np.asarray(image), size, crops)
