@@ -59,7 +59,7 @@ def run_extract_command(
 
 def print_info(info: dict[str, Any]) -> None:
     table = Table(title=f"cache {info['path']}", show_header=False)
-    for key in ("dataset", "split", "subset", "num_clips", "done", "failed", "shard_size", "shards_done"):
+    for key in ("dataset", "split", "subset", "num_clips", "done", "failed", "shard_size", "shards_done", "views"):
         table.add_row(key, str(info[key]))
     for name, array in info["arrays"].items():
         table.add_row(f"array {name}", f"{array['dtype']} {tuple(array['shape'])}")

@@ -6,13 +6,13 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from fusion.data.cache_spec import CacheSpec, with_time_axis
 from fusion.data.holdout import HoldoutPart, stratified_holdout
 from fusion.data.placement import MODE_TEXT, choose_mode
 from fusion.data.read_ahead import read_ahead
@@ -27,39 +27,6 @@ if TYPE_CHECKING:
     from fusion.data.config import DataConfig
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class CacheSpec:
-    """What a model needs to know about a cache, read from its arrays and attrs."""
-
-    path: str
-    shapes: dict[str, tuple[int, int]]  # "semantic" / "motion" -> (tokens, dim) of one view
-    label_fields: tuple[str, ...]
-    label_sizes: dict[str, int]
-    label_names: dict[str, list[str]]
-    provenance: dict[str, Any] = field(default_factory=dict)
-    semantic_frames: int = 1  # > 1: the semantic tokens are that many frames' grids (a `frames` cache)
-    views: int = 1  # > 1: every clip's features are that many views, one after another along the token axis
-
-    def summary(self) -> dict[str, Any]:
-        """What a model trained on this cache depends on, in plain containers (stored in checkpoints); the frames
-        only where time is kept, so frame-averaged checkpoints read as they always did."""
-        frames = {"semantic_frames": self.semantic_frames} if self.semantic_frames > 1 else {}
-        # a model reads one view at a time: it fits caches of any view count, so views are not recorded here
-        return {
-            "shapes": {k: list(v) for k, v in self.shapes.items()},
-            "label_fields": list(self.label_fields),
-            "label_sizes": self.label_sizes,
-            "label_names": self.label_names,
-            **frames,
-        }
-
-
-def with_time_axis(semantic: torch.Tensor, frames: int) -> torch.Tensor:
-    """Semantic tokens as a model takes them: [B, F * P, D] of a `frames` cache -> [B, F, P, D]; frame-averaged
-    [B, P, D] as they are (frames 1)."""
-    return semantic.unflatten(1, (frames, -1)) if frames > 1 else semantic
 
 
 class CacheData:

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from fusion.data.cache_data import with_time_axis
+from fusion.data.cache_spec import with_time_axis
 from fusion.data.views import average_views, fold_views
 from fusion.models.heads import action_scores
 from fusion.models.rebuild import as_trained, rebuild_model

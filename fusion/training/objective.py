@@ -8,7 +8,7 @@ import math
 import torch
 from torch import nn
 
-from fusion.data.cache_data import CacheSpec
+from fusion.data.cache_spec import CacheSpec
 from fusion.data.config import DataConfig
 from fusion.training.config import TrainConfig
 from pipeline.core.errors import UserError
