@@ -138,6 +138,8 @@ def test_views_average_their_probabilities():
     averaged, first = average_views({"logits": logits}, 2)
     expected = logits.softmax(-1).view(2, 2, 2).mean(1)
     assert torch.allclose(averaged["logits"].softmax(-1), expected) and torch.equal(first["logits"], logits[[0, 2]])
+    confident = torch.tensor([[200.0, 0.0], [300.0, 0.0]])  # the second class's probability underflows to 0
+    assert torch.isfinite(average_views({"logits": confident}, 2)[0]["logits"]).all()
 
 
 def _run(*args):

@@ -3,6 +3,7 @@ axis): training reads one view per clip, evaluation reads them all and averages 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -44,5 +45,6 @@ def average_views(outputs: dict[str, torch.Tensor], views: int) -> tuple[dict[st
     if views == 1:
         return outputs, outputs
     grouped = {key: value.unflatten(0, (-1, views)) for key, value in outputs.items()}
-    averaged = {key: value.float().softmax(-1).mean(dim=1).log() for key, value in grouped.items()}
+    # log(mean softmax) as a logsumexp of log-softmaxes: finite where a confident view's probabilities underflow
+    averaged = {key: value.float().log_softmax(-1).logsumexp(dim=1) - math.log(views) for key, value in grouped.items()}
     return averaged, {key: value[:, 0] for key, value in grouped.items()}
