@@ -133,6 +133,28 @@ def test_training_reads_one_view_a_clip_and_evaluation_all_of_them(tmp_path):
     assert torch.equal(inputs["semantic"][1], torch.from_numpy(stored[0, 1]).float())
 
 
+def test_every_data_mode_reads_drawn_views(tmp_path):
+    """Device and RAM modes draw the same views (they train identically); streaming, whose order is its own,
+    reads for each clip one of its stored views, and not always the first."""
+    train, _ = small_caches(tmp_path, 40, 8, views=3, shard_size=8)
+    stored = zarr.open_group(str(train), mode="r")["motion"][:].reshape(40, 3, 4, 16)
+    runs = {}
+    for mode in ("device", "ram", "streamed"):
+        data = CacheData(train, mode=mode, device=torch.device("cpu"))
+        assert data.mode == mode
+        batches = data.batches(8, shuffle=True, generator=torch.Generator().manual_seed(5), shuffle_shards=2,
+                               views="random")  # fmt: skip
+        runs[mode] = [(b["row"], b["semantic"], b["motion"]) for b in batches]
+    for a, b in zip(runs["device"], runs["ram"]):
+        assert all(torch.equal(x, y) for x, y in zip(a, b))
+    drawn = [
+        next(v for v in range(3) if np.array_equal(stored[row, v], x))
+        for rows, _, motion in runs["streamed"]
+        for row, x in zip(rows.tolist(), motion.numpy())
+    ]
+    assert len(drawn) == 40 and set(drawn) == {0, 1, 2}
+
+
 def test_views_average_their_probabilities():
     logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [0.0, 3.0], [1.0, 0.0]])  # 2 clips x 2 views
     averaged, first = average_views({"logits": logits}, 2)

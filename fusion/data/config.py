@@ -40,8 +40,9 @@ class DataConfig:
     )
     views: str = setting(
         "random",
-        "Which view of a multi-view cache a clip trains on at each step: one drawn at random (with the run's seed), "
-        "or the first (the centre square on the centred grid). Evaluation averages every view.",
+        "Which view of a multi-view cache a clip trains on at each step: one drawn at random (with the batch "
+        "order, from order_seed), or the first (the centre square on the centred grid). Evaluation averages every "
+        "view.",
         choices=VIEW_CHOICES,
     )
     token_dropout: float = setting(
