@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
+SCORE_KEYS = ("logits", "verb", "noun")  # a model's class scores, the outputs averaged over views
+
 
 def draw_views(clips: int, views: int, choice: str, generator: torch.Generator | None) -> np.ndarray | None:
     """The view each of a window's `clips` trains on (None: every view is kept, as evaluation reads them). A
@@ -39,12 +41,14 @@ def fold_views(x: torch.Tensor, views: int) -> torch.Tensor:
     return x.unflatten(1, (views, -1)).flatten(0, 1) if views > 1 else x
 
 
-def average_views(outputs: dict[str, torch.Tensor], views: int) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Class scores [B * V, C] -> (the log of their softmax averaged over each clip's views [B, C], the first
-    view's scores [B, C]). The log keeps them scores: their softmax is the averaged probabilities, exactly."""
+def average_views(outputs: dict[str, Any], views: int) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """A model's class scores (SCORE_KEYS of `outputs`) [B * V, C] -> (the log of their softmax averaged over each
+    clip's views [B, C], the first view's scores [B, C]), float. The log keeps them scores: their softmax is the
+    averaged probabilities, exactly. One view: the scores as they are, twice."""
+    scores = {key: outputs[key].float() for key in SCORE_KEYS if key in outputs}
     if views == 1:
-        return outputs, outputs
-    grouped = {key: value.unflatten(0, (-1, views)) for key, value in outputs.items()}
+        return scores, scores
+    grouped = {key: value.unflatten(0, (-1, views)) for key, value in scores.items()}
     # log(mean softmax) as a logsumexp of log-softmaxes: finite where a confident view's probabilities underflow
-    averaged = {key: value.float().log_softmax(-1).logsumexp(dim=1) - math.log(views) for key, value in grouped.items()}
+    averaged = {key: value.log_softmax(-1).logsumexp(dim=1) - math.log(views) for key, value in grouped.items()}
     return averaged, {key: value[:, 0] for key, value in grouped.items()}

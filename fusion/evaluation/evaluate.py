@@ -54,15 +54,15 @@ def outputs_over(
     for batch in data.batches(batch_size, views="all"):
         with autocast(device, precision):
             out = model(data.model_inputs(batch, device))
-        kept = {key: out[key].float() for key in ("logits", "verb", "noun") if key in out}
-        averaged, first_view = average_views(kept, batch["views"])
+        averaged, first_view = average_views(out, batch["views"])
         if loss_fn is not None:
             loss_sum += float(loss_fn(averaged, {f: batch[f].to(device) for f in data.spec.label_fields})) * len(
                 batch["row"]
             )
-        for key in kept:
+        for key in averaged:
             scores.setdefault(key, []).append(averaged[key].cpu())
-            first.setdefault(key, []).append(first_view[key].cpu())
+            if batch["views"] > 1:  # a one-view batch's first view is its scores: not copied twice
+                first.setdefault(key, []).append(first_view[key].cpu())
         for key in (*data.spec.label_fields, "row"):
             targets.setdefault(key, []).append(batch[key])
     model.train(was_training)
@@ -70,7 +70,7 @@ def outputs_over(
         {k: torch.cat(v) for k, v in scores.items()},
         {k: torch.cat(v) for k, v in targets.items()},
         loss_sum / len(data),
-        {k: torch.cat(v) for k, v in first.items()} if data.spec.views > 1 else None,
+        {k: torch.cat(v) for k, v in first.items()} if first else None,
     )
 
 
@@ -234,12 +234,11 @@ def evaluate_checkpoint(
     if not labelled.any():
         result["notes"] = ["no clip of this cache is labelled: nothing to score (see --predictions, --answers)"]
         return result
-    labels = {k: v[labelled] for k, v in targets.items()}
-    result["metrics"] = metrics_for({k: v[labelled] for k, v in outputs.items()}, labels)
+    scored = {k: v[labelled] for k, v in outputs.items()}, {k: v[labelled] for k, v in targets.items()}
+    result["metrics"] = metrics_for(*scored)
     if over.first_view is not None:
         result["views"] = data.spec.views
-        result["single_view_metrics"] = metrics_for({k: v[labelled] for k, v in over.first_view.items()}, labels)
-    scored = {k: v[labelled] for k, v in outputs.items()}, labels
+        result["single_view_metrics"] = metrics_for({k: v[labelled] for k, v in over.first_view.items()}, scored[1])
     if "verb" in scored[0]:
         participants = data.meta["participant_id"][scored[1]["row"].numpy()] if "participant_id" in data.meta else None
         breakdowns, notes = epic_breakdowns(*scored, participants, data.official_lists)

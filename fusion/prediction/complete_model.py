@@ -199,7 +199,7 @@ class TemporalCrossAttentionModel(nn.Module):
             out = self.fusion(features, return_attention=return_attention)
         if self.views == 1:
             return out
-        scores, _ = average_views({key: out[key] for key in ("logits", "verb", "noun") if key in out}, self.views)
+        scores, _ = average_views(out, self.views)
         if "verb" in scores:
             scores["action"] = action_scores(scores["verb"], scores["noun"])
         if return_attention:
