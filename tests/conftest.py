@@ -109,3 +109,22 @@ def real_epic_frames_root(real_fixtures: Path, tmp_path: Path) -> Path:
     ]
     (root / "annotations" / "EPIC_100_validation.csv").write_text("\n".join([header, *rows]) + "\n")
     return root
+
+
+def signal_mid_epoch(command: list[str], out: Path, signum: int, code: int, delay: float = 0.5) -> None:
+    """Start a fuse-train `command` writing to `out`, send it `signum` once its first epoch is logged (`delay`
+    seconds into the second), and check it exited with `code` after checkpointing mid-epoch."""
+    import subprocess
+    import time
+
+    import torch
+
+    job = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    csv = out / "metrics.csv"
+    deadline = time.time() + 300
+    while time.time() < deadline and not csv.exists():
+        time.sleep(0.05)
+    time.sleep(delay)
+    job.send_signal(signum)
+    assert job.wait(timeout=120) == code
+    assert torch.load(out / "last.pt", weights_only=True)["position"]["batches_done"] > 0

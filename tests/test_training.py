@@ -12,7 +12,7 @@ import pytest
 import torch
 import zarr
 from click.testing import CliRunner
-from conftest import ROOT, small_caches
+from conftest import ROOT, signal_mid_epoch, small_caches
 
 from cli import main
 from fusion.data.cache_data import CacheData
@@ -142,18 +142,7 @@ def test_sigkill_after_an_epoch_then_resume_equals_uninterrupted(ssv2_caches, un
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_signal_mid_epoch_checkpoints_and_resumes_exactly(ssv2_caches, uninterrupted, tmp_path, signum, code):
-    job = subprocess.Popen(
-        _train_command(ssv2_caches, tmp_path / "term"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    csv = tmp_path / "term" / "metrics.csv"
-    deadline = time.time() + 300
-    while time.time() < deadline and not csv.exists():
-        time.sleep(0.05)
-    time.sleep(0.5)  # into epoch 2
-    job.send_signal(signum)
-    assert job.wait(timeout=120) == code
-    position = torch.load(tmp_path / "term" / "last.pt", weights_only=True)["position"]
-    assert position["batches_done"] > 0
+    signal_mid_epoch(_train_command(ssv2_caches, tmp_path / "term"), tmp_path / "term", signum, code)
     subprocess.run(
         _train_command(ssv2_caches, tmp_path / "term", "--resume"), check=True, timeout=600, capture_output=True
     )
@@ -164,17 +153,7 @@ def test_streamed_mode_with_grouped_loss_readbacks_resumes_exactly(ssv2_caches, 
     """Shard windows read ahead, losses read back every 5 steps: SIGTERM mid-epoch, resume, same run."""
     extra = ("--data-mode", "streamed", "--log-every", "5")
     subprocess.run(_train_command(ssv2_caches, tmp_path / "clean", *extra), check=True, timeout=600)
-    job = subprocess.Popen(
-        _train_command(ssv2_caches, tmp_path / "term", *extra), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    csv = tmp_path / "term" / "metrics.csv"
-    deadline = time.time() + 300
-    while time.time() < deadline and not csv.exists():
-        time.sleep(0.05)
-    time.sleep(0.5)  # into epoch 2
-    job.send_signal(signal.SIGTERM)
-    assert job.wait(timeout=120) == 143
-    assert torch.load(tmp_path / "term" / "last.pt", weights_only=True)["position"]["batches_done"] > 0
+    signal_mid_epoch(_train_command(ssv2_caches, tmp_path / "term", *extra), tmp_path / "term", signal.SIGTERM, 143)
     subprocess.run(_train_command(ssv2_caches, tmp_path / "term", "--resume", *extra), check=True, timeout=600)
     assert _final(tmp_path / "term") == _final(tmp_path / "clean")
     steps = [tuple(row.split(",")[:2]) for row in (tmp_path / "term" / "steps.csv").read_text().splitlines()[1:]]

@@ -5,14 +5,13 @@ import json
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 import torch
 import zarr
 from click.testing import CliRunner
-from conftest import ROOT, real_epic_frames_root, small_caches, tiny_config
+from conftest import ROOT, real_epic_frames_root, signal_mid_epoch, small_caches, tiny_config
 
 from cli import main
 from fusion.data.cache_data import CacheData
@@ -194,15 +193,7 @@ def _train_command(caches, out, *extra):
 def test_random_views_resume_exactly_after_sigterm_mid_epoch(tmp_path):
     caches = small_caches(tmp_path, 160, 16, views=3)
     subprocess.run(_train_command(caches, tmp_path / "clean"), check=True, timeout=600, capture_output=True)
-    job = subprocess.Popen(_train_command(caches, tmp_path / "term"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    csv = tmp_path / "term" / "metrics.csv"
-    deadline = time.time() + 300
-    while time.time() < deadline and not csv.exists():
-        time.sleep(0.05)
-    time.sleep(0.3)  # into epoch 2
-    job.send_signal(signal.SIGTERM)
-    assert job.wait(timeout=120) == 143
-    assert torch.load(tmp_path / "term" / "last.pt", weights_only=True)["position"]["batches_done"] > 0
+    signal_mid_epoch(_train_command(caches, tmp_path / "term"), tmp_path / "term", signal.SIGTERM, 143, delay=0.3)
     subprocess.run(_train_command(caches, tmp_path / "term", "--resume"), check=True, timeout=600, capture_output=True)
     final = [json.loads((tmp_path / run / "metrics.json").read_text())["last"] for run in ("clean", "term")]
     assert final[0] == final[1]
