@@ -72,6 +72,13 @@ def phase_lines(stage1: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]
     help="Inline: members that read the caches alike (batch size, data order) step together on each batch read, "
     "or train one after another.",
 )
+@click.option(
+    "--stack/--no-stack",
+    default=True,
+    help="Lockstep: members of one architecture and shapes (seeds, lr / weight-decay / dropout grids) step as one "
+    "stacked model where the model has a stacked form (temporal_transformer, late_fusion on SSv2 caches), or each "
+    "takes its own step.",
+)
 @click.option("--baseline", help="Configuration (or model) the report's differences are taken to.")
 @click.option("--allow-partial", is_flag=True, help="Use caches with clips not extracted yet (counted in metrics).")
 @click.option(
@@ -92,6 +99,7 @@ def sweep(
     epochs: int | None,
     executor: str,
     lockstep: bool,
+    stack: bool,
     baseline: str | None,
     allow_partial: bool,
     select_on: str | None,
@@ -105,7 +113,7 @@ def sweep(
     from fusion.cli_fusion import training_exits
     from fusion.experiments.runner import SweepRun, run_sweep
 
-    run = SweepRun(cache, val_cache, out, epochs, allow_partial, lockstep)
+    run = SweepRun(cache, val_cache, out, epochs, allow_partial, lockstep, stack)
     with training_exits("{} holds the member in flight; re-run the same command to go on"):
         run_sweep(preset, spec_file, model, run, executor, progress, select_on)
     report(
@@ -148,8 +156,8 @@ def compare(paths: tuple[Path, ...], baseline: str | None, out: Path | None) -> 
 def bench_sweep(
     cache: Path, val_cache: Path, members: int, epochs: int, model: str, batch_size: int, data_mode: str
 ) -> None:
-    """Wall time of K members in one inline sweep, in lockstep and one after another, against K separate fuse-train
-    runs."""
+    """Wall time of K members in one inline sweep (stacked into one model where the model stacks, side by side in
+    lockstep, one after another) against K separate fuse-train runs."""
     from fusion.benches.sweep import bench_sweep as run
 
     run(cache, val_cache, members, epochs, model, batch_size, data_mode)

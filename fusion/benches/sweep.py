@@ -1,6 +1,6 @@
-"""`cli bench sweep`: K members (seeds of one model) trained in one inline sweep, stepping together on each batch
-read (lockstep) and one after another (caches read once), against the same K as separate `fuse-train` processes
-(each starting Python and reading the caches itself)."""
+"""`cli bench sweep`: K members (seeds of one model) trained in one inline sweep, stacked into one model (where the
+model stacks), stepping side by side on each batch read (lockstep) and one after another (caches read once),
+against the same K as separate `fuse-train` processes (each starting Python and reading the caches itself)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ from fusion.experiments.runner import SweepRun, execute
 from fusion.experiments.spec import parse_spec
 from pipeline.core.errors import UserError
 from pipeline.core.paths import CLI_SCRIPT
+
+# (row, lockstep, stack): the inline ways to train a sweep's members
+INLINE = (("stacked", True, True), ("lockstep", True, False), ("one after another", False, False))
 
 
 def _separate(cache: Path, val_cache: Path, seeds: list[int], epochs: int, model: str, batch_size: int,
@@ -46,9 +49,10 @@ def bench_sweep(
                       "bench sweep")  # fmt: skip
     seconds = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, lockstep in (("lockstep", True), ("one after another", False)):
+        for name, lockstep, stack in INLINE:
             started = time.perf_counter()
-            execute(spec, SweepRun(cache, val_cache, Path(tmp) / name, epochs, lockstep=lockstep), "inline", False)
+            run = SweepRun(cache, val_cache, Path(tmp) / name, epochs, lockstep=lockstep, stack=stack)
+            execute(spec, run, "inline", False)
             seconds[name] = time.perf_counter() - started
         started = time.perf_counter()
         _separate(cache, val_cache, seeds, epochs, model, batch_size, data_mode, Path(tmp))

@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 class SweepRun:
     """What every member of one sweep shares: the training and validation caches, the sweep folder, the epochs
     (None: each member's config says), whether caches with missing or failed clips are accepted, and whether
-    inline members step together (lockstep) or train one after another."""
+    inline members step together (lockstep; those of one architecture as one stacked model) or train one after
+    another."""
 
     cache: Path
     val_cache: Path
@@ -43,6 +44,7 @@ class SweepRun:
     epochs: int | None = None
     allow_partial: bool = False
     lockstep: bool = True  # inline: members that read the caches alike step together on each batch
+    stack: bool = True  # lockstep: members of one architecture and shapes step as one stacked model
 
     def __post_init__(self) -> None:
         for name in ("cache", "val_cache", "out"):
@@ -108,7 +110,7 @@ def execute(spec: SweepSpec, run: SweepRun, executor: str, live: bool | None) ->
 
         loaded = _load(run, shared_placement(spec))
         started = time.monotonic()
-        run_members([(member_request(run, spec, m), m.identity()) for m in todo], loaded, live, run.lockstep)
+        run_members([(member_request(run, spec, m), m.identity()) for m in todo], loaded, live, run.lockstep, run.stack)
         progress.info("%d members trained in %s", len(todo), duration(time.monotonic() - started))
     elif todo:
         _submit(todo, spec, run, executor)

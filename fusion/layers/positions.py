@@ -65,7 +65,7 @@ class PositionEmbedding(nn.Module):
     def table(self, tokens: int, device: torch.device, frames: int = 1) -> torch.Tensor:
         key = (tokens, frames, str(device))
         if key not in self._tables:  # built once per token count and device, on the device
-            dim = self.gain.shape[0]
+            dim = self.gain.shape[-1]
             if frames > 1:
                 self._tables[key] = space_time_sinusoid(tokens, frames, dim, device)
             else:

@@ -116,16 +116,21 @@ def run_training(
 
 
 def run_members(
-    requests: list[tuple[TrainingRequest, dict[str, Any]]], loaded: Any, live: bool | None = None, lockstep: bool = True
+    requests: list[tuple[TrainingRequest, dict[str, Any]]],
+    loaded: Any,
+    live: bool | None = None,
+    lockstep: bool = True,
+    stack: bool = True,
 ) -> list[dict[str, Any]]:
     """Train (or resume) sweep members (request, identity) over data read once: with `lockstep`, those that read
-    it alike step together on each batch, else one after another. Returns the finished members' summaries; a
+    it alike step together on each batch (with `stack`, those of one architecture as one stacked model), else one
+    after another. Returns the finished members' summaries; a
     member whose loss diverged stops alone, and once the others have finished NonFiniteLoss names each such one."""
     summaries, diverged = [], []
-    with contextlib.ExitStack() as stack:
+    with contextlib.ExitStack() as exits:
         runs = []
         for request, member in requests:
-            runs.append(stack.enter_context(opened_run(request, live, member, loaded)))
+            runs.append(exits.enter_context(opened_run(request, live, member, loaded)))
             keep_random_state(runs[-1][0])
         reporters = {id(trainer): reporter for trainer, reporter in runs}
         trainers = [trainer for trainer, _ in runs]
@@ -136,7 +141,7 @@ def run_members(
         for group in groups:
             for trainer in group[1:]:
                 trainer.on_step = None  # a group's steps are its first run's: one progress bar, not one per run
-            for trainer, outcome in zip(group, train_together(group, isolate=True)):
+            for trainer, outcome in zip(group, train_together(group, isolate=True, stack=stack)):
                 if isinstance(outcome, NonFiniteLoss):
                     diverged.append(str(outcome))
                 else:

@@ -14,10 +14,11 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from fusion.training.distributed import local_rng_state, set_local_rng_state
+from fusion.training.stack import Stack, stacks_of
 from fusion.training.trainer import NonFiniteLoss, Preempted, Trainer
 
 log = logging.getLogger(__name__)
@@ -74,22 +75,34 @@ def _signals(trainers: list[Trainer]) -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def train_together(trainers: list[Trainer], isolate: bool = False) -> list[dict[str, Any] | NonFiniteLoss]:
-    """Train every run (begun: `Trainer.begin`) to its epochs, stepping all on each batch; returns each run's
-    summary, or (`isolate`) the NonFiniteLoss that stopped it alone while the others went on; without
-    `isolate` it is raised. Raises Preempted, every run's last.pt written, when a signal asks to stop."""
+def _take_step(t: Trainer, step: int, batch: dict[str, Any], inputs: dict[str, Any], taken: dict[int, Any]) -> int:
+    """Record the step a run's stack took for it, or take it alone; returns the signal asking to stop."""
+    if id(t) in taken:
+        loss, seconds = taken[id(t)]
+        return t.record(step, loss, batch, seconds)
+    return t.train_on(step, batch, inputs)
+
+
+def train_together(
+    trainers: list[Trainer], isolate: bool = False, stack: bool = True
+) -> list[dict[str, Any] | NonFiniteLoss]:
+    """Train every run (begun: `Trainer.begin`) to its epochs, stepping all on each batch (with `stack`, runs
+    of one architecture as one stacked model: fusion/training/stack.py); returns each run's summary, or
+    (`isolate`) the NonFiniteLoss that stopped it alone while the others went on; without `isolate` it is
+    raised. Raises Preempted, every run's last.pt written, when a signal asks to stop."""
     outcome: dict[int, dict[str, Any] | NonFiniteLoss] = {}
     alive = list(trainers)
     for t in trainers[1:]:
         t.order = trainers[0].order  # one data order, drawn once; every run records its state
+    stacks = stacks_of(alive) if stack else []
 
-    def each(method: str, *args: Any) -> list[Any]:
-        """Call a Trainer method on every run still training, each on its own random state."""
+    def each(work: Callable[..., Any], *args: Any) -> list[Any]:
+        """work(run, *args) for every run still training, each on its own random state."""
         results = []
         for t in list(alive):
             try:
                 with _own_random_state(t):
-                    results.append(getattr(t, method)(*args))
+                    results.append(work(t, *args))
             except NonFiniteLoss as exc:
                 if not isolate:
                     raise
@@ -97,6 +110,12 @@ def train_together(trainers: list[Trainer], isolate: bool = False) -> list[dict[
                 outcome[id(t)] = exc
                 alive.remove(t)
         return results
+
+    def synced() -> list[Stack]:
+        """Every stacked run's state in its own model and optimizer (to validate or write checkpoints)."""
+        for s in stacks:
+            s.sync()
+        return stacks
 
     try:
         with _signals(trainers):
@@ -106,14 +125,21 @@ def train_together(trainers: list[Trainer], isolate: bool = False) -> list[dict[
                 for step, batch in alive[0].epoch_batches():
                     inputs = alive[0].train_data.model_inputs(batch, alive[0].device)
                     reading += time.perf_counter() - read_started
-                    stop = max(each("train_on", step, batch, inputs), default=0)
+                    taken = {key: value for s in stacks for key, value in s.step(batch, inputs).items()}
+                    running = len(alive)
+                    stop = max(each(_take_step, step, batch, inputs, taken), default=0)
+                    if len(alive) < running:  # a run diverged: the others stack again without it
+                        synced()
+                        stacks = stacks_of(alive) if stack else []
                     if stop:
-                        preempted = each("stop", stop)  # every run's last.pt, with its own random state
+                        synced()
+                        preempted = each(Trainer.stop, stop)  # every run's last.pt, with its own random state
                         raise preempted[0] if len(preempted) == 1 else Preempted(trainers[0].out.parent, stop)
                     read_started = time.perf_counter()
                     if not alive:
                         break
-                each("end_epoch", reading / max(1, len(alive)))
+                synced()
+                each(Trainer.end_epoch, reading / max(1, len(alive)))
     finally:
         for t in trainers:
             summary = t.end()

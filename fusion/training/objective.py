@@ -26,6 +26,13 @@ def task_loss(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]
     return criterion(outputs["verb"].float(), targets["verb"]) + criterion(outputs["noun"].float(), targets["noun"])
 
 
+def mixed_loss(
+    outputs: dict[str, torch.Tensor], parts: list[tuple[float, dict[str, torch.Tensor]]], criterion: nn.Module
+) -> torch.Tensor:
+    """The task loss mixed over `augment`'s (weight, targets) parts: 0-d."""
+    return sum(weight * task_loss(outputs, targets, criterion) for weight, targets in parts)
+
+
 def augment(
     inputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], cfg: DataConfig
 ) -> tuple[dict[str, torch.Tensor], list[tuple[float, dict[str, torch.Tensor]]]]:

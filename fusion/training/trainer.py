@@ -24,7 +24,7 @@ from fusion.models.checkpoint import load_checkpoint, save_checkpoint
 from fusion.models.registry import build_model, count_trainable
 from fusion.training.config import TrainConfig
 from fusion.training.distributed import Distributed
-from fusion.training.objective import augment, check_same_task, make_scheduler, task_loss
+from fusion.training.objective import augment, check_same_task, make_scheduler, mixed_loss, task_loss
 from fusion.training.request import TrainingRequest
 from fusion.training.run_log import RunLog
 from pipeline.core import atomic, strict_json
@@ -212,12 +212,19 @@ class Trainer:
         asking to stop (0: go on). Every process flushes at the same steps: a signal is seen at the next flush
         under torchrun (the processes agree there), at once otherwise (no collective needed)."""
         started = time.perf_counter()
-        self._pending.append((step, self._train_step(batch, inputs), batch["global_size"]))
+        loss = self._train_step(batch, inputs)
+        return self.record(step, loss, batch, time.perf_counter() - started)
+
+    def record(self, step: int, loss: torch.Tensor, batch: dict[str, torch.Tensor], seconds: float) -> int:
+        """Note a step taken (by `train_on`, or by the stack this run is part of) and its weighted loss; returns
+        the signal asking to stop (0: go on)."""
+        started = time.perf_counter()
+        self._pending.append((step, loss, batch["global_size"]))
         stop = 0
         if not step % self.cfg.log_every or (self.stop_signal and not self.dist.enabled):
             self._flush()
             stop = self.dist.max(self.stop_signal)
-        self._seconds += time.perf_counter() - started
+        self._seconds += seconds + time.perf_counter() - started
         return stop
 
     def stop(self, signum: int) -> Preempted:
@@ -290,7 +297,7 @@ class Trainer:
         inputs, parts = augment(inputs, targets, self.cfg.data)
         with autocast(self.device, self.precision):
             outputs = self.forward(inputs)
-            loss = sum(weight * task_loss(outputs, part, self.criterion) for weight, part in parts)
+            loss = mixed_loss(outputs, parts, self.criterion)
         share = batch["share"]
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss * share * self.dist.world).backward()
