@@ -18,8 +18,14 @@ from torch import nn
 
 from fusion.layers.positions import PositionEmbedding
 
-# within(k, draw): run `draw` on member k's random state (the training group swaps it in and keeps it after)
-Within = Callable[[int, Callable[[], torch.Tensor]], torch.Tensor]
+# draw(parts, p): each member's Bernoulli(1 - p[k]) mask laid out in memory as parts[k] (torch.empty_like), from
+# member k's own random state; None where p[k] is 0 (nothing drawn, as alone). The training stack draws them.
+Draw = Callable[[list[torch.Tensor], list[float]], list[torch.Tensor | None]]
+
+
+def draw_in_turn(parts: list[torch.Tensor], p: list[float]) -> list[torch.Tensor | None]:
+    """`Draw` from the one global random state, member after member (a stacked model used outside training)."""
+    return [torch.empty_like(part).bernoulli_(1 - q) if q else None for part, q in zip(parts, p)]
 
 
 def stacked_parameter(members: list[torch.Tensor]) -> nn.Parameter:
@@ -61,32 +67,28 @@ class StackedLayerNorm(nn.Module):
         return (out if self.bias is None else out + self.bias.unsqueeze(1)).reshape(x.shape)
 
 
-def member_dropout(x: torch.Tensor, p: list[float], within: Within) -> torch.Tensor:
+def member_dropout(x: torch.Tensor, p: list[float], draw: Draw) -> torch.Tensor:
     """[K * B, ...] -> the same shape: member k's rows dropped at p[k], with the mask its own layer would draw
     alone: a Bernoulli tensor laid out in memory as its rows are (`empty_like`, as F.dropout draws it: the
     layout decides which element each draw lands on), scaled by 1 / (1 - p); no draw where p is 0, as alone."""
     if not any(p):
         return x
     rows = x.shape[0] // len(p)
-
-    def mask(k: int) -> torch.Tensor:
-        part = x[k * rows : (k + 1) * rows]
-        if not p[k]:
-            return torch.ones_like(part)
-        return within(k, lambda: torch.empty_like(part).bernoulli_(1 - p[k])).div_(1 - p[k])
-
-    return x * torch.cat([mask(k) for k in range(len(p))])
+    parts = [x[k * rows : (k + 1) * rows] for k in range(len(p))]
+    masks = draw(parts, p)
+    return x * torch.cat([torch.ones_like(part) if mask is None else mask.div_(1 - q)
+                          for part, mask, q in zip(parts, masks, p)])  # fmt: skip
 
 
 class StackedDropout(nn.Module):
     """K nn.Dropout, each its own rate: [K * B, ...] -> the same shape."""
 
-    def __init__(self, members: list[nn.Dropout], within: Within):
+    def __init__(self, members: list[nn.Dropout], draw: Draw):
         super().__init__()
-        self.p, self.within = [m.p for m in members], within
+        self.p, self.draw = [m.p for m in members], draw
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return member_dropout(x, self.p, self.within) if self.training else x
+        return member_dropout(x, self.p, self.draw) if self.training else x
 
 
 class StackedPositionEmbedding(PositionEmbedding):
@@ -111,13 +113,13 @@ class StackedSelfAttention(nn.Module):
     # read by nn.TransformerEncoder(Layer) before it picks a path: batch-first, and never the fused inference path
     batch_first, _qkv_same_embed_dim = True, False
 
-    def __init__(self, members: list[nn.MultiheadAttention], within: Within):
+    def __init__(self, members: list[nn.MultiheadAttention], draw: Draw):
         super().__init__()
         first = members[0]
         if not (first.batch_first and first._qkv_same_embed_dim and first.bias_k is None and first.in_proj_bias
                 is not None):  # fmt: skip
             raise NotImplementedError("stacking: only batch-first self-attention with packed, biased projections")
-        self.heads, self.p, self.within = first.num_heads, [m.dropout for m in members], within
+        self.heads, self.p, self.draw = first.num_heads, [m.dropout for m in members], draw
         self.in_proj_weight = stacked_parameter([m.in_proj_weight for m in members])  # [K, 3D, D]
         self.in_proj_bias = stacked_parameter([m.in_proj_bias for m in members])  # [K, 3D]
         self.out_proj = StackedLinear([m.out_proj for m in members])
@@ -134,7 +136,7 @@ class StackedSelfAttention(nn.Module):
         q, kk, v = qkv.reshape(n, length, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
         if self.training and any(self.p):
             weights = (q @ kk.transpose(-2, -1) * q.shape[-1] ** -0.5).softmax(dim=-1)
-            out = member_dropout(weights, self.p, self.within) @ v
+            out = member_dropout(weights, self.p, self.draw) @ v
         else:
             out = F.scaled_dot_product_attention(q, kk, v)
         out = self.out_proj(out.transpose(1, 2).reshape(n, length, dim))

@@ -17,23 +17,23 @@ from torch import nn
 
 from fusion.layers.positions import PositionEmbedding
 from fusion.layers.stacked import (
+    Draw,
     StackedDropout,
     StackedLayerNorm,
     StackedLinear,
     StackedPositionEmbedding,
     StackedSelfAttention,
-    Within,
 )
 from fusion.models.heads import ClassifierHead
 from fusion.models.registry import FusionModel
 from fusion.models.trunks import LateFusionTrunk, TemporalTransformerTrunk
 
-STACKED: dict[type, Callable[[list, Within], nn.Module]] = {
-    nn.Linear: lambda members, within: StackedLinear(members),
-    nn.LayerNorm: lambda members, within: StackedLayerNorm(members),
+STACKED: dict[type, Callable[[list, Draw], nn.Module]] = {
+    nn.Linear: lambda members, draw: StackedLinear(members),
+    nn.LayerNorm: lambda members, draw: StackedLayerNorm(members),
     nn.Dropout: StackedDropout,
     nn.MultiheadAttention: StackedSelfAttention,
-    PositionEmbedding: lambda members, within: StackedPositionEmbedding(members),
+    PositionEmbedding: lambda members, draw: StackedPositionEmbedding(members),
 }
 # modules with no weights of their own whose forward treats each sample alone and draws nothing itself
 PER_SAMPLE = (nn.Sequential, nn.ModuleDict, nn.ModuleList, nn.GELU, nn.ReLU, nn.Identity, nn.TransformerEncoder,
@@ -45,14 +45,14 @@ class NotStackable(Exception):
     """The models cannot run as one stacked model (the message says which module stops it)."""
 
 
-def _stack(members: list[nn.Module], within: Within, where: str) -> nn.Module:
+def _stack(members: list[nn.Module], draw: Draw, where: str) -> nn.Module:
     first = members[0]
     kind = type(first)
     if any(type(m) is not kind for m in members):
         raise NotStackable(f"{where.lstrip('.')}: the members' modules differ")
     if kind in STACKED:
         try:
-            return STACKED[kind](members, within)
+            return STACKED[kind](members, draw)
         except NotImplementedError as exc:
             raise NotStackable(f"{where.lstrip('.')}: {exc}") from None
     if kind not in PER_SAMPLE or first._parameters or first._buffers:
@@ -60,19 +60,19 @@ def _stack(members: list[nn.Module], within: Within, where: str) -> nn.Module:
     clone = copy.copy(first)
     clone._parameters, clone._buffers = {}, {}
     clone._modules = {
-        name: None if child is None else _stack([m._modules[name] for m in members], within, f"{where}.{name}")
+        name: None if child is None else _stack([m._modules[name] for m in members], draw, f"{where}.{name}")
         for name, child in first._modules.items()
     }
     return clone
 
 
-def stack_models(models: list[nn.Module], within: Within) -> nn.Module:
+def stack_models(models: list[nn.Module], draw: Draw) -> nn.Module:
     """K models of one architecture -> one model: [K * B, ...] inputs -> [K * B, ...] outputs, in training mode.
     Raises NotStackable. The stacked model holds copies of the weights (see `unstack_into`)."""
     shapes = [[(name, p.shape) for name, p in m.named_parameters()] for m in models]
     if any(s != shapes[0] for s in shapes):
         raise NotStackable("the models' parameters differ in names or shapes")
-    stacked = _stack(models, within, "")
+    stacked = _stack(models, draw, "")
     names = [name for name, _ in stacked.named_parameters()]
     if names != [name for name, _ in shapes[0]]:  # a stacked layer must keep its layer's parameter names
         raise NotStackable(f"stacked parameters {names} do not match the model's")

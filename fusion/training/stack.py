@@ -11,11 +11,13 @@ ordinary run folder it would write alone, resumable alone or stacked.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 import time
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
@@ -41,7 +43,11 @@ class Stack:
     def __init__(self, trainers: list[Trainer]):
         """Raises NotStackable when the members' models have no stacked form."""
         self.trainers = trainers
-        self.model = stack_models([t.model for t in trainers], self.within)
+        self.model = stack_models([t.model for t in trainers], self.draw)
+        # each member's random state as generator objects while its masks are drawn (on the host and the device)
+        self.generators = [
+            (torch.Generator(), torch.Generator(device=t.device) if t.device.type == "cuda" else None) for t in trainers
+        ]
         self.names = [name for name, _ in self.model.named_parameters()]
         self.params = [p for _, p in self.model.named_parameters()]
         first = trainers[0].optimizer.param_groups[0]
@@ -55,12 +61,26 @@ class Stack:
         self.steps = [int(t.optimizer.state[t.model.get_parameter(self.names[0])]["step"])
                       if t.optimizer.state else 0 for t in trainers]  # fmt: skip
 
-    def within(self, k: int, draw: Callable[[], torch.Tensor]) -> torch.Tensor:
-        """`draw` on member k's random state (a member of a group keeps its state in trainer.rng)."""
+    def draw(self, parts: list[torch.Tensor], p: list[float]) -> list[torch.Tensor | None]:
+        """fusion.layers.stacked.Draw from each member's generators: on a CPU, where one draw runs on one core,
+        the members' draws run side by side."""
+
+        def one(k: int) -> torch.Tensor | None:
+            if not p[k]:
+                return None
+            host, device = self.generators[k]
+            return torch.empty_like(parts[k]).bernoulli_(1 - p[k], generator=device if parts[k].is_cuda else host)
+
+        if parts[0].is_cuda or len(parts) == 1:
+            return [one(k) for k in range(len(parts))]
+        return list(_drawing_threads().map(one, range(len(parts))))
+
+    def _on_global(self, k: int, work: Callable[[], Any]) -> Any:
+        """`work` on member k's random state in the global generators (augmentation draws from them)."""
         t = self.trainers[k]
         set_local_rng_state(t.rng, t.device)
         try:
-            return draw()
+            return work()
         finally:
             t.rng = local_rng_state(t.device)
 
@@ -74,13 +94,19 @@ class Stack:
         members = []
         for i, t in enumerate(self.trainers):
             targets = {f: batch[f].to(t.device, non_blocking=True) for f in t.train_data.spec.label_fields}
-            members.append(self.within(i, lambda t=t, targets=targets: augment(inputs, targets, t.cfg.data)))
+            members.append(self._on_global(i, lambda t=t, targets=targets: augment(inputs, targets, t.cfg.data)))
         stacked = {name: torch.cat([x[name] for x, _ in members]) for name in inputs}
+        for (host, device), t in zip(self.generators, self.trainers):  # where augmentation left each state
+            host.set_state(t.rng["torch"])
+            if device is not None:
+                device.set_state(t.rng["cuda"])
         with autocast(first.device, first.precision):
             outputs = self.model(stacked)
             each = [{name: out.chunk(k)[i] for name, out in outputs.items()} for i in range(k)]
             losses = [mixed_loss(each[i], parts, t.criterion) for i, ((_, parts), t) in
                       enumerate(zip(members, self.trainers))]  # fmt: skip
+        for (host, device), t in zip(self.generators, self.trainers):
+            t.rng = {"torch": host.get_state(), "cuda": None if device is None else device.get_state()}
         for p in self.params:
             p.grad = None
         (sum(losses) * batch["share"]).backward()
@@ -135,6 +161,11 @@ class Stack:
                     "exp_avg": exp_avg[k].clone(),
                     "exp_avg_sq": exp_avg_sq[k].clone(),
                 }
+
+
+@functools.cache
+def _drawing_threads() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max(1, torch.get_num_threads()), thread_name_prefix="stack-draws")
 
 
 def stacks_of(trainers: list[Trainer]) -> list[Stack]:

@@ -1,0 +1,162 @@
+"""Stacked sweep members: K models of one architecture stepped as one model. A stacked model's rows are what each
+member computes alone (dropout masks included); stacked members end as the runs they are when each takes its own
+step (which tests/test_sweep.py holds equal to standalone fuse-train runs), up to float rounding; a killed stacked
+sweep resumes to the same results; a diverging member stops alone; other architectures step side by side."""
+
+import json
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from conftest import ROOT, signal_mid_epoch, small_caches
+
+from cli import main
+from fusion.layers.stacked import draw_in_turn
+from fusion.models.config import FusionConfig
+from fusion.models.registry import build_model
+from fusion.models.stacking import NotStackable, stack_models, unstack_into
+
+# Stacked and lone steps differ by the order of float sums (batched and single matrix products): after a few
+# AdamW steps, weights within WEIGHTS and losses and metrics within LOSSES (measured: <= 1e-6 and <= 1.2e-7).
+WEIGHTS, LOSSES = 1e-5, 1e-5
+
+
+@pytest.fixture(scope="module")
+def caches(tmp_path_factory):
+    return small_caches(tmp_path_factory.mktemp("stack-caches"), 64, 32, shard_size=32)
+
+
+def _models(name: str, k: int, **changes) -> list[torch.nn.Module]:
+    models = []
+    for seed in range(k):
+        torch.manual_seed(seed)
+        cfg = FusionConfig(**{"dropout": 0.1 * (seed + 1), **changes})
+        models.append(build_model(name, 24, 16, {"label": 7}, cfg))
+    return models
+
+
+@pytest.mark.parametrize("name", ["temporal_transformer", "late_fusion"])
+def test_a_stacked_model_computes_what_each_member_computes_alone_dropout_masks_included(name):
+    k, batch = 3, 5
+    models = _models(name, k, head="mlp")
+    inputs = [{"semantic": torch.randn(batch, 9, 24), "motion": torch.randn(batch, 4, 16)} for _ in range(k)]
+    generators = [torch.Generator().manual_seed(100 + i) for i in range(k)]
+
+    def draw(parts, p):  # member i's masks from its own generator, as its lone run draws them from the global one
+        return [torch.empty_like(x).bernoulli_(1 - q, generator=g) if q else None
+                for x, q, g in zip(parts, p, generators)]  # fmt: skip
+
+    stacked = stack_models(models, draw)
+    together = stacked({key: torch.cat([x[key] for x in inputs]) for key in inputs[0]})["logits"]
+    assert together.shape == (k * batch, 7)
+    for i, model in enumerate(models):
+        torch.manual_seed(100 + i)
+        alone = model.train()(inputs[i])["logits"]
+        assert torch.allclose(together[i * batch : (i + 1) * batch], alone, atol=1e-5), i
+    # the masks draw: another draw gives other outputs (so the comparison above could fail)
+    assert not torch.allclose(
+        together, stacked({key: torch.cat([x[key] for x in inputs]) for key in inputs[0]})["logits"]
+    )
+
+
+def test_unstacking_gives_each_member_its_own_weights_back():
+    models = _models("temporal_transformer", 2)
+    before = [[p.detach().clone() for p in m.parameters()] for m in models]
+    stacked = stack_models(models, draw_in_turn)
+    with torch.no_grad():
+        for p in stacked.parameters():
+            p[1].add_(1.0)  # only member 1's slice
+    unstack_into(stacked, models)
+    assert all(torch.equal(a, b) for a, b in zip(before[0], models[0].parameters()))
+    assert all(torch.equal(a + 1.0, b) for a, b in zip(before[1], models[1].parameters()))
+
+
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [("gasm_cast", r"trunk \(CrossStreamTrunk\)"), ("attentive_probe", r"trunk \(AttentiveProbeTrunk\)")],
+)
+def test_models_with_other_layers_do_not_stack_and_say_which_module(name, words):
+    with pytest.raises(NotStackable, match=words):
+        stack_models(_models(name, 2), draw_in_turn)
+
+
+def _sweep(caches, spec: Path, out: Path, *extra) -> list[str]:
+    return ["sweep", "--spec", str(spec), "--cache", str(caches[0]), "--val-cache", str(caches[1]), "--out", str(out),
+            "--epochs", "2", "--no-progress", *extra]  # fmt: skip
+
+
+# two seeds of the Phase 2 model and a third member with its own lr, dropout and no clipping; augmentation on
+SPEC = (
+    "base:\n  model: temporal_transformer\n  overrides:\n"
+    "    data: {batch_size: 16, token_dropout: 0.2, mixup_alpha: 0.2}\n    device: cpu\n"
+    "members: [{}, {changes: {optim.lr: 0.003, model.dropout: 0.3, optim.grad_clip: 0.0}}]\n"
+    "seeds: [0, 1]\n"
+)
+MEMBERS = ["temporal_transformer-seed0", "temporal_transformer-seed1",
+           "temporal_transformer-dropout0.3-grad_clip0-lr0.003-seed0"]  # fmt: skip
+
+
+def _run(out: Path, member: str) -> tuple[dict, dict]:
+    return (json.loads((out / "runs" / member / "metrics.json").read_text()),
+            torch.load(out / "runs" / member / "last.pt", weights_only=True))  # fmt: skip
+
+
+def _same_run(a: Path, b: Path, member: str) -> None:
+    (metrics_a, state_a), (metrics_b, state_b) = _run(a, member), _run(b, member)
+    for key, value in metrics_a["last"].items():
+        assert metrics_b["last"][key] == pytest.approx(value, rel=LOSSES, abs=LOSSES), (member, key)
+    for key, weights in state_a["model"].items():
+        other = state_b["model"][key]
+        if key.endswith("self_attn.in_proj_bias"):  # [query; key; value] biases
+            # The key bias gets no gradient (softmax ignores a shift shared by every key), so AdamW scales its
+            # rounding noise to full-size steps: it differs by up to lr x steps, and changes no output.
+            third = len(weights) // 3
+            weights, other = (
+                torch.cat([weights[:third], weights[2 * third :]]),
+                torch.cat([other[:third], other[2 * third :]]),
+            )
+        assert torch.allclose(weights, other, atol=WEIGHTS), (member, key)
+    moments = zip(state_a["optimizer"]["state"].values(), state_b["optimizer"]["state"].values())
+    assert all(int(x["step"]) == int(y["step"]) for x, y in moments)
+
+
+def test_stacked_members_equal_the_runs_that_step_alone(caches, tmp_path):
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SPEC)
+    stacked = CliRunner().invoke(main, _sweep(caches, spec, tmp_path / "S"))
+    assert stacked.exit_code == 0, stacked.output
+    assert "4 runs of temporal_transformer step as one stacked model" in stacked.output
+    alone = CliRunner().invoke(main, _sweep(caches, spec, tmp_path / "A", "--no-stack"))
+    assert alone.exit_code == 0 and "stacked model" not in alone.output, alone.output
+    for member in MEMBERS:
+        _same_run(tmp_path / "S", tmp_path / "A", member)
+
+
+def test_a_killed_stacked_sweep_resumes_to_the_same_results(caches, tmp_path):
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SPEC)
+    command = [sys.executable, str(ROOT / "cli.py"), *_sweep(caches, spec, tmp_path / "K")]
+    # SIGTERM mid-epoch: every member of the stack writes its last.pt where it stands and the sweep stops
+    signal_mid_epoch(command, tmp_path / "K" / "runs" / MEMBERS[0], signal.SIGTERM, 143, delay=0.2)
+    assert CliRunner().invoke(main, _sweep(caches, spec, tmp_path / "K")).exit_code == 0
+    assert CliRunner().invoke(main, _sweep(caches, spec, tmp_path / "W")).exit_code == 0
+    for member in MEMBERS:
+        _same_run(tmp_path / "K", tmp_path / "W", member)
+
+
+def test_a_diverging_stacked_member_stops_alone_and_the_others_finish_as_they_would(caches, tmp_path):
+    text = SPEC.replace("optim.lr: 0.003", "optim.lr: 1.0e+30")
+    spec = tmp_path / "s.yaml"
+    spec.write_text(text)
+    stacked = CliRunner().invoke(main, _sweep(caches, spec, tmp_path / "S"))
+    assert stacked.exit_code == 1 and "2 member(s) stopped, the others finished" in stacked.output, stacked.output
+    for seed in (0, 1):  # both seeds of the diverging configuration stop; the two others stack on without them
+        diverged = f"temporal_transformer-dropout0.3-grad_clip0-lr1e_30-seed{seed}"
+        assert diverged in stacked.output.splitlines()[-1]
+        assert not (tmp_path / "S" / "runs" / diverged / "metrics.json").exists()
+    assert CliRunner().invoke(main, _sweep(caches, spec, tmp_path / "A", "--no-stack")).exit_code == 1
+    for member in MEMBERS[:2]:
+        _same_run(tmp_path / "S", tmp_path / "A", member)
