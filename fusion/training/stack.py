@@ -11,13 +11,11 @@ ordinary run folder it would write alone, resumable alone or stacked.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import re
 import time
 import warnings
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
@@ -62,18 +60,11 @@ class Stack:
                       if t.optimizer.state else 0 for t in trainers]  # fmt: skip
 
     def draw(self, parts: list[torch.Tensor], p: list[float]) -> list[torch.Tensor | None]:
-        """fusion.layers.stacked.Draw from each member's generators: on a CPU, where one draw runs on one core,
-        the members' draws run side by side."""
-
-        def one(k: int) -> torch.Tensor | None:
-            if not p[k]:
-                return None
-            host, device = self.generators[k]
-            return torch.empty_like(parts[k]).bernoulli_(1 - p[k], generator=device if parts[k].is_cuda else host)
-
-        if parts[0].is_cuda or len(parts) == 1:
-            return [one(k) for k in range(len(parts))]
-        return list(_drawing_threads().map(one, range(len(parts))))
+        """fusion.layers.stacked.Draw from each member's own generators."""
+        return [
+            torch.empty_like(part).bernoulli_(1 - q, generator=device if part.is_cuda else host) if q else None
+            for part, q, (host, device) in zip(parts, p, self.generators)
+        ]
 
     def _on_global(self, k: int, work: Callable[[], Any]) -> Any:
         """`work` on member k's random state in the global generators (augmentation draws from them)."""
@@ -161,11 +152,6 @@ class Stack:
                     "exp_avg": exp_avg[k].clone(),
                     "exp_avg_sq": exp_avg_sq[k].clone(),
                 }
-
-
-@functools.cache
-def _drawing_threads() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max(1, torch.get_num_threads()), thread_name_prefix="stack-draws")
 
 
 def stacks_of(trainers: list[Trainer]) -> list[Stack]:
