@@ -4,6 +4,7 @@ step (which tests/test_sweep.py holds equal to standalone fuse-train runs), up t
 sweep resumes to the same results; a diverging member stops alone; other architectures step side by side."""
 
 import json
+import re
 import signal
 import sys
 from pathlib import Path
@@ -160,3 +161,15 @@ def test_a_diverging_stacked_member_stops_alone_and_the_others_finish_as_they_wo
     assert CliRunner().invoke(main, _sweep(caches, spec, tmp_path / "A", "--no-stack")).exit_code == 1
     for member in MEMBERS[:2]:
         _same_run(tmp_path / "S", tmp_path / "A", member)
+
+
+def test_bench_sweep_times_every_way_and_its_inline_members_step_together(caches):
+    result = CliRunner().invoke(main, ["bench", "sweep", "--cache", str(caches[0]), "--val-cache", str(caches[1]),
+                                       "--members", "2", "--epochs", "1", "--model", "temporal_transformer",
+                                       "--batch-size", "16"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    for row in ("stacked", "lockstep", "one after another", "separate fuse-train processes"):
+        assert re.search(rf"│\s+{row} │\s+[0-9.]+ │", result.output), row  # the row and its wall time
+    # as in `cli sweep`: one data order, so the lockstep rows are one group (not a group per member)
+    assert "2 runs of temporal_transformer step as one stacked model" in result.output
+    assert "lockstep groups" not in result.output
