@@ -10,7 +10,7 @@ import click
 from fusion.data.config import DATA_MODES, SELECT_ON
 from fusion.experiments.presets import PHASE_MODELS, SWEEP_BASELINES, SWEEP_PRESETS
 from pipeline.core import strict_json
-from pipeline.core.cli_base import EPILOG, user_errors
+from pipeline.core.cli_base import EPILOG, device_option, user_errors
 
 SWEEP_EXECUTORS = ("inline", "local", "slurm")  # where members run; extraction arrays have their own set
 
@@ -152,12 +152,13 @@ def compare(paths: tuple[Path, ...], baseline: str | None, out: Path | None) -> 
     show_default=True,
     help="Where the training features live (streamed: read from the cache as training goes).",
 )
+@device_option
 @user_errors
 def bench_sweep(
-    cache: Path, val_cache: Path, members: int, epochs: int, model: str, batch_size: int, data_mode: str
+    cache: Path, val_cache: Path, members: int, epochs: int, model: str, batch_size: int, data_mode: str, device: str
 ) -> None:
     """Wall time of K members in one inline sweep (stacked into one model where the model stacks, side by side in
     lockstep, one after another) against K separate fuse-train runs."""
     from fusion.benches.sweep import bench_sweep as run
 
-    run(cache, val_cache, members, epochs, model, batch_size, data_mode)
+    run(cache, val_cache, members, epochs, model, batch_size, data_mode, device)

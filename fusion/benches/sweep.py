@@ -32,10 +32,10 @@ def _warm_up() -> None:
 
 
 def _separate(cache: Path, val_cache: Path, seeds: list[int], epochs: int, model: str, batch_size: int,
-              data_mode: str, out: Path) -> None:  # fmt: skip
+              data_mode: str, device: str, out: Path) -> None:  # fmt: skip
     for seed in seeds:
         options = {"--cache": cache, "--val-cache": val_cache, "--model": model, "--epochs": epochs, "--seed": seed,
-                   "--batch-size": batch_size, "--data-mode": data_mode, "--device": "cpu",
+                   "--batch-size": batch_size, "--data-mode": data_mode, "--device": device,
                    "--out": out / f"separate-{seed}"}  # fmt: skip
         command = [sys.executable, str(CLI_SCRIPT), "fuse-train", "--no-progress"]
         command += [str(x) for pair in options.items() for x in pair]
@@ -49,11 +49,11 @@ def _separate(cache: Path, val_cache: Path, seeds: list[int], epochs: int, model
 
 
 def bench_sweep(
-    cache: Path, val_cache: Path, members: int, epochs: int, model: str, batch_size: int, data_mode: str
+    cache: Path, val_cache: Path, members: int, epochs: int, model: str, batch_size: int, data_mode: str, device: str
 ) -> Table:
     seeds = list(range(members))
     # validation chooses the epoch, as the separate runs do by default: a holdout would need enough clips a class
-    overrides = {"data": {"batch_size": batch_size, "mode": data_mode}, "device": "cpu"}
+    overrides = {"data": {"batch_size": batch_size, "mode": data_mode}, "device": device}
     spec = parse_spec({"base": {"model": model, "overrides": overrides}, "members": [{}], "seeds": seeds},
                       "bench sweep")  # fmt: skip
     spec = selecting(spec, "validation")  # as `cli sweep` has it: one data order, so the members step together
@@ -66,13 +66,13 @@ def bench_sweep(
             execute(spec, run, "inline", False)
             seconds[name] = time.perf_counter() - started
         started = time.perf_counter()
-        _separate(cache, val_cache, seeds, epochs, model, batch_size, data_mode, Path(tmp))
+        _separate(cache, val_cache, seeds, epochs, model, batch_size, data_mode, device, Path(tmp))
         seconds["separate fuse-train processes"] = time.perf_counter() - started
     from fusion.data.cache_data import CacheData
 
     clips = len(CacheData(cache)) * epochs
     table = Table(title=f"bench sweep: {members} seeds of {model}, {epochs} epochs, batch {batch_size}, data mode "
-                        f"{data_mode}, {clips} clips each")  # fmt: skip
+                        f"{data_mode}, {clips} clips each, device {device}")  # fmt: skip
     for column in ("members trained", "wall s", "training clips/s per member", "time / one after another",
                    "time / separate"):  # fmt: skip
         table.add_column(column, justify="right")
