@@ -84,9 +84,9 @@ def test_models_with_other_layers_do_not_stack_and_say_which_module(name, words)
         stack_models(_models(name, 2), draw_in_turn)
 
 
-def _sweep(caches, spec: Path, out: Path, *extra) -> list[str]:
+def _sweep(caches, spec: Path, out: Path, *extra, epochs: int = 2) -> list[str]:
     return ["sweep", "--spec", str(spec), "--cache", str(caches[0]), "--val-cache", str(caches[1]), "--out", str(out),
-            "--epochs", "2", "--no-progress", *extra]  # fmt: skip
+            "--epochs", str(epochs), "--no-progress", *extra]  # fmt: skip
 
 
 # two seeds of the Phase 2 model and a third member with its own lr, dropout and no clipping; augmentation on
@@ -138,12 +138,12 @@ def test_stacked_members_equal_the_runs_that_step_alone(caches, tmp_path):
 
 def test_a_killed_stacked_sweep_resumes_to_the_same_results(caches, tmp_path):
     spec = tmp_path / "s.yaml"
-    spec.write_text(SPEC)
-    command = [sys.executable, str(ROOT / "cli.py"), *_sweep(caches, spec, tmp_path / "K")]
+    spec.write_text(SPEC.replace("batch_size: 16", "batch_size: 4"))  # 15 steps an epoch: time to land mid-epoch
+    command = [sys.executable, str(ROOT / "cli.py"), *_sweep(caches, spec, tmp_path / "K", epochs=4)]
     # SIGTERM mid-epoch: every member of the stack writes its last.pt where it stands and the sweep stops
-    signal_mid_epoch(command, tmp_path / "K" / "runs" / MEMBERS[0], signal.SIGTERM, 143, delay=0.2)
-    assert CliRunner().invoke(main, _sweep(caches, spec, tmp_path / "K")).exit_code == 0
-    assert CliRunner().invoke(main, _sweep(caches, spec, tmp_path / "W")).exit_code == 0
+    signal_mid_epoch(command, tmp_path / "K" / "runs" / MEMBERS[0], signal.SIGTERM, 143, delay=0.05)
+    assert CliRunner().invoke(main, _sweep(caches, spec, tmp_path / "K", epochs=4)).exit_code == 0
+    assert CliRunner().invoke(main, _sweep(caches, spec, tmp_path / "W", epochs=4)).exit_code == 0
     for member in MEMBERS:
         _same_run(tmp_path / "K", tmp_path / "W", member)
 
