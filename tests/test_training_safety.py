@@ -87,18 +87,18 @@ def test_non_finite_rows_are_refused_by_clip_id(caches, tmp_path):
 def test_nan_loss_stops_at_once_keeping_best_and_last(caches, trained, tmp_path, monkeypatch):
     import shutil
 
-    import fusion.training.trainer
+    import fusion.training.objective
 
     run = Path(shutil.copytree(trained, tmp_path / "run"))
     before = {name: (run / name).read_bytes() for name in ("best.pt", "last.pt")}
-    real = fusion.training.trainer.task_loss
+    real = fusion.training.objective.task_loss  # the training loss (mixed_loss) goes through it
     calls = []
 
     def diverging(outputs, targets, criterion):
         calls.append(1)
         return real(outputs, targets, criterion) * (float("nan") if len(calls) == 3 else 1.0)
 
-    monkeypatch.setattr(fusion.training.trainer, "task_loss", diverging)
+    monkeypatch.setattr(fusion.training.objective, "task_loss", diverging)
     result = CliRunner().invoke(main, train_args(caches, run, "--epochs", 2, "--resume"))
     error_line(result, "the training loss is nan at epoch 2, step 3: stopped", code=1)
     assert {name: (run / name).read_bytes() for name in before} == before
