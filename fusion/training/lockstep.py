@@ -4,7 +4,9 @@ A sweep's members that read their caches alike (batch size, data mode, selection
 one group, so a streamed cache is read once per epoch for all of them rather than once per member. Each run
 keeps its own model, optimizer, schedule and random state (dropout and augmentation draw from it alone: the
 global generators are swapped in around each run's work), and ends as the same run folder it would write
-alone. One run alone is a group of one: `fuse-train` takes this path too.
+alone. Runs of a group that share an architecture and its shapes take their steps as one stacked model
+(fusion/training/stack.py), the others each their own. One run alone is a group of one: `fuse-train` takes this
+path too.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from fusion.training.distributed import local_rng_state, set_local_rng_state
-from fusion.training.stack import Stack, stacks_of
+from fusion.training.stack import stacks_of
 from fusion.training.trainer import NonFiniteLoss, Preempted, Trainer
 
 log = logging.getLogger(__name__)
@@ -111,11 +113,10 @@ def train_together(
                 alive.remove(t)
         return results
 
-    def synced() -> list[Stack]:
+    def synced() -> None:
         """Every stacked run's state in its own model and optimizer (to validate or write checkpoints)."""
         for s in stacks:
             s.sync()
-        return stacks
 
     try:
         with _signals(trainers):
