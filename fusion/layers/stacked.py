@@ -32,6 +32,13 @@ def stacked_parameter(members: list[torch.Tensor]) -> nn.Parameter:
     return nn.Parameter(torch.stack([m.detach() for m in members]).clone())
 
 
+def member_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """[K * B, ..., in] through K members' weight [K, out, in] and bias [K, out] -> [K * B, ..., out]."""
+    rows, weight = x.reshape(weight.shape[0], -1, x.shape[-1]), weight.transpose(1, 2)
+    out = rows @ weight if bias is None else torch.baddbmm(bias.unsqueeze(1), rows, weight)
+    return out.reshape(*x.shape[:-1], out.shape[-1])
+
+
 class StackedLinear(nn.Module):
     """K nn.Linear: [K * B, ..., in] -> [K * B, ..., out], member k's rows through member k's weights."""
 
@@ -41,11 +48,7 @@ class StackedLinear(nn.Module):
         self.bias = None if members[0].bias is None else stacked_parameter([m.bias for m in members])  # [K, out]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        k = self.weight.shape[0]
-        rows = x.reshape(k, -1, x.shape[-1])
-        weight = self.weight.transpose(1, 2)
-        out = rows @ weight if self.bias is None else torch.baddbmm(self.bias.unsqueeze(1), rows, weight)
-        return out.reshape(*x.shape[:-1], out.shape[-1])
+        return member_linear(x, self.weight, self.bias)
 
 
 class StackedLayerNorm(nn.Module):
@@ -130,9 +133,8 @@ class StackedSelfAttention(nn.Module):
         """query = key = value: [K * B, L, D] -> ([K * B, L, D], None)."""
         if attn_mask is not None or key_padding_mask is not None or need_weights or is_causal or key is not query:
             raise NotImplementedError("stacked self-attention takes no masks and returns no weights")
-        k, (n, length, dim) = self.in_proj_weight.shape[0], query.shape
-        qkv = torch.baddbmm(self.in_proj_bias.unsqueeze(1), query.reshape(k, -1, dim),
-                            self.in_proj_weight.transpose(1, 2))  # fmt: skip
+        n, length, dim = query.shape
+        qkv = member_linear(query, self.in_proj_weight, self.in_proj_bias)
         q, kk, v = qkv.reshape(n, length, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
         if self.training and any(self.p):
             weights = (q @ kk.transpose(-2, -1) * q.shape[-1] ** -0.5).softmax(dim=-1)

@@ -49,20 +49,20 @@ def _stack(members: list[nn.Module], draw: Draw, where: str) -> nn.Module:
     first = members[0]
     kind = type(first)
     if any(type(m) is not kind for m in members):
-        raise NotStackable(f"{where.lstrip('.')}: the members' modules differ")
+        raise NotStackable(f"{where}: the members' modules differ")
     if kind in STACKED:
         try:
             return STACKED[kind](members, draw)
         except NotImplementedError as exc:
-            raise NotStackable(f"{where.lstrip('.')}: {exc}") from None
+            raise NotStackable(f"{where}: {exc}") from None
     if kind not in PER_SAMPLE or first._parameters or first._buffers:
-        raise NotStackable(f"{where.lstrip('.') or 'the model'} ({kind.__name__}) has no stacked form")
+        raise NotStackable(f"{where or 'the model'} ({kind.__name__}) has no stacked form")
     clone = copy.copy(first)
     clone._parameters, clone._buffers = {}, {}
-    clone._modules = {
-        name: None if child is None else _stack([m._modules[name] for m in members], draw, f"{where}.{name}")
-        for name, child in first._modules.items()
-    }
+    clone._modules = {}
+    for name, child in first._modules.items():
+        path = f"{where}.{name}" if where else name
+        clone._modules[name] = None if child is None else _stack([m._modules[name] for m in members], draw, path)
     return clone
 
 

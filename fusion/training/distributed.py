@@ -7,7 +7,9 @@ with gloo for CPU; the backend follows the device the run was asked to use, not 
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +26,20 @@ def set_local_rng_state(state: dict[str, Any], device: torch.device) -> None:
     torch.set_rng_state(state["torch"])
     if state["cuda"] is not None and device.type == "cuda":
         torch.cuda.set_rng_state(state["cuda"], device)
+
+
+@contextlib.contextmanager
+def own_random_state(run: Any) -> Iterator[None]:
+    """Do a training run's work on its own global random state, kept in `run.rng` (on `run.device`) between its
+    turns when it shares the process with other runs; a run alone (rng None) just uses the global state."""
+    if run.rng is None:
+        yield
+        return
+    set_local_rng_state(run.rng, run.device)
+    try:
+        yield
+    finally:
+        run.rng = local_rng_state(run.device)
 
 
 def backend_for(device: torch.device) -> str:

@@ -19,25 +19,11 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from fusion.training.distributed import local_rng_state, set_local_rng_state
+from fusion.training.distributed import local_rng_state, own_random_state
 from fusion.training.stack import stacks_of
 from fusion.training.trainer import NonFiniteLoss, Preempted, Trainer
 
 log = logging.getLogger(__name__)
-
-
-@contextlib.contextmanager
-def _own_random_state(trainer: Trainer) -> Iterator[None]:
-    """Run `trainer`'s work on its own global random state, kept in trainer.rng between its turns when it
-    shares the process with other runs (`keep_random_state`); a run alone just uses the global state."""
-    if trainer.rng is None:
-        yield
-        return
-    set_local_rng_state(trainer.rng, trainer.device)
-    try:
-        yield
-    finally:
-        trainer.rng = local_rng_state(trainer.device)
 
 
 def keep_random_state(trainer: Trainer) -> None:
@@ -103,7 +89,7 @@ def train_together(
         results = []
         for t in list(alive):
             try:
-                with _own_random_state(t):
+                with own_random_state(t):
                     results.append(work(t, *args))
             except NonFiniteLoss as exc:
                 if not isolate:

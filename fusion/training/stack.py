@@ -15,13 +15,12 @@ import math
 import re
 import time
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from fusion.models.stacking import NotStackable, stack_models, unstack_into
-from fusion.training.distributed import local_rng_state, set_local_rng_state
+from fusion.training.distributed import own_random_state
 from fusion.training.objective import augment, mixed_loss
 from fusion.training.trainer import Trainer
 from pipeline.core.devices import autocast
@@ -66,15 +65,6 @@ class Stack:
             for part, q, (host, device) in zip(parts, p, self.generators)
         ]
 
-    def _on_global(self, k: int, work: Callable[[], Any]) -> Any:
-        """`work` on member k's random state in the global generators (augmentation draws from them)."""
-        t = self.trainers[k]
-        set_local_rng_state(t.rng, t.device)
-        try:
-            return work()
-        finally:
-            t.rng = local_rng_state(t.device)
-
     def step(
         self, batch: dict[str, torch.Tensor], inputs: dict[str, torch.Tensor]
     ) -> dict[int, tuple[torch.Tensor, float]]:
@@ -83,9 +73,10 @@ class Stack:
         started = time.perf_counter()
         first, k = self.trainers[0], len(self.trainers)
         members = []
-        for i, t in enumerate(self.trainers):
+        for t in self.trainers:  # augmentation draws from each member's global random state
             targets = {f: batch[f].to(t.device, non_blocking=True) for f in t.train_data.spec.label_fields}
-            members.append(self._on_global(i, lambda t=t, targets=targets: augment(inputs, targets, t.cfg.data)))
+            with own_random_state(t):
+                members.append(augment(inputs, targets, t.cfg.data))
         stacked = {name: torch.cat([x[name] for x, _ in members]) for name in inputs}
         for (host, device), t in zip(self.generators, self.trainers):  # where augmentation left each state
             host.set_state(t.rng["torch"])
@@ -93,9 +84,9 @@ class Stack:
                 device.set_state(t.rng["cuda"])
         with autocast(first.device, first.precision):
             outputs = self.model(stacked)
-            each = [{name: out.chunk(k)[i] for name, out in outputs.items()} for i in range(k)]
-            losses = [mixed_loss(each[i], parts, t.criterion) for i, ((_, parts), t) in
-                      enumerate(zip(members, self.trainers))]  # fmt: skip
+            chunks = {name: out.chunk(k) for name, out in outputs.items()}
+            losses = [mixed_loss({name: c[i] for name, c in chunks.items()}, parts, t.criterion)
+                      for i, ((_, parts), t) in enumerate(zip(members, self.trainers))]  # fmt: skip
         for (host, device), t in zip(self.generators, self.trainers):
             t.rng = {"torch": host.get_state(), "cuda": None if device is None else device.get_state()}
         for p in self.params:
