@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from conftest import ROOT, signal_mid_epoch, small_caches
 
 from cli import main
+from fusion.layers.keyed_dropout import draw_key
 from fusion.layers.stacked import draw_in_turn
 from fusion.models.config import FusionConfig
 from fusion.models.registry import build_model
@@ -46,9 +47,8 @@ def test_a_stacked_model_computes_what_each_member_computes_alone_dropout_masks_
     inputs = [{"semantic": torch.randn(batch, 9, 24), "motion": torch.randn(batch, 4, 16)} for _ in range(k)]
     generators = [torch.Generator().manual_seed(100 + i) for i in range(k)]
 
-    def draw(parts, p):  # member i's masks from its own generator, as its lone run draws them from the global one
-        return [torch.empty_like(x).bernoulli_(1 - q, generator=g) if q else None
-                for x, q, g in zip(parts, p, generators)]  # fmt: skip
+    def draw(p):  # member i's dropout keys from its own generator, as its lone run draws them from the global one
+        return [draw_key(g) if q else None for q, g in zip(p, generators)]
 
     stacked = stack_models(models, draw)
     together = stacked({key: torch.cat([x[key] for x in inputs]) for key in inputs[0]})["logits"]

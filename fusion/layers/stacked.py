@@ -4,8 +4,9 @@ A stacked model runs on the K members' batches laid one after another along the 
 member-major), so every layer that only sees one sample at a time (activations, means over tokens, attention
 within a clip) runs unchanged; the layers here are those that hold weights or draw randomness. Each keeps the
 parameter names of the layer it stacks (with a leading K axis), so a member's state maps to its slice by name.
-Dropout draws each member's mask from that member's own random state, in the shape and order the member's
-layer draws it alone: a stacked member takes the steps a lone run of it takes, up to float rounding.
+Dropout is keyed (fusion/layers/keyed_dropout.py): each member's mask comes from a key drawn from that member's
+own random state, where its layer alone draws it, and the K masks are hashed in one pass: a stacked member takes
+the steps a lone run of it takes, up to float rounding.
 """
 
 from __future__ import annotations
@@ -16,16 +17,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fusion.layers.encoder import SelfAttention, attend
+from fusion.layers.keyed_dropout import KeyedDropout, draw_key, keep_masks
 from fusion.layers.positions import PositionEmbedding
 
-# draw(parts, p): each member's Bernoulli(1 - p[k]) mask laid out in memory as parts[k] (torch.empty_like), from
-# member k's own random state; None where p[k] is 0 (nothing drawn, as alone). The training stack draws them.
-Draw = Callable[[list[torch.Tensor], list[float]], list[torch.Tensor | None]]
+# draw(p): each member's dropout key from its own random state, None where p[k] is 0 (nothing drawn, as alone).
+# The training stack draws them.
+Draw = Callable[[list[float]], list[int | None]]
 
 
-def draw_in_turn(parts: list[torch.Tensor], p: list[float]) -> list[torch.Tensor | None]:
+def draw_in_turn(p: list[float]) -> list[int | None]:
     """`Draw` from the one global random state, member after member (a stacked model used outside training)."""
-    return [torch.empty_like(part).bernoulli_(1 - q) if q else None for part, q in zip(parts, p)]
+    return [draw_key() if q else None for q in p]
 
 
 def stacked_parameter(members: list[torch.Tensor]) -> nn.Parameter:
@@ -71,22 +74,18 @@ class StackedLayerNorm(nn.Module):
 
 
 def member_dropout(x: torch.Tensor, p: list[float], draw: Draw) -> torch.Tensor:
-    """[K * B, ...] -> the same shape: member k's rows dropped at p[k], with the mask its own layer would draw
-    alone: a Bernoulli tensor laid out in memory as its rows are (`empty_like`, as F.dropout draws it: the
-    layout decides which element each draw lands on), scaled by 1 / (1 - p); no draw where p is 0, as alone."""
+    """[K * B, ...] -> the same shape: member k's rows dropped at p[k] with the keyed mask its own layer draws
+    alone; no key drawn where p is 0, as alone."""
     if not any(p):
         return x
-    rows = x.shape[0] // len(p)
-    parts = [x[k * rows : (k + 1) * rows] for k in range(len(p))]
-    masks = draw(parts, p)
-    return x * torch.cat([torch.ones_like(part) if mask is None else mask.div_(1 - q)
-                          for part, mask, q in zip(parts, masks, p)])  # fmt: skip
+    keys = [0 if key is None else key for key in draw(p)]
+    return x * keep_masks(keys, x.numel() // len(p), p, x).view(x.shape)
 
 
 class StackedDropout(nn.Module):
-    """K nn.Dropout, each its own rate: [K * B, ...] -> the same shape."""
+    """K KeyedDropout, each its own rate: [K * B, ...] -> the same shape."""
 
-    def __init__(self, members: list[nn.Dropout], draw: Draw):
+    def __init__(self, members: list[KeyedDropout], draw: Draw):
         super().__init__()
         self.p, self.draw = [m.p for m in members], draw
 
@@ -108,38 +107,19 @@ class StackedPositionEmbedding(PositionEmbedding):
 
 
 class StackedSelfAttention(nn.Module):
-    """K batch-first nn.MultiheadAttention used as self-attention (as nn.TransformerEncoderLayer calls it):
-    x [K * B, L, D] -> ([K * B, L, D], None). Attention dropout is drawn per member as the fused kernel's
-    reference computation draws it alone: on the softmax weights [B, H, L, L]. The output is laid out in memory
-    length-major, as nn.MultiheadAttention's is, so the dropout after it draws the masks it draws alone."""
+    """K SelfAttention: x [K * B, L, D] -> [K * B, L, D], each member's attention weights dropped as alone."""
 
-    # read by nn.TransformerEncoder(Layer) before it picks a path: batch-first, and never the fused inference path
-    batch_first, _qkv_same_embed_dim = True, False
-
-    def __init__(self, members: list[nn.MultiheadAttention], draw: Draw):
+    def __init__(self, members: list[SelfAttention], draw: Draw):
         super().__init__()
-        first = members[0]
-        if not (first.batch_first and first._qkv_same_embed_dim and first.bias_k is None and first.in_proj_bias
-                is not None):  # fmt: skip
-            raise NotImplementedError("stacking: only batch-first self-attention with packed, biased projections")
-        self.heads, self.p, self.draw = first.num_heads, [m.dropout for m in members], draw
+        self.heads, self.p, self.draw = members[0].heads, [m.dropout for m in members], draw
         self.in_proj_weight = stacked_parameter([m.in_proj_weight for m in members])  # [K, 3D, D]
         self.in_proj_bias = stacked_parameter([m.in_proj_bias for m in members])  # [K, 3D]
         self.out_proj = StackedLinear([m.out_proj for m in members])
 
-    def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attn_mask: None = None,
-                key_padding_mask: None = None, need_weights: bool = False,
-                is_causal: bool = False) -> tuple[torch.Tensor, None]:  # fmt: skip
-        """query = key = value: [K * B, L, D] -> ([K * B, L, D], None)."""
-        if attn_mask is not None or key_padding_mask is not None or need_weights or is_causal or key is not query:
-            raise NotImplementedError("stacked self-attention takes no masks and returns no weights")
-        n, length, dim = query.shape
-        qkv = member_linear(query, self.in_proj_weight, self.in_proj_bias)
-        q, kk, v = qkv.reshape(n, length, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
-        if self.training and any(self.p):
-            weights = (q @ kk.transpose(-2, -1) * q.shape[-1] ** -0.5).softmax(dim=-1)
-            out = member_dropout(weights, self.p, self.draw) @ v
-        else:
-            out = F.scaled_dot_product_attention(q, kk, v)
-        out = self.out_proj(out.transpose(1, 2).reshape(n, length, dim))
-        return out.transpose(0, 1).contiguous().transpose(0, 1), None
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [K * B, L, D] -> [K * B, L, D]."""
+        n, length, dim = x.shape
+        qkv = member_linear(x, self.in_proj_weight, self.in_proj_bias)
+        q, k, v = qkv.reshape(n, length, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
+        drop = (lambda w: member_dropout(w, self.p, self.draw)) if self.training and any(self.p) else None
+        return self.out_proj(attend(q, k, v, drop).transpose(1, 2).reshape(n, length, dim))

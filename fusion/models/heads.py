@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from fusion.layers import CrossAttention, CrossTaskAttention
+from fusion.layers.keyed_dropout import KeyedDropout
 from fusion.models.config import FusionConfig
 
 
@@ -15,9 +16,9 @@ def classifier(width: int, classes: int, cfg: FusionConfig, dropout: bool) -> nn
     """[.., width] -> [.., classes]: one linear layer (after dropout if `dropout`), or (head: mlp) the design
     notes' 2-layer MLP with a hidden layer of `head_hidden`."""
     if cfg.head == "mlp":
-        return nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(width, cfg.head_hidden), nn.GELU(),
-                             nn.Dropout(cfg.dropout), nn.Linear(cfg.head_hidden, classes))  # fmt: skip
-    return nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(width, classes)) if dropout else nn.Linear(width, classes)
+        return nn.Sequential(KeyedDropout(cfg.dropout), nn.Linear(width, cfg.head_hidden), nn.GELU(),
+                             KeyedDropout(cfg.dropout), nn.Linear(cfg.head_hidden, classes))  # fmt: skip
+    return nn.Sequential(KeyedDropout(cfg.dropout), nn.Linear(width, classes)) if dropout else nn.Linear(width, classes)
 
 
 class ClassifierHead(nn.Module):
@@ -58,7 +59,7 @@ class VerbNounHead(nn.Module):
             else nn.ModuleDict(
                 {
                     task: nn.Sequential(
-                        nn.LayerNorm(d), nn.Linear(d, 2 * d), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(2 * d, d)
+                        nn.LayerNorm(d), nn.Linear(d, 2 * d), nn.GELU(), KeyedDropout(cfg.dropout), nn.Linear(2 * d, d)
                     )
                     for task in ("verb", "noun")
                 }

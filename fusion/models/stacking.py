@@ -15,6 +15,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from fusion.layers.encoder import Encoder, EncoderLayer, SelfAttention
+from fusion.layers.keyed_dropout import KeyedDropout
 from fusion.layers.positions import PositionEmbedding
 from fusion.layers.stacked import (
     Draw,
@@ -31,14 +33,13 @@ from fusion.models.trunks import LateFusionTrunk, TemporalTransformerTrunk
 STACKED: dict[type, Callable[[list, Draw], nn.Module]] = {
     nn.Linear: lambda members, draw: StackedLinear(members),
     nn.LayerNorm: lambda members, draw: StackedLayerNorm(members),
-    nn.Dropout: StackedDropout,
-    nn.MultiheadAttention: StackedSelfAttention,
+    KeyedDropout: StackedDropout,
+    SelfAttention: StackedSelfAttention,
     PositionEmbedding: lambda members, draw: StackedPositionEmbedding(members),
 }
 # modules with no weights of their own whose forward treats each sample alone and draws nothing itself
-PER_SAMPLE = (nn.Sequential, nn.ModuleDict, nn.ModuleList, nn.GELU, nn.ReLU, nn.Identity, nn.TransformerEncoder,
-              nn.TransformerEncoderLayer, FusionModel, TemporalTransformerTrunk, LateFusionTrunk,
-              ClassifierHead)  # fmt: skip
+PER_SAMPLE = (nn.Sequential, nn.ModuleDict, nn.ModuleList, nn.GELU, nn.ReLU, nn.Identity, Encoder, EncoderLayer,
+              FusionModel, TemporalTransformerTrunk, LateFusionTrunk, ClassifierHead)  # fmt: skip
 
 
 class NotStackable(Exception):

@@ -18,6 +18,8 @@ from fusion.layers import (
     PositionEmbedding,
     SemanticGraphAttention,
 )
+from fusion.layers.encoder import Encoder, EncoderLayer
+from fusion.layers.keyed_dropout import KeyedDropout
 from fusion.models.config import FusionConfig
 
 # Late fusion's pooled vector, cut into tokens for the verb/noun heads: attention over a single token would be
@@ -149,7 +151,7 @@ class LateFusionTrunk(nn.Module):
             nn.LayerNorm(sem_dim + mot_dim),
             nn.Linear(sem_dim + mot_dim, cfg.late_hidden),
             nn.GELU(),
-            nn.Dropout(cfg.dropout),
+            KeyedDropout(cfg.dropout),
         )
 
     def forward(
@@ -200,9 +202,7 @@ class TemporalTransformerTrunk(nn.Module):
         self.pooled_dim, self.token_dims = mot_dim, {"temporal": mot_dim}
         self.semantic_token = nn.Sequential(nn.LayerNorm(sem_dim), nn.Linear(sem_dim, mot_dim))
         self.position = PositionEmbedding(mot_dim, grid=False) if cfg.positions else None
-        layer = nn.TransformerEncoderLayer(mot_dim, cfg.heads, 2 * mot_dim, cfg.dropout, activation="gelu",
-                                           batch_first=True, norm_first=True)  # fmt: skip
-        self.encoder = nn.TransformerEncoder(layer, cfg.transformer_layers, enable_nested_tensor=False)
+        self.encoder = Encoder(EncoderLayer(mot_dim, cfg.heads, 2 * mot_dim, cfg.dropout), cfg.transformer_layers)
         self.norm = nn.LayerNorm(mot_dim)
 
     def forward(

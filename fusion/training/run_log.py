@@ -67,6 +67,7 @@ class RunLog:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
 
         epochs = [row["epoch"] for row in history]
         metrics = [k for k in history[-1] if k.startswith("val_") and k.endswith("top1")]
@@ -74,11 +75,15 @@ class RunLog:
         for key in ("train_loss", "val_loss"):
             loss_ax.plot(epochs, [row[key] for row in history], label=key)
         loss_ax.set(xlabel="epoch", ylabel="loss", title="loss")
-        loss_ax.legend()
+        # fixed legend corners: finding the emptiest one ("best") measures every point against every corner
+        loss_ax.legend(loc="upper right")
         for key in metrics:
             metric_ax.plot(epochs, [row[key] for row in history], label=key)
         metric_ax.set(xlabel="epoch", ylabel="accuracy", title="validation top-1", ylim=(0, 1))
-        metric_ax.legend()
+        metric_ax.legend(loc="lower right")
+        for ax in (loss_ax, metric_ax):  # whole epochs; five ticks a side (each tick's artists are built per draw)
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
+            ax.yaxis.set_major_locator(MaxNLocator(nbins=5))
         # fixed margins: a layout pass measuring every label takes longer than the rest of the figure
         fig.subplots_adjust(left=0.07, right=0.98, bottom=0.13, top=0.92, wspace=0.22)
         path = self.out / "curves.png"

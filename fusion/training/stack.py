@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from fusion.layers.keyed_dropout import draw_key
 from fusion.models.stacking import NotStackable, stack_models, unstack_into
 from fusion.training.distributed import own_random_state
 from fusion.training.objective import augment, mixed_loss
@@ -41,10 +42,8 @@ class Stack:
         """Raises NotStackable when the members' models have no stacked form."""
         self.trainers = trainers
         self.model = stack_models([t.model for t in trainers], self.draw)
-        # each member's random state as generator objects while its masks are drawn (on the host and the device)
-        self.generators = [
-            (torch.Generator(), torch.Generator(device=t.device) if t.device.type == "cuda" else None) for t in trainers
-        ]
+        # each member's host random state as a generator object while its dropout keys are drawn
+        self.generators = [torch.Generator() for _ in trainers]
         self.names = [name for name, _ in self.model.named_parameters()]
         self.params = [p for _, p in self.model.named_parameters()]
         first = trainers[0].optimizer.param_groups[0]
@@ -58,12 +57,9 @@ class Stack:
         self.steps = [int(t.optimizer.state[t.model.get_parameter(self.names[0])]["step"])
                       if t.optimizer.state else 0 for t in trainers]  # fmt: skip
 
-    def draw(self, parts: list[torch.Tensor], p: list[float]) -> list[torch.Tensor | None]:
-        """fusion.layers.stacked.Draw from each member's own generators."""
-        return [
-            torch.empty_like(part).bernoulli_(1 - q, generator=device if part.is_cuda else host) if q else None
-            for part, q, (host, device) in zip(parts, p, self.generators)
-        ]
+    def draw(self, p: list[float]) -> list[int | None]:
+        """fusion.layers.stacked.Draw from each member's own generator."""
+        return [draw_key(g) if q else None for q, g in zip(p, self.generators)]
 
     def step(
         self, batch: dict[str, torch.Tensor], inputs: dict[str, torch.Tensor]
@@ -78,17 +74,15 @@ class Stack:
             with own_random_state(t):
                 members.append(augment(inputs, targets, t.cfg.data))
         stacked = {name: torch.cat([x[name] for x, _ in members]) for name in inputs}
-        for (host, device), t in zip(self.generators, self.trainers):  # where augmentation left each state
-            host.set_state(t.rng["torch"])
-            if device is not None:
-                device.set_state(t.rng["cuda"])
+        for g, t in zip(self.generators, self.trainers):  # where augmentation left each state
+            g.set_state(t.rng["torch"])
         with autocast(first.device, first.precision):
             outputs = self.model(stacked)
             chunks = {name: out.chunk(k) for name, out in outputs.items()}
             losses = [mixed_loss({name: c[i] for name, c in chunks.items()}, parts, t.criterion)
                       for i, ((_, parts), t) in enumerate(zip(members, self.trainers))]  # fmt: skip
-        for (host, device), t in zip(self.generators, self.trainers):
-            t.rng = {"torch": host.get_state(), "cuda": None if device is None else device.get_state()}
+        for g, t in zip(self.generators, self.trainers):
+            t.rng = {**t.rng, "torch": g.get_state()}
         for p in self.params:
             p.grad = None
         (sum(losses) * batch["share"]).backward()
@@ -101,36 +95,46 @@ class Stack:
         seconds = (time.perf_counter() - started) / k
         return {id(t): (loss.detach().float() * batch["share"], seconds) for t, loss in zip(self.trainers, losses)}
 
-    def _per_member(self, values: list[float], like: torch.Tensor) -> torch.Tensor:
-        """[K] Python numbers -> a [K, 1, ...] tensor that broadcasts over `like`'s member slices."""
-        return torch.tensor(values, dtype=like.dtype, device=like.device).view(-1, *[1] * (like.dim() - 1))
+    def _per_member(self, values: list[float]) -> torch.Tensor:
+        """[K] Python numbers -> [K, 1], broadcasting over a weight's member-major view [K, -1]."""
+        first = self.params[0]
+        return torch.tensor(values, dtype=first.dtype, device=first.device).view(-1, 1)
 
     def _clip(self) -> None:
         """Each member's gradients clipped to its grad_clip by their norm over its own weights (as alone)."""
         limits = [t.cfg.optim.grad_clip for t in self.trainers]
         if not any(limits):
             return
-        grads = [p.grad for p in self.params]
-        norms = torch.stack([g.reshape(len(limits), -1).float().norm(dim=1) for g in grads], dim=1).norm(dim=1)
+        grads = [p.grad.view(len(limits), -1) for p in self.params]
+        norms = torch.stack([g.float().norm(dim=1) for g in grads], dim=1).norm(dim=1)
         limit = torch.tensor(limits, device=norms.device)
         factor = torch.where(limit > 0, (limit / (norms + 1e-6)).clamp(max=1.0), torch.ones_like(norms))
-        for g in grads:
-            g.mul_(factor.view(-1, *[1] * (g.dim() - 1)).to(g.dtype))
+        torch._foreach_mul_(grads, [factor.view(-1, 1).to(grads[0].dtype)] * len(grads))
 
     @torch.no_grad()
     def _adamw(self) -> None:
-        """torch.optim.AdamW's update (single-tensor form) with each member's learning rate and weight decay."""
+        """torch.optim.AdamW's update (single-tensor form) with each member's learning rate and weight decay, over
+        every stacked weight at once (member-major views [K, -1], the members' numbers broadcast as [K, 1])."""
         (beta1, beta2), groups = self.betas, [t.optimizer.param_groups[0] for t in self.trainers]
         self.steps = [s + 1 for s in self.steps]
-        decay = [1 - g["lr"] * g["weight_decay"] for g in groups]
-        step_size = [g["lr"] / (1 - beta1**s) for g, s in zip(groups, self.steps)]
-        correction = [math.sqrt(1 - beta2**s) for s in self.steps]
-        for p, (exp_avg, exp_avg_sq) in zip(self.params, self.moments):
-            p.mul_(self._per_member(decay, p))
-            exp_avg.lerp_(p.grad, 1 - beta1)
-            exp_avg_sq.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
-            denom = (exp_avg_sq.sqrt() / self._per_member(correction, p)).add_(self.eps)
-            p.sub_(self._per_member(step_size, p) * exp_avg / denom)
+        decay = self._per_member([1 - g["lr"] * g["weight_decay"] for g in groups])
+        step_size = self._per_member([g["lr"] / (1 - beta1**s) for g, s in zip(groups, self.steps)])
+        correction = self._per_member([math.sqrt(1 - beta2**s) for s in self.steps])
+        k, n = len(groups), len(self.params)
+        params = [p.view(k, -1) for p in self.params]
+        grads = [p.grad.view(k, -1) for p in self.params]
+        exp_avg = [m.view(k, -1) for m, _ in self.moments]
+        exp_avg_sq = [m.view(k, -1) for _, m in self.moments]
+        torch._foreach_mul_(params, [decay] * n)
+        torch._foreach_lerp_(exp_avg, grads, 1 - beta1)
+        torch._foreach_mul_(exp_avg_sq, beta2)
+        torch._foreach_addcmul_(exp_avg_sq, grads, grads, value=1 - beta2)
+        denom = torch._foreach_sqrt(exp_avg_sq)
+        torch._foreach_div_(denom, [correction] * n)
+        torch._foreach_add_(denom, self.eps)
+        update = torch._foreach_div(exp_avg, denom)
+        torch._foreach_mul_(update, [step_size] * n)
+        torch._foreach_sub_(params, update)
 
     def sync(self) -> None:
         """Put each member's weights and AdamW state into its own model and optimizer (before it validates or

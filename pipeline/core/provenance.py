@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import subprocess
 from importlib import metadata
@@ -15,8 +16,10 @@ def package_version() -> str:
         return "unknown"
 
 
+@functools.cache
 def git_commit() -> str:
-    """The commit of the source tree that is running, with '+dirty' for uncommitted changes, or 'unknown'."""
+    """The commit of the source tree that is running, with '+dirty' for uncommitted changes, or 'unknown'. Asked
+    once a process: every checkpoint records it, and two git calls each time cost more than writing it."""
     here = Path(__file__).resolve().parent
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
@@ -35,6 +38,7 @@ def git_commit() -> str:
 
 
 def created_with() -> dict[str, str]:
+    """A new dict each call (the caller may add to it)."""
     return {"package": "gasm-cast", "version": package_version(), "git_commit": git_commit()}
 
 
