@@ -10,23 +10,26 @@ from fusion.layers.encoder import Encoder, EncoderLayer
 from fusion.layers.keyed_dropout import KeyedDropout, keep_masks, keyed_dropout
 
 
-def _lowbias32(x: int) -> int:
+def _lowbias32(x: int, last_shift: bool = True) -> int:
     """The hash on Python ints (unsigned 32-bit arithmetic), as published with its constants."""
     x ^= x >> 16
     x = (x * 0x7FEB352D) & 0xFFFFFFFF
     x ^= x >> 15
     x = (x * 0x846CA68B) & 0xFFFFFFFF
-    return x ^ (x >> 16)
+    return x ^ (x >> 16) if last_shift else x
+
+
+def _signed(x: int) -> int:
+    return x - (1 << 32) if x >= 1 << 31 else x
 
 
 def test_a_mask_is_the_hash_of_the_key_and_the_index_at_the_rate_asked():
     keys, n, p = [3, 2_000_000_000], 50, [0.25, 0.5]
     masks = keep_masks(keys, n, p, torch.zeros(1))
     for row, (key, q) in enumerate(zip(keys, p)):
-        expected = [
-            1 / (1 - q) if _lowbias32(_lowbias32(i) ^ key) & 0xFFFFFF >= round(q * (1 << 24)) else 0.0 for i in range(n)
-        ]
-        assert masks[row].tolist() == pytest.approx(expected)
+        threshold = round(q * (1 << 32)) - (1 << 31)
+        hashes = [_signed(_lowbias32(_lowbias32(i) ^ key, last_shift=False)) for i in range(n)]
+        assert masks[row].tolist() == pytest.approx([1 / (1 - q) if h >= threshold else 0.0 for h in hashes])
     many = keep_masks([12345], 200_000, [0.3], torch.zeros(1))[0]
     assert many.unique().tolist() == pytest.approx([0.0, 1 / 0.7])
     assert (many > 0).float().mean().item() == pytest.approx(0.7, abs=0.005)

@@ -15,11 +15,14 @@ from click.testing import CliRunner
 from conftest import ROOT, signal_mid_epoch, small_caches
 
 from cli import main
+from fusion.data.cache_data import CacheData
+from fusion.evaluation.evaluate import members_outputs_over, outputs_over
 from fusion.layers.keyed_dropout import draw_key
 from fusion.layers.stacked import draw_in_turn
 from fusion.models.config import FusionConfig
 from fusion.models.registry import build_model
 from fusion.models.stacking import NotStackable, stack_models, unstack_into
+from fusion.training.objective import task_loss
 
 # Stacked and lone steps differ by the order of float sums (batched and single matrix products): after a few
 # AdamW steps, weights within WEIGHTS and losses and metrics within LOSSES (measured: <= 1e-6 and <= 1.2e-7).
@@ -61,6 +64,24 @@ def test_a_stacked_model_computes_what_each_member_computes_alone_dropout_masks_
     assert not torch.allclose(
         together, stacked({key: torch.cat([x[key] for x in inputs]) for key in inputs[0]})["logits"]
     )
+
+
+def test_a_stacked_model_validates_each_member_as_alone(caches):
+    data = CacheData(caches[1])
+    semantic, motion = (data.spec.shapes[kind][1] for kind in ("semantic", "motion"))
+    models = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        models.append(build_model("temporal_transformer", semantic, motion, data.spec.label_sizes, FusionConfig()))
+    losses = [lambda out, target, s=s: task_loss(out, target, torch.nn.CrossEntropyLoss(label_smoothing=s))
+              for s in (0.0, 0.1, 0.2)]  # fmt: skip
+    together = members_outputs_over(stack_models(models, draw_in_turn), data, 8, torch.device("cpu"), "fp32", losses)
+    for model, loss, stacked in zip(models, losses, together):
+        alone = outputs_over(model, data, 8, torch.device("cpu"), "fp32", loss)
+        assert torch.allclose(stacked.scores["logits"], alone.scores["logits"], atol=1e-5)
+        assert torch.equal(stacked.targets["label"], alone.targets["label"]) and len(alone.targets["label"]) == 32
+        assert stacked.loss == pytest.approx(alone.loss, abs=1e-6)
+    assert together[0].loss != pytest.approx(together[2].loss, abs=1e-3)  # each member's own loss and weights
 
 
 def test_unstacking_gives_each_member_its_own_weights_back():

@@ -40,38 +40,48 @@ class Outputs:
     first_view: dict[str, torch.Tensor] | None = None
 
 
-@torch.inference_mode()
 def outputs_over(
     model: nn.Module, data: CacheData, batch_size: int, device: torch.device, precision: str, loss_fn: Any = None
 ) -> Outputs:
     """Every usable clip's scores, with every view of a multi-view cache run and their softmax averaged."""
-    was_training = model.training
+    return members_outputs_over(model, data, batch_size, device, precision, [loss_fn])[0]
+
+
+@torch.inference_mode()
+def members_outputs_over(
+    model: nn.Module, data: CacheData, batch_size: int, device: torch.device, precision: str, loss_fns: list[Any]
+) -> list[Outputs]:
+    """`outputs_over` for each of K = len(loss_fns) members of a stacked model (fusion/models/stacking.py): one
+    forward a batch, on the batch laid K times end to end; K = 1 is a model alone."""
+    was_training, k = model.training, len(loss_fns)
     model.eval()
-    scores: dict[str, list[torch.Tensor]] = {}
-    first: dict[str, list[torch.Tensor]] = {}
+    scores: list[dict[str, list[torch.Tensor]]] = [{} for _ in loss_fns]
+    first: list[dict[str, list[torch.Tensor]]] = [{} for _ in loss_fns]
     targets: dict[str, list[torch.Tensor]] = {}
-    loss_sum = 0.0
+    loss_sums = [0.0] * k
     for batch in data.batches(batch_size, views="all"):
+        inputs = data.model_inputs(batch, device)
         with autocast(device, precision):
-            out = model(data.model_inputs(batch, device))
-        averaged, first_view = average_views(out, batch["views"])
-        if loss_fn is not None:
-            loss_sum += float(loss_fn(averaged, {f: batch[f].to(device) for f in data.spec.label_fields})) * len(
-                batch["row"]
-            )
-        for key in averaged:
-            scores.setdefault(key, []).append(averaged[key].cpu())
-            if batch["views"] > 1:  # a one-view batch's first view is its scores: not copied twice
-                first.setdefault(key, []).append(first_view[key].cpu())
+            out = model(inputs if k == 1 else {name: torch.cat([x] * k) for name, x in inputs.items()})
+        parts = {name: value.chunk(k) for name, value in out.items()}
+        labels = {f: batch[f].to(device) for f in data.spec.label_fields}
+        for i, loss_fn in enumerate(loss_fns):
+            averaged, first_view = average_views({name: part[i] for name, part in parts.items()}, batch["views"])
+            if loss_fn is not None:
+                loss_sums[i] += float(loss_fn(averaged, labels)) * len(batch["row"])
+            for key in averaged:
+                scores[i].setdefault(key, []).append(averaged[key].cpu())
+                if batch["views"] > 1:  # a one-view batch's first view is its scores: not copied twice
+                    first[i].setdefault(key, []).append(first_view[key].cpu())
         for key in (*data.spec.label_fields, "row"):
             targets.setdefault(key, []).append(batch[key])
     model.train(was_training)
-    return Outputs(
-        {k: torch.cat(v) for k, v in scores.items()},
-        {k: torch.cat(v) for k, v in targets.items()},
-        loss_sum / len(data),
-        {k: torch.cat(v) for k, v in first.items()} if first else None,
-    )
+    rows = {key: torch.cat(v) for key, v in targets.items()}
+    return [
+        Outputs({key: torch.cat(v) for key, v in own.items()}, rows, loss_sum / len(data),
+                {key: torch.cat(v) for key, v in views.items()} if views else None)
+        for own, views, loss_sum in zip(scores, first, loss_sums)
+    ]  # fmt: skip
 
 
 def model_from_checkpoint(state: dict[str, Any], data: CacheData) -> FusionModel:

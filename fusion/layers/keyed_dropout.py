@@ -11,19 +11,19 @@ import functools
 import torch
 from torch import nn
 
-# lowbias32 (an integer hash with near-ideal avalanche), its multipliers as int32: torch has no uint32 shifts
+# lowbias32's multipliers (an integer hash with near-ideal avalanche) as int32: torch has no uint32 shifts
 _M1, _M2 = 0x7FEB352D, 0x846CA68B - (1 << 32)
-_BITS = 24  # an element is dropped when 24 bits of its hash fall below p * 2**24
 _KEYS = 1 << 31
 
 
-def _mix(x: torch.Tensor) -> torch.Tensor:
-    """lowbias32 of int32 values, in place; the masks make the right shifts logical."""
+def _mix(x: torch.Tensor, last_shift: bool = True) -> torch.Tensor:
+    """lowbias32 of int32 values, in place; the masks make the right shifts logical. Without `last_shift` its
+    final xorshift is left out: it only moves high bits into low ones, and the masks compare whole values."""
     x.bitwise_xor_((x >> 16).bitwise_and_(0xFFFF))
     x.mul_(_M1)
     x.bitwise_xor_((x >> 15).bitwise_and_(0x1FFFF))
     x.mul_(_M2)
-    return x.bitwise_xor_((x >> 16).bitwise_and_(0xFFFF))
+    return x.bitwise_xor_((x >> 16).bitwise_and_(0xFFFF)) if last_shift else x
 
 
 @functools.lru_cache(maxsize=32)
@@ -34,19 +34,28 @@ def _index_hashes(n: int, device: torch.device) -> torch.Tensor:
     return _mix(torch.arange(n, dtype=torch.int32, device=device))
 
 
+@functools.lru_cache(maxsize=64)
+def _rates(p: tuple[float, ...], dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """[K, 1] int32 thresholds (a hash, read as a signed 32-bit number, at or above its threshold keeps the
+    element: probability 1 - p) and [K, 1] scales 1 / (1 - p) in `dtype`."""
+    thresholds = torch.tensor([round(q * (1 << 32)) - (1 << 31) for q in p], dtype=torch.int32, device=device)
+    scales = torch.tensor([1 / (1 - q) for q in p], dtype=dtype, device=device)
+    return thresholds.view(-1, 1), scales.view(-1, 1)
+
+
 def draw_key(generator: torch.Generator | None = None) -> int:
     """One mask's key, from `generator` or the global host random state (a run's, checkpointed with it)."""
     return int(torch.randint(_KEYS, (), generator=generator))
 
 
 def keep_masks(keys: list[int], n: int, p: list[float], like: torch.Tensor) -> torch.Tensor:
-    """[K, n] masks in `like`'s dtype and device: row k keeps element i, scaled by 1 / (1 - p[k]), unless
-    hash(key k, i) falls below p[k]; a row with p 0 keeps everything."""
-    hashed = _mix(_index_hashes(n, like.device) ^ torch.tensor(keys, dtype=torch.int32).view(-1, 1).to(like.device))
-    rows = [(round(q * (1 << _BITS)), 1 / (1 - q)) for q in p]
-    thresholds = torch.tensor([t for t, _ in rows], dtype=torch.int32).view(-1, 1).to(like.device)
-    scales = torch.tensor([s for _, s in rows], dtype=like.dtype).view(-1, 1).to(like.device)
-    return (hashed.bitwise_and_((1 << _BITS) - 1) >= thresholds) * scales
+    """[K, n] masks in `like`'s dtype and device: row k keeps element i, scaled by 1 / (1 - p[k]), where
+    lowbias32(lowbias32(i) ^ key k) (its last xorshift left out), read as a signed 32-bit number, is at least
+    p[k] * 2**32 - 2**31; a row with p 0 keeps everything."""
+    index = _index_hashes(n, like.device)
+    keyed = index ^ (keys[0] if len(keys) == 1 else torch.tensor(keys, dtype=torch.int32).view(-1, 1).to(like.device))
+    thresholds, scales = _rates(tuple(p), like.dtype, like.device)
+    return (_mix(keyed.view(len(keys), n), last_shift=False) >= thresholds) * scales
 
 
 def keyed_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:

@@ -71,6 +71,12 @@ def _take_step(t: Trainer, step: int, batch: dict[str, Any], inputs: dict[str, A
     return t.train_on(step, batch, inputs)
 
 
+def _end_epoch(t: Trainer, shared_seconds: float, validated: dict[int, Any]) -> None:
+    """End a run's epoch, on the outputs its stack validated (and its share of that time) where it did."""
+    outputs, seconds = validated.get(id(t), (None, 0.0))
+    t.end_epoch(shared_seconds + seconds, outputs)
+
+
 def train_together(
     trainers: list[Trainer], isolate: bool = False, stack: bool = True
 ) -> list[dict[str, Any] | NonFiniteLoss]:
@@ -126,7 +132,8 @@ def train_together(
                     if not alive:
                         break
                 synced()
-                each(Trainer.end_epoch, reading / max(1, len(alive)))
+                validated = {key: value for s in stacks for key, value in s.validate().items()}
+                each(_end_epoch, reading / max(1, len(alive)), validated)
     finally:
         for t in trainers:
             summary = t.end()

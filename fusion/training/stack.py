@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from fusion.evaluation.evaluate import Outputs, members_outputs_over
 from fusion.layers.keyed_dropout import draw_key
 from fusion.models.stacking import NotStackable, stack_models, unstack_into
 from fusion.training.distributed import own_random_state
@@ -135,6 +136,23 @@ class Stack:
         update = torch._foreach_div(exp_avg, denom)
         torch._foreach_mul_(update, [step_size] * n)
         torch._foreach_sub_(params, update)
+
+    def validate(self) -> dict[int, tuple[dict[str, Outputs], float]]:
+        """{id(trainer): (its outputs over its "validation" (and "selecting") clips, its share of the seconds)}
+        from one forward of the stacked model a batch, for Trainer.end_epoch; {} when the members validate on
+        different data objects."""
+        started, first = time.perf_counter(), self.trainers[0]
+        if any(t.val_data is not first.val_data or t.select_data is not first.select_data for t in self.trainers):
+            return {}
+        losses = [t.validation_loss for t in self.trainers]
+        splits = {"validation": first.val_data}
+        if first.select_data is not first.val_data:
+            splits["selecting"] = first.select_data
+        over = {name: members_outputs_over(self.model, data, first.cfg.data.batch_size, first.device,
+                                           first.precision, losses) for name, data in splits.items()}  # fmt: skip
+        seconds = (time.perf_counter() - started) / len(self.trainers)
+        return {id(t): ({name: outputs[k] for name, outputs in over.items()}, seconds)
+                for k, t in enumerate(self.trainers)}  # fmt: skip
 
     def sync(self) -> None:
         """Put each member's weights and AdamW state into its own model and optimizer (before it validates or

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from fusion.data.cache_data import CacheData, open_caches
-from fusion.evaluation.evaluate import outputs_over
+from fusion.evaluation.evaluate import Outputs, outputs_over
 from fusion.evaluation.metrics import headline, metrics_for
 from fusion.models.checkpoint import load_checkpoint, save_checkpoint
 from fusion.models.registry import build_model, count_trainable
@@ -233,13 +233,15 @@ class Trainer:
         self._save("last.pt")
         return Preempted(self.out / "last.pt", signum)
 
-    def end_epoch(self, shared_seconds: float = 0.0) -> None:
+    def end_epoch(self, shared_seconds: float = 0.0, outputs: dict[str, Outputs] | None = None) -> None:
         """Validate, keep the best, write last.pt and the epoch's logs. `shared_seconds`: this run's part of the
-        time a lockstep group spent reading batches (in its epoch_seconds)."""
+        time a lockstep group spent reading batches (in its epoch_seconds); `outputs`: this run's outputs over
+        its "validation" and "selecting" clips where its stack computed them."""
         started = time.perf_counter()
         self._flush()
         epoch = self.position["epoch"]
-        metrics, val_loss = self._validate(self.val_data)
+        outputs = outputs or {}
+        metrics, val_loss = self._validate(self.val_data, outputs.get("validation"))
         row = {
             "epoch": epoch + 1,
             "lr": self.optimizer.param_groups[0]["lr"],
@@ -249,7 +251,7 @@ class Trainer:
         }
         selecting = metrics
         if self.select_data is not self.val_data:  # the holdout chooses; validation is only reported
-            selecting, holdout_loss = self._validate(self.select_data)
+            selecting, holdout_loss = self._validate(self.select_data, outputs.get("selecting"))
             row.update({"holdout_loss": holdout_loss, **{f"holdout_{k}": v for k, v in selecting.items()}})
         self.history.append(row)
         name, value = headline(selecting)
@@ -350,11 +352,16 @@ class Trainer:
             save_checkpoint(self.out / name, {**self._state(rng), **(extra or {})})
         self.dist.barrier()
 
-    def _validate(self, data: CacheData) -> tuple[dict[str, float], float]:
+    def validation_loss(self, out: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> torch.Tensor:
+        return task_loss(out, targets, self.criterion)
+
+    def _validate(self, data: CacheData, over: Outputs | None = None) -> tuple[dict[str, float], float]:
         """Metrics and mean loss over `data` (validation or holdout clips; a multi-view cache's views averaged,
-        and its first view's metrics as single_view_*); each process predicts its share, all get the whole."""
-        over = outputs_over(self.model, data, self.cfg.data.batch_size, self.device, self.precision,
-                            lambda out, target: task_loss(out, target, self.criterion))  # fmt: skip
+        and its first view's metrics as single_view_*), from `over` where computed already; each process
+        predicts its share, all get the whole."""
+        if over is None:
+            over = outputs_over(self.model, data, self.cfg.data.batch_size, self.device, self.precision,
+                                self.validation_loss)  # fmt: skip
         parts = self.dist.gather((over.scores, over.targets, over.loss * len(data), len(data), over.first_view))
         targets = {k: torch.cat([p[1][k] for p in parts]) for k in over.targets}
         metrics = metrics_for({k: torch.cat([p[0][k] for p in parts]) for k in over.scores}, targets)
