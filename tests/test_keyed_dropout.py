@@ -43,6 +43,14 @@ def test_a_member_row_of_a_stacked_draw_is_its_lone_mask_and_keys_differ():
     assert not torch.equal(keep_masks([7], 1000, [0.4], stacked), keep_masks([9], 1000, [0.4], stacked))
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_mask_is_the_same_on_a_gpu():
+    keys, p = [1, 99, 2_000_000_000], [0.1, 0.0, 0.5]
+    on_gpu = keep_masks(keys, 10_000, p, torch.zeros(1, device="cuda"))
+    assert on_gpu.is_cuda and torch.equal(on_gpu.cpu(), keep_masks(keys, 10_000, p, torch.zeros(1)))
+
+
 def test_the_mask_follows_the_elements_not_their_memory_layout():
     x = torch.randn(6, 10)
     strided = x.t().contiguous().t()  # the same values, laid out column-major

@@ -43,11 +43,16 @@ def _models(name: str, k: int, **changes) -> list[torch.nn.Module]:
     return models
 
 
+GPU = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=GPU)])
 @pytest.mark.parametrize("name", ["temporal_transformer", "late_fusion"])
-def test_a_stacked_model_computes_what_each_member_computes_alone_dropout_masks_included(name):
+def test_a_stacked_model_computes_what_each_member_computes_alone_dropout_masks_included(name, device):
     k, batch = 3, 5
-    models = _models(name, k, head="mlp")
-    inputs = [{"semantic": torch.randn(batch, 9, 24), "motion": torch.randn(batch, 4, 16)} for _ in range(k)]
+    models = [model.to(device) for model in _models(name, k, head="mlp")]
+    inputs = [{"semantic": torch.randn(batch, 9, 24, device=device), "motion": torch.randn(batch, 4, 16, device=device)}
+              for _ in range(k)]  # fmt: skip
     generators = [torch.Generator().manual_seed(100 + i) for i in range(k)]
 
     def draw(p):  # member i's dropout keys from its own generator, as its lone run draws them from the global one
