@@ -64,7 +64,7 @@ def members_outputs_over(
         with autocast(device, precision):
             out = model(inputs if k == 1 else {name: torch.cat([x] * k) for name, x in inputs.items()})
         parts = {name: value.chunk(k) for name, value in out.items()}
-        labels = {f: batch[f].to(device) for f in data.spec.label_fields}
+        labels = {f: batch[f].to(device) for f in data.spec.label_fields} if any(loss_fns) else {}
         for i, loss_fn in enumerate(loss_fns):
             averaged, first_view = average_views({name: part[i] for name, part in parts.items()}, batch["views"])
             if loss_fn is not None:
