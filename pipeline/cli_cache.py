@@ -50,15 +50,20 @@ def cache_verify(path: Path, deep: bool) -> None:
 @click.argument("path", type=click.Path(path_type=Path))
 @user_errors
 def cache_repair(path: Path) -> None:
-    """Mark shards whose files are damaged (truncated, bad checksum) as not done, removing those files: the
-    next `cli extract` with the same settings redoes exactly them. Reads every shard."""
+    """Mark shards whose files are damaged (truncated, bad checksum) as not done: the next `cli extract` with the
+    same settings redoes exactly them. Reads every shard. Nothing is deleted: the damaged files move to the
+    cache's quarantine/ folder (named below), which that extract empties; a cache whose metadata disagrees with
+    its stored bytes is refused, untouched."""
     from pipeline.cache.repair import repair_cache
 
-    shards = repair_cache(path)
-    if not shards:
+    kept = repair_cache(path)
+    if not kept:
         click.echo(f"{path}: every shard is readable; nothing to repair")
         return
-    click.echo(f"{path}: {len(shards)} damaged shard(s) marked for re-extraction: {', '.join(map(str, shards))}")
+    click.echo(f"{path}: {len(kept)} damaged shard(s) marked for re-extraction: {', '.join(map(str, kept))}")
+    for shard, files in kept.items():
+        for file in files:
+            click.echo(f"shard {shard}: kept {file}")
     click.echo("re-run the `cli extract` command that made the cache to redo them", err=True)
 
 

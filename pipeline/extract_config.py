@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pipeline.core.config_loading import setting
-from pipeline.core.defaults import device_setting, precision_setting
+from pipeline.core.defaults import SHARD_SIZE_MAX, device_setting, precision_setting
 
 REDUCES = ("mean", "center", "frames")
 SPATIAL_VIEWS = (1, 3)
@@ -78,7 +78,7 @@ class RunConfig:
     precision: str = precision_setting()
     decode_timeout: float = setting(120.0, "Seconds per clip before a decode counts as hung (0: no limit).", low=0)
     decode_threads: int = setting(0, "Threads per video decoder (0: the CPU cores divided among the workers).", low=0)
-    shard_size: int = setting(64, "Clips per Zarr shard.", low=1)
+    shard_size: int = setting(64, "Clips per Zarr shard.", low=1, high=SHARD_SIZE_MAX)
 
 
 @dataclass

@@ -51,7 +51,7 @@ FORGERIES = {
     ),  # fmt: skip
     "garbage failure line": (lambda p: _failure(p, "{not json"), "shard-000000.jsonl:2 is not JSON"),
     "failure without keys": (lambda p: _failure(p, '{"row": 1}'), "expected an object with clip_id, row, stage"),
-    "shard_size 0": (_attr("shard_size", 0), "attrs shard_size 0 is not a positive integer"),
+    "shard_size 0": (_attr("shard_size", 0), "attrs shard_size 0 is not an integer in 1..65536"),
     "num_clips 10**15": (_attr("num_clips", 10**15), "expected 1000000000000000 rows (attrs num_clips)"),
     "label field of no array": (_attr("label_fields", ["label", "nope"]), "array 'nope' is missing"),
     "float64 features": (_array_meta("semantic", "data_type", "float64"), "array semantic is float64"),

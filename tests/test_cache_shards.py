@@ -51,9 +51,10 @@ def test_picked_rows_equal_zarr_whether_dense_or_sparse(cache, picks, chunk_read
     monkeypatch.setattr(module.os, "pread", lambda fd, n, at: reads.append(n) or pread(fd, n, at))
     picks = np.array(picks, dtype=np.int64)
     group = zarr.open_group(str(cache), mode="r")
+    shards = CacheShards(cache)  # opening checks one stored file of each array (pipeline/cache/anchors.py)
     for name in ("semantic", "motion"):
         reads.clear()
-        assert _same(CacheShards(cache).read(name, 1, picks), group[name][16:32][picks])
+        assert _same(shards.read(name, 1, picks), group[name][16:32][picks])
         assert len(reads) == 1 + chunk_reads  # the index, then the chunks' bytes
     assert np.isnan(CacheShards(cache).read("semantic", 1, np.array([4]))).all()  # row 20: never written
 

@@ -40,7 +40,7 @@ def extract_args(root: Path, cache: Path, *extra) -> list:
     ("extra", "yaml", "words"),
     [
         (["--batch-size", 0], "", "--batch-size: expected >= 1, got 0"),
-        (["--shard-size", 0], "", "--shard-size: expected >= 1, got 0"),
+        (["--shard-size", 0], "", "--shard-size: expected in [1, 65536], got 0"),
         (["--workers", -1], "", "--workers: expected >= 0, got -1"),
         (["--limit", -3], "", "'--limit': -3 is not in the range x>=1"),
         (["--limit", 0], "", "'--limit': 0 is not in the range x>=1"),
@@ -129,10 +129,15 @@ def test_truncated_shard_is_named_repaired_and_redone_bit_for_bit(ssv2_root, tmp
         result = run(*args)
         assert result.exit_code == 1 and "Traceback" not in result.output, result.output
         assert "unreadable\tshard-000001\tsemantic/c/1/0/0: " in result.output
+    damaged = shard.read_bytes()
     repaired = run("cache", "repair", cache)
     assert repaired.exit_code == 0 and "1 damaged shard(s) marked for re-extraction: 1" in repaired.output
     assert zarr.open_group(str(cache), mode="r")["done"][:].tolist() == [True, True, False, False, True, True]
+    kept = cache / "quarantine" / "shard-000001.semantic"  # nothing deleted: the damaged bytes are kept
+    assert f"kept {kept}" in repaired.output and kept.read_bytes() == damaged and not shard.exists()
+    assert (cache / "quarantine" / "shard-000001.motion").exists()
     assert run(*extract_args(ssv2_root, cache)).exit_code == 0
+    assert not list((cache / "quarantine").glob("shard-*"))  # the extract that redid the shard removed them
     assert run("cache", "verify", "--deep", cache).exit_code == 0
     assert_same_cache(cache, tmp_path / "clean")
     assert "nothing to repair" in run("cache", "repair", cache).output

@@ -11,7 +11,17 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.cache.layout import FEATURES, build_skeleton, check_layout, is_count, num_shards, open_cache, shard_rows
+from pipeline.cache.layout import (
+    FEATURES,
+    backbone_shapes_problem,
+    build_skeleton,
+    check_layout,
+    is_count,
+    num_shards,
+    open_cache,
+    shard_rows,
+    shard_size_problem,
+)
 from pipeline.cache.reader import read_failures
 from pipeline.cache.shards import CacheShards
 from pipeline.cache.writer import write_failures_by_row
@@ -67,9 +77,11 @@ def _exported(h5: Any, source: Path) -> tuple[dict[str, Any], list[Any]]:
     if not isinstance(attrs, dict) or not isinstance(failures, list):
         raise UserError(f"{source}: its gasm_cast attributes are not the JSON `cli cache export` writes")
     n, shard_size = attrs.get("num_clips"), attrs.get("shard_size")
-    for key, value, low in (("num_clips", n, 0), ("shard_size", shard_size, 1)):
-        if not is_count(value, low):
-            raise UserError(f"{source}: attrs {key} {value!r} is not an integer >= {low}")
+    if not is_count(n):
+        raise UserError(f"{source}: attrs num_clips {n!r} is not an integer >= 0")
+    problem = shard_size_problem(shard_size)
+    if problem:
+        raise UserError(f"{source}: {problem}")
     fields = [*attrs.get("label_fields", []), *attrs.get("meta_fields", [])]
     for name in ("clip_id", "done", *FEATURES, *fields):
         if name not in h5 or not hasattr(h5[name], "shape") or h5[name].shape[:1] != (n,):
@@ -78,7 +90,30 @@ def _exported(h5: Any, source: Path) -> tuple[dict[str, Any], list[Any]]:
     for name in FEATURES:
         if h5[name].ndim != 3 or h5[name].dtype != np.float16:
             raise UserError(f"{source}: dataset {name} is {h5[name].dtype} {h5[name].shape}, expected float16 3-D")
+    problem = backbone_shapes_problem(attrs, {name: h5[name].shape[1:] for name in FEATURES})
+    if problem:
+        raise UserError(f"{source}: {problem}")
+    for name in FEATURES:
+        _check_stored_rows(h5[name], n, source)
+    for name in attrs.get("label_fields", []):
+        if h5[name].ndim != 1 or not np.issubdtype(h5[name].dtype, np.integer):
+            raise UserError(f"{source}: label dataset {name} is {h5[name].dtype}, expected integers")
+    if h5["done"].ndim != 1 or h5["done"].dtype != np.bool_:
+        raise UserError(f"{source}: dataset done is {h5['done'].dtype}, expected bool")
     return attrs, failures
+
+
+def _check_stored_rows(dataset: Any, n: int, source: Path) -> None:
+    """The export writes every row as one gzip chunk: that many chunks are stored, and the first cannot hold more
+    than deflate's largest ratio (1032:1) allows, so a forged width never sizes a read."""
+    raw = math.prod(dataset.shape[1:]) * 2
+    stored = dataset.id.get_num_chunks() if dataset.chunks == (1, *dataset.shape[1:]) else -1
+    if stored != n:
+        raise UserError(f"{source}: dataset {dataset.name.lstrip('/')} stores {max(stored, 0)} one-clip chunks, "
+                        f"expected {n} (attrs num_clips), as `cli cache export` writes them")  # fmt: skip
+    if n and raw > 1032 * dataset.id.get_chunk_info(0).size:
+        raise UserError(f"{source}: dataset {dataset.name.lstrip('/')} declares {raw} bytes a clip, more than its "
+                        f"stored chunk of {dataset.id.get_chunk_info(0).size} bytes can hold")  # fmt: skip
 
 
 def import_hdf5(source: Path, cache: Path) -> Path:

@@ -18,7 +18,9 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
 
+from pipeline.cache.anchors import check_stored_sizes
 from pipeline.core.config_loading import leaf_differences
+from pipeline.core.defaults import SHARD_SIZE_MAX
 from pipeline.core.errors import UserError
 from pipeline.datasets.base import ClipList
 
@@ -116,6 +118,7 @@ def open_or_create(
             return None
         _build_in_place(path, clips, shard_size, shapes, attrs)
     group = _open_group(path, "r+")
+    check_cache(group, path)
     differences = identity_differences(dict(group.attrs), attrs)
     if differences and not _written(group, path):
         log.warning("cache %s was created by a run that wrote nothing (%s): taking it over", path, differences[0])
@@ -179,11 +182,17 @@ def open_cache(path: str | Path, mode: str = "r") -> zarr.Group:
     if not (path / "zarr.json").is_file():
         raise UserError(f"{path} is not a gasm-cast cache (no zarr.json); make one with `cli extract`")
     group = _open_group(path, mode)
+    check_cache(group, path)
+    return group
+
+
+def check_cache(group: zarr.Group, path: Path) -> None:
+    """An opened group is a cache of this schema whose metadata agrees with itself and its stored bytes."""
     if group.attrs.get("schema_version") != SCHEMA_VERSION:
         version = group.attrs.get("schema_version")
-        raise UserError(f"cache {path} has schema_version {version!r}, expected {SCHEMA_VERSION}")
+        raise UserError(f"cache {path} has schema_version {version!r}, expected {SCHEMA_VERSION} (is it a "
+                        "gasm-cast cache?)")  # fmt: skip
     check_layout(group, path)
-    return group
 
 
 def is_count(value: Any, low: int = 0) -> bool:
@@ -215,13 +224,34 @@ def cache_views(attrs: dict[str, Any]) -> Any:
     return views["spatial"] * views["temporal"]
 
 
+def shard_size_problem(shard_size: Any) -> str | None:
+    """What is wrong with a shard size read from a cache or an export, or None."""
+    if not is_count(shard_size, 1) or shard_size > SHARD_SIZE_MAX:
+        return f"attrs shard_size {shard_size!r} is not an integer in 1..{SHARD_SIZE_MAX}"
+    return None
+
+
+def backbone_shapes_problem(attrs: dict[str, Any], shapes: dict[str, tuple[int, ...]]) -> str | None:
+    """Whether each feature's stored (tokens, width) is what its backbone's attrs say it makes (tokens of one
+    view times the views), or None. Attrs without tokens and width (hand-made caches) are not checked."""
+    views = cache_views(attrs)
+    for name, shape in shapes.items():
+        backbone = (attrs.get("backbones") or {}).get(name) or {}
+        tokens, dim = backbone.get("tokens"), backbone.get("dim")
+        if is_count(tokens, 1) and is_count(dim, 1) and is_count(views, 1) and tuple(shape) != (tokens * views, dim):
+            return (f"{name} features are stored as {tuple(shape)} a clip, but attrs backbones.{name} makes "
+                    f"{tokens} tokens x {dim} wide (x {views} views)")  # fmt: skip
+    return None
+
+
 def check_layout(group: zarr.Group, path: Path) -> None:
     """The attrs agree with the arrays (from their metadata alone: nothing is read or allocated by a forged
     number): one line naming the first disagreement, before any work."""
     attrs = group.attrs
     shard_size = attrs.get("shard_size")
-    if not is_count(shard_size, 1):
-        raise UserError(f"cache {path}: attrs shard_size {shard_size!r} is not a positive integer")
+    problem = shard_size_problem(shard_size)
+    if problem:
+        raise UserError(f"cache {path}: {problem}")
     try:
         arrays = dict(group.arrays())
     except (ValueError, KeyError, TypeError, OSError) as exc:  # an array's zarr.json forged or damaged
@@ -246,6 +276,9 @@ def check_layout(group: zarr.Group, path: Path) -> None:
         if not is_count(views, 1) or arrays[name].shape[1] % views:
             raise UserError(f"cache {path}: attrs backbones.semantic.views {views!r} does not divide its "
                             f"{arrays[name].shape[1]} {name} tokens into views")  # fmt: skip
+    problem = backbone_shapes_problem(dict(attrs), {name: arrays[name].shape[1:] for name in FEATURES})
+    if problem:
+        raise UserError(f"cache {path}: {problem}")
     frames, tokens = semantic_frames(dict(attrs)), arrays["semantic"].shape[1] // views
     if not is_count(frames, 1) or tokens % frames:
         raise UserError(f"cache {path}: attrs backbones.semantic.frames {frames!r} does not divide its {tokens} "
@@ -255,3 +288,19 @@ def check_layout(group: zarr.Group, path: Path) -> None:
             raise UserError(f"cache {path}: label array {name} is {arrays[name].dtype}, expected integers")
     if arrays["done"].dtype != np.bool_:
         raise UserError(f"cache {path}: array done is {arrays['done'].dtype}, expected bool")
+    check_stored_sizes(path, arrays, n, shard_size, FEATURES)
+    check_labels(path, {name: arrays[name] for name in attrs.get("label_fields", [])}, attrs.get("label_names"))
+
+
+def check_labels(path: Path, labels: dict[str, Any], names: Any) -> None:
+    """Every label is -1 (none) or a class of its field's class list: a forged label never reaches a loss."""
+    for field, array in labels.items():
+        classes = (names or {}).get(field) if isinstance(names, dict) else None
+        if not isinstance(classes, list) or not classes:
+            continue  # caches made before class lists were required: the highest label sets the count
+        values = np.asarray(array[:])
+        bad = np.flatnonzero((values < -1) | (values >= len(classes)))
+        if len(bad):
+            raise UserError(f"cache {path}: label {field} of row {int(bad[0])} is {int(values[bad[0]])}, but "
+                            f"attrs label_names.{field} lists {len(classes)} classes (0..{len(classes) - 1}, "
+                            "or -1 for none)")  # fmt: skip

@@ -16,16 +16,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import google_crc32c
 import numpy as np
 import zarr
 from numcodecs import blosc
-from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, Endian, ShardingCodec
-from zarr.codecs.sharding import ShardingCodecIndexLocation
 
+from pipeline.cache.anchors import EMPTY, blosc_sizes, is_direct, read_index
 from pipeline.cache.layout import FEATURES, num_shards, open_cache, shard_rows
 
-EMPTY = 2**64 - 1  # an index entry of a chunk never written (all fill value: a failed clip's NaN row)
 THREADS = max(1, len(os.sched_getaffinity(0)))  # decompression threads: the cores this process may use
 _pool: ThreadPoolExecutor | None = None
 
@@ -44,27 +41,6 @@ class ShardUnreadable(Exception):
         super().__init__(f"{name}/{key}: {detail}")
 
 
-def _direct(array: zarr.Array) -> bool:
-    """Whether the array has the layout `build_skeleton` gives every cache (then it is decoded here)."""
-    codecs = array.metadata.codecs
-    if len(codecs) != 1 or not isinstance(codecs[0], ShardingCodec):
-        return False
-    sharding = codecs[0]
-    inner, index = sharding.codecs, sharding.index_codecs
-    return (
-        array.dtype == np.float16
-        and sharding.index_location == ShardingCodecIndexLocation.end
-        and tuple(sharding.chunk_shape) == (1, *array.shape[1:])
-        and len(inner) == 2
-        and isinstance(inner[0], BytesCodec)
-        and inner[0].endian in (None, Endian.little)
-        and isinstance(inner[1], BloscCodec)
-        and len(index) == 2
-        and isinstance(index[0], BytesCodec)
-        and isinstance(index[1], Crc32cCodec)
-    )
-
-
 class CacheShards:
     """The feature shards of the cache at `path` (`group`: the open group, if the caller has it)."""
 
@@ -75,7 +51,7 @@ class CacheShards:
         self.shard_size = int(self.group.attrs["shard_size"])
         self.arrays = {name: self.group[name] for name in FEATURES}
         self.shapes = {name: tuple(array.shape[1:]) for name, array in self.arrays.items()}
-        self._direct = {name: _direct(array) for name, array in self.arrays.items()}
+        self._direct = {name: is_direct(array) for name, array in self.arrays.items()}
 
     def __len__(self) -> int:
         return num_shards(self.num_clips, self.shard_size)
@@ -128,7 +104,9 @@ class CacheShards:
             return out
         try:
             size = os.fstat(fd).st_size
-            index = _index(fd, size, self.shard_size, key, name)
+            index = read_index(fd, size, self.shard_size)
+            if isinstance(index, str):
+                raise ShardUnreadable(name, key, index)
             end = size - index.nbytes - 4  # where the chunk data ends and the index begins
             chunk_bytes = out[0].nbytes if len(out) else 0
 
@@ -156,7 +134,7 @@ class CacheShards:
                         chunk = span[offset - first : offset - first + length]
                     # Blosc's header states the chunk's raw and compressed sizes; Blosc itself would decode a
                     # short buffer without complaint, so both are checked against the index and the shape.
-                    if len(chunk) < 16 or _header(chunk) != (chunk_bytes, length):
+                    if len(chunk) < 16 or blosc_sizes(chunk) != (chunk_bytes, length):
                         raise ShardUnreadable(name, key, f"chunk {picks[at]} is damaged or truncated")
                     blosc.decompress(chunk, out[at].reshape(-1).view(np.uint8))
 
@@ -174,20 +152,3 @@ def map_rows(function: Callable[[np.ndarray], np.ndarray], block: np.ndarray) ->
     parts = [p for p in np.array_split(np.arange(len(block)), THREADS) if len(p)]
     futures = [_threads().submit(function, block[p[0] : p[-1] + 1]) for p in parts]
     return np.concatenate([f.result() for f in futures]) if futures else function(block)
-
-
-def _index(fd: int, size: int, chunks: int, key: str, name: str) -> np.ndarray:
-    """The shard's [chunks, 2] (offset, length) index, its CRC32C checked as Zarr checks it."""
-    length = chunks * 16 + 4
-    if size < length:
-        raise ShardUnreadable(name, key, f"the file is truncated ({size} bytes)")
-    data = os.pread(fd, length, size - length)
-    raw, stored = data[:-4], int(np.frombuffer(data[-4:], dtype="<u4")[0])
-    if google_crc32c.value(raw) != stored:
-        raise ShardUnreadable(name, key, "the shard index fails its CRC32C checksum (truncated or damaged)")
-    return np.frombuffer(raw, dtype="<u8").reshape(chunks, 2)
-
-
-def _header(chunk: memoryview) -> tuple[int, int]:
-    """(raw bytes, compressed bytes) from a Blosc chunk's 16-byte header."""
-    return int.from_bytes(chunk[4:8], "little"), int.from_bytes(chunk[12:16], "little")

@@ -22,6 +22,16 @@ def failures_file(cache: Path, shard: int) -> Path:
     return Path(cache) / "failures" / f"shard-{shard:06d}.jsonl"
 
 
+def quarantine_folder(cache: Path) -> Path:
+    """Where `cli cache repair` keeps the files of shards it marked damaged, until an extract redoes them."""
+    return Path(cache) / "quarantine"
+
+
+def quarantined(cache: Path, shard: int, name: str) -> Path:
+    """The kept file `name` (semantic, motion, failures) of a shard repair marked damaged."""
+    return quarantine_folder(cache) / f"shard-{shard:06d}.{name}"
+
+
 class ShardWriter:
     def __init__(self, path: str | Path, group: zarr.Group):
         self.path = Path(path)
@@ -60,6 +70,8 @@ class ShardWriter:
             self.group[name][lo:hi] = features[name].astype(np.float16, copy=False)
         write_failures(self.path, shard, failures)
         self.group["done"][lo:hi] = True
+        for kept in quarantine_folder(self.path).glob(f"shard-{shard:06d}.*"):
+            kept.unlink()  # the shard is whole again: what repair kept of its damaged files has served
 
 
 def write_failures(cache: Path, shard: int, records: list[dict[str, Any]]) -> None:

@@ -22,6 +22,9 @@ SYNTH_DATASETS = ("ssv2", "epic100")  # the layouts `cli synth` writes
 SEMANTIC_SHAPE = (196, 768)
 MOTION_SHAPE = (8, 512)
 SSV2_CLASSES = 174
+# Rows of a cache shard at most: its index is 16 bytes a row and its `done` chunk a byte, so a larger (forged)
+# size would size reads and allocations; at real shapes a shard this large is already a 19 GB file.
+SHARD_SIZE_MAX = 65536
 EPIC_VERBS = 97
 EPIC_NOUNS = 300
 
