@@ -83,7 +83,9 @@ def cache_stats(path: Path, scheduler: str | None, allow_partial: bool) -> None:
     """Per-channel mean/std, token norms and NaN counts (out of core, one dask task per shard), saved in the attrs
     with the clips they cover. A cache still being extracted is refused."""
     from pipeline.cache.stats import compute_stats
+    from pipeline.core.paths import writing
 
+    writing(path)
     stats = compute_stats(path, scheduler, allow_partial)
     for name, values in stats.items():
         click.echo(
@@ -112,8 +114,9 @@ def cache_export(path: Path, fmt: str, out: Path) -> None:
 def cache_import(source: Path, target: Path) -> None:
     """Make a cache from an HDF5 file written by `cache export`."""
     from pipeline.cache.hdf5 import import_hdf5
+    from pipeline.core.paths import output_folder
 
-    click.echo(f"wrote {import_hdf5(source, target)}")
+    click.echo(f"wrote {import_hdf5(source, output_folder(target, '--cache'))}")
 
 
 @cache.command("merge")
@@ -124,5 +127,6 @@ def cache_import(source: Path, target: Path) -> None:
 def cache_merge(sources: tuple[Path, ...], out: Path, shard_size: int | None) -> None:
     """Concatenate caches made with the same backbones into one (rows in the order given)."""
     from pipeline.cache.merge import merge_caches
+    from pipeline.core.paths import output_folder
 
-    click.echo(f"wrote {merge_caches(list(sources), out, shard_size)}")
+    click.echo(f"wrote {merge_caches(list(sources), output_folder(out, '--out'), shard_size)}")

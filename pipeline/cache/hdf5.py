@@ -4,8 +4,12 @@ Export then import gives back the same cache, bit for bit."""
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,21 +30,47 @@ from pipeline.cache.reader import read_failures
 from pipeline.cache.shards import CacheShards
 from pipeline.cache.writer import write_failures_by_row
 from pipeline.core import atomic
-from pipeline.core.errors import UserError
-from pipeline.core.paths import require_space
+from pipeline.core.errors import NO_SPACE, UserError
+from pipeline.core.paths import PROJECT_ROOT, require_space
 
 
 def export_hdf5(cache: Path, out: Path) -> Path:
+    """The cache as one HDF5 file at `out`, written by a child process beside it and renamed into place whole.
+
+    HDF5 cannot be trusted after a write fails for want of space (h5py has been seen to segfault there), so the
+    file is written in a process of its own: a disk that fills mid-write is one line naming `out` and the space
+    left on its file system, nothing is left at `out`, and this process carries on to say so."""
+    group = open_cache(cache)
+    shards = CacheShards(cache, group)
+    # Checked ahead against the features' uncompressed size (gzip makes float16 features little smaller); a disk
+    # that another writer fills meanwhile is caught below.
+    require_space(out, sum(shards.num_clips * math.prod(shards.shapes[name]) * 2 for name in FEATURES))
+    with atomic.atomic_path(out) as staging:
+        child = subprocess.run(
+            [sys.executable, "-m", "pipeline.cache.hdf5", str(cache), str(staging)],
+            cwd=PROJECT_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+        )
+        if child.returncode != 0:
+            if any(f"errno = {code}," in child.stderr or os.strerror(code) in child.stderr for code in NO_SPACE):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(out))
+            last = (child.stderr.strip().splitlines() or [f"exit status {child.returncode}"])[-1]
+            raise RuntimeError(f"writing {out} failed in the HDF5 writer process ({child.returncode}): {last}")
+    return out
+
+
+def write_export(cache: Path, out: Path) -> None:
+    """The HDF5 file itself (run in its own process by export_hdf5): one dataset per feature, streamed shard by
+    shard, the other arrays, attrs and failure lists."""
     import h5py
 
     group = open_cache(cache)
     attrs = dict(group.attrs)
     shards = CacheShards(cache, group)
-    # h5py can crash the process on a write that fails for want of space: check ahead, against the features'
-    # uncompressed size (gzip makes float16 features little smaller), and write beside the final path.
-    needed = sum(shards.num_clips * math.prod(shards.shapes[name]) * 2 for name in FEATURES)
-    require_space(out, needed)
-    with atomic.atomic_path(out) as staging, h5py.File(staging, "w") as h5:
+    with h5py.File(out, "w") as h5:
         for name in FEATURES:
             shape = (shards.num_clips, *shards.shapes[name])
             dataset = h5.create_dataset(
@@ -62,7 +92,6 @@ def export_hdf5(cache: Path, out: Path) -> Path:
             h5.create_dataset(field, data=group[field][:])
         h5.attrs["gasm_cast_attrs"] = json.dumps(attrs)
         h5.attrs["gasm_cast_failures"] = json.dumps(read_failures(cache))
-    return out
 
 
 def _exported(h5: Any, source: Path) -> tuple[dict[str, Any], list[Any]]:
@@ -151,3 +180,7 @@ def import_hdf5(source: Path, cache: Path) -> Path:
             group["done"][:] = h5["done"][:]
             check_layout(group, staging)
     return Path(cache)
+
+
+if __name__ == "__main__":  # export_hdf5's writer process: CACHE OUT
+    write_export(Path(sys.argv[1]), Path(sys.argv[2]))

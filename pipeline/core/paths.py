@@ -10,6 +10,9 @@ from pathlib import Path
 from pipeline.core.errors import UserError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# What this process was asked to write, as its command checked it before work (output_folder / output_file /
+# writing): a write that fills the disk is named by it when the error carries no file name (Zarr's, h5py's).
+_outputs: list[Path] = []
 CLI_SCRIPT = PROJECT_ROOT / "cli.py"  # what subprocess runs of the command line start (benches, the GPU check)
 
 
@@ -30,9 +33,15 @@ def _writable_ancestor(path: Path, what: str) -> None:
         raise UserError(f"{what} {path}: {ancestor} is not writable")
 
 
+def writing(path: str | Path) -> Path:
+    """Note that this command writes at `path` (a cache it updates in place): a full disk is reported there."""
+    _outputs.append(Path(path))
+    return Path(path)
+
+
 def output_folder(path: str | Path, what: str) -> Path:
     """A folder to create or add to."""
-    path = Path(path)
+    path = writing(path)
     if path.exists():
         if not path.is_dir():
             raise UserError(f"{what} {path} is a file, expected a folder")
@@ -45,7 +54,7 @@ def output_folder(path: str | Path, what: str) -> Path:
 
 def output_file(path: str | Path, what: str) -> Path:
     """A file to create or replace."""
-    path = Path(path)
+    path = writing(path)
     if path.is_dir():
         raise UserError(f"{what} {path} is a folder, expected a file name")
     if path.exists() and not os.access(path, os.W_OK):
@@ -67,8 +76,12 @@ def free_mb(path: str | Path) -> float:
 
 
 def disk_full_message(exc: OSError) -> str:
-    where = exc.filename or "the output"
-    return f"disk full writing {where} ({free_mb(where if exc.filename else '.'):.0f} MB free)"
+    """One line: the file being written (or the output the command writes) and the free space of its file
+    system."""
+    where = exc.filename or (_outputs[-1] if _outputs else None)
+    if where is None:
+        return f"disk full ({free_mb('.'):.0f} MB free on the working folder's file system)"
+    return f"disk full writing {where} ({free_mb(where):.1f} MB free on its file system)"
 
 
 def require_space(path: str | Path, nbytes: int) -> None:
