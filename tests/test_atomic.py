@@ -90,7 +90,9 @@ def test_a_full_disk_while_checkpointing_is_one_line_and_leaves_no_temporary_fil
     result = CliRunner().invoke(main, _train(caches, out))
     assert result.exit_code == 1, result.output
     last = result.output.strip().splitlines()[-1]
-    assert last.startswith(f"error: disk full writing {out}/") and last.endswith(" MB free)"), result.output
+    assert last.startswith(f"error: disk full writing {out}/") and last.endswith(" MB free on its file system)"), (
+        result.output
+    )
     assert "Traceback" not in result.output
     assert not [name for name in os.listdir(out) if name.endswith(".tmp") or ".partial" in name]
 

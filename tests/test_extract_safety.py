@@ -253,7 +253,9 @@ def test_a_full_disk_during_extraction_is_one_line_and_the_same_command_resumes_
     result = run(*extract_args(ssv2_root, cache))
     assert result.exit_code == 1, result.output
     last = result.output.strip().splitlines()[-1]
-    assert last.startswith(f"error: disk full writing {cache}/semantic/c/") and last.endswith("MB free)"), last
+    assert last.startswith(f"error: disk full writing {cache}/semantic/c/") and last.endswith(
+        "MB free on its file system)"
+    ), last
     assert "Traceback" not in result.output
     assert 0 < zarr.open_group(str(cache), mode="r")["done"][:].sum() < 6
     monkeypatch.setattr(local, "_put", put)

@@ -80,3 +80,49 @@ def test_refused_work_leaves_no_folder_behind(tmp_path):
         with folder_lock(tmp_path / "new" / "run", "run folder"):
             raise UserError("bad input found before any work")
     assert not (tmp_path / "new" / "run").exists()
+
+
+def test_a_held_folder_that_moved_or_lost_its_lock_file_stops_its_writer(tmp_path):
+    from pipeline.core import atomic
+    from pipeline.core.errors import FolderLost
+
+    out = tmp_path / "run"
+    with folder_lock(out, "run folder"):
+        atomic.write_text(out / "a.txt", "1")  # held and in place: writes go on
+        (out / LOCK_NAME).unlink()  # a second writer could now take a new lock file
+        with pytest.raises(FolderLost, match="its lock file was deleted"):
+            atomic.write_text(out / "b.txt", "2")
+    with folder_lock(out, "run folder"):
+        out.rename(tmp_path / "moved")
+        with pytest.raises(FolderLost, match=f"it now lives at {tmp_path / 'moved'}"):
+            atomic.write_text(out / "c.txt", "3")
+    assert not out.exists() and sorted(os.listdir(tmp_path / "moved")) == [LOCK_NAME, "a.txt"]
+
+
+def test_a_run_folder_renamed_under_a_running_trainer_stops_it_in_one_line(caches, tmp_path):
+    """The trainer writes by path: after the move it would write into whatever folder is made at the old name. It
+    stops at its next write instead (exit 1), its checkpoints kept where the folder now is."""
+    out, moved = tmp_path / "run", tmp_path / "moved"
+    job = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), *_train(caches, out, 500)], cwd=ROOT,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "last.pt").exists():
+            assert time.monotonic() < deadline and job.poll() is None, "the run never checkpointed"
+            time.sleep(0.05)
+        out.rename(moved)
+        assert job.wait(timeout=120) == 1
+    finally:
+        job.kill()
+    lines = [line for line in job.stderr.read().splitlines() if " INFO " not in line and line.strip()]
+    assert len(lines) == 1 and f"it now lives at {moved}" in lines[0], lines
+    assert not out.exists() and (moved / "last.pt").exists()
+    assert not list(moved.glob(".*.partial*"))
+
+
+def test_staging_files_a_killed_holder_left_are_removed_by_the_next(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".curves.12345.partial.png").write_bytes(b"half a picture")
+    with folder_lock(out, "run folder"):
+        assert sorted(os.listdir(out)) == [LOCK_NAME]

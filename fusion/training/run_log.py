@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.core import atomic
+from pipeline.core.folder_lock import check_held
 
 
 class RunLog:
@@ -38,6 +39,7 @@ class RunLog:
         if not self.enabled:
             return
         path = self.out / "steps.csv"
+        check_held(path)
         with path.open("a") as handle:
             if handle.tell() == 0:
                 handle.write("epoch,step,loss\n")

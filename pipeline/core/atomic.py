@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from pipeline.core.folder_lock import check_held
+
 
 def _staging(path: Path) -> Path:
     # Same folder (the rename stays on one file system), hidden, the suffix kept for writers that infer the
@@ -21,12 +23,14 @@ def _staging(path: Path) -> Path:
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """A path to write to; on success it is renamed to `path`, on any failure removed."""
     path = Path(path)
+    check_held(path)
     staging = _staging(path)
     # The commands check their output paths before any work (pipeline/core/paths.py); a missing parent folder is
     # made here, at the end, so that no finished work is lost to it.
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         yield staging
+        check_held(path)
         os.replace(staging, path)
     except BaseException:
         staging.unlink(missing_ok=True)

@@ -22,7 +22,7 @@ from pipeline.core.defaults import (
     SEMANTIC_SHAPE,
     shape_text,
 )
-from pipeline.core.errors import NO_SPACE, Interrupted, UserError
+from pipeline.core.errors import NO_SPACE, FolderLost, Interrupted, UserError
 from pipeline.core.paths import disk_full_message
 
 EPILOG = "Exit status: 0 success, 1 problems found or a run failed, 2 bad input, 130 interrupted (Ctrl-C)."
@@ -114,6 +114,9 @@ def user_errors(command: Callable) -> Callable:
         except UserError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
+        except FolderLost as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
         except OSError as exc:
             if exc.errno not in NO_SPACE:
                 raise

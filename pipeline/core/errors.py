@@ -10,6 +10,11 @@ class UserError(Exception):
     """Bad input the user must fix: names the file or field and what was expected."""
 
 
+class FolderLost(Exception):
+    """The folder a writer holds was moved, replaced or lost its lock file: it stops writing (exit status 1),
+    naming where what it wrote now lives."""
+
+
 class Interrupted(BaseException):
     """A signal (SIGINT: Ctrl-C; SIGTERM: pre-emption, scancel) stopped the work; what was finished is kept.
     The command line ends with one line and exit status 128 + the signal's number. A BaseException, as

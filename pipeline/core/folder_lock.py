@@ -18,11 +18,43 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipeline.core.errors import UserError
+from pipeline.core.errors import FolderLost, UserError
 
 log = logging.getLogger(__name__)
 LOCK_NAME = ".lock"
 _UNSUPPORTED = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
+# The folders this process holds: path -> (the open lock file, the folder's and the lock file's identity).
+_held: dict[Path, tuple[int, tuple[int, int], tuple[int, int]]] = {}
+
+
+def _identity(stat: os.stat_result) -> tuple[int, int]:
+    return stat.st_dev, stat.st_ino
+
+
+def check_held(path: str | Path) -> None:
+    """Before writing at `path`: every held folder it lies in is still the one this process locked, at the same
+    path, its lock file in place. A lock file deleted under a running writer would let a second one in; a folder
+    moved or replaced would take writes elsewhere: either stops the writer (FolderLost), nothing more written."""
+    path = Path(path).absolute()
+    for folder, (handle, folder_id, lock_id) in _held.items():
+        if folder != path and folder not in path.parents:
+            continue
+        try:
+            same = _identity(os.stat(folder)) == folder_id and _identity(os.stat(folder / LOCK_NAME)) == lock_id
+        except FileNotFoundError:
+            same = False
+        if not same:
+            now = os.readlink(f"/proc/self/fd/{handle}") if os.path.exists(f"/proc/self/fd/{handle}") else "unknown"
+            where = "its lock file was deleted" if now.endswith(" (deleted)") else f"it now lives at {Path(now).parent}"
+            raise FolderLost(f"{folder} is no longer the folder this process locked ({where}): stopped without "
+                             "writing more; what it wrote before is kept there")  # fmt: skip
+
+
+def _remove_partials(folder: Path) -> None:
+    """Staging files of outputs (pipeline/core/atomic.py) that a killed holder left: the lock makes them stale."""
+    for leftover in folder.glob(".*.partial*"):
+        if leftover.is_file():
+            leftover.unlink(missing_ok=True)
 
 
 def _holder(handle: int) -> str:
@@ -56,8 +88,12 @@ def folder_lock(folder: str | Path, what: str) -> Iterator[None]:
         info = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": command, "since": since})
         os.ftruncate(handle, 0)
         os.pwrite(handle, info.encode(), 0)
+        _remove_partials(folder)
+        key = folder.absolute()
+        _held[key] = (handle, _identity(os.stat(folder)), _identity(os.fstat(handle)))
         yield
     finally:
+        _held.pop(folder.absolute(), None)
         # A folder this call made and nothing else wrote to (work refused before it began) is removed again, so bad
         # input leaves nothing behind; otherwise the lock file stays: removing it would race the next holder.
         if created and folder.is_dir() and os.listdir(folder) == [LOCK_NAME]:
