@@ -273,3 +273,27 @@ def test_compare_two_hand_made_runs_and_a_local_executor_sweep(caches, tmp_path)
     local = run(*sweep_args(caches, spec, tmp_path / "L", "--executor", "local"))
     assert local.exit_code == 0, local.output
     assert (tmp_path / "L" / "runs" / "motion_only-seed0" / "best.pt").is_file()
+
+
+def test_a_sweep_of_graph_models_on_a_per_frame_cache_reports_their_costs_at_those_shapes(tmp_path):
+    """Costs are measured on [8 clips, frames, patches, width] as the model trained (a flat grid of frames x
+    patches is another model, or no square grid at all)."""
+    import torch
+
+    from fusion.models.checkpoint import load_checkpoint
+    from fusion.models.costs import ModelAsLayer, measure
+    from fusion.models.rebuild import rebuild_model
+
+    dims = {"semantic": (2 * 9, 32), "motion": (4, 16)}  # 2 frames of a 3 x 3 grid
+    caches = small_caches(tmp_path / "c", 24, 8, dims=dims, frames=2)
+    spec = write_spec(tmp_path / "s.yaml", BASE + "members: [{model: gasm_cast}, {model: late_fusion}]\n")
+    result = run(*sweep_args(caches, spec, tmp_path / "S", "--select-on", "validation"))
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader((tmp_path / "S" / "results.csv").open()))
+    assert {row["model"] for row in rows} == {"gasm_cast", "late_fusion"} and (tmp_path / "S" / "report.md").is_file()
+    state = load_checkpoint(tmp_path / "S" / "runs" / "gasm_cast-seed0" / "best.pt")
+    torch.manual_seed(0)
+    model = rebuild_model("gasm_cast", state["config"]["model"], state["spec"]["shapes"], state["spec"]["label_sizes"])
+    costs = measure(ModelAsLayer(model), (torch.randn(8, 2, 9, 32), torch.randn(8, 4, 16)), torch.device("cpu"), 1)
+    gasm = next(row for row in rows if row["model"] == "gasm_cast")
+    assert float(gasm["gflops_per_clip"]) == pytest.approx(costs["gflops"] / 8, rel=1e-3)

@@ -47,6 +47,7 @@ class Run:
     model_config: dict[str, Any]
     shapes: dict[str, list[int]]
     label_sizes: dict[str, int]
+    semantic_frames: int = 1  # > 1: trained on a per-frame cache, the semantic tokens that many frames' grids
     costs: dict[str, float] = field(default_factory=dict)
     trained_on: dict[str, Any] = field(default_factory=dict)  # the training cache's provenance
     validated_on: dict[str, Any] = field(default_factory=dict)  # the validation cache's provenance
@@ -82,6 +83,7 @@ def _run(folder: Path) -> Run:
         config["model"],
         state["spec"]["shapes"],
         state["spec"]["label_sizes"],
+        state["spec"].get("semantic_frames", 1),
         trained_on=state.get("cache") or {},
         validated_on=state.get("val_cache") or {},
     )
@@ -138,13 +140,17 @@ def collect(paths: list[Path]) -> list[Run]:
 def _cost_key(run: Run) -> str:
     """What a configuration's cost depends on: its model, model settings and the cache's shapes and classes."""
     identity = [run.model, run.model_config, run.shapes, run.label_sizes]
+    if run.semantic_frames > 1:  # frame-averaged configurations keep the keys their costs.json has
+        identity.append(run.semantic_frames)
     return hashlib.sha256(strict_json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def measure_costs(runs: list[Run], folders: list[Path], out: Path | None) -> None:
-    """FLOPs per clip and training-step memory of each configuration, measured once at its cache's shapes; kept
+    """FLOPs per clip and training-step memory of each configuration, measured once at the shapes it was trained
+    on (a per-frame cache's semantic tokens as [frames, patches], as the data path gives them; one view); kept
     in OUT/costs.json (a sweep's own folder) and read back from there, or from any folder given, by later
     reports. Run folders are never written to."""
+    from fusion.data.cache_spec import with_time_axis
     from fusion.models.costs import ModelAsLayer, measure
     from fusion.models.rebuild import rebuild_model
 
@@ -160,7 +166,7 @@ def measure_costs(runs: list[Run], folders: list[Path], out: Path | None) -> Non
                 run.model, run.model_config, run.shapes, run.label_sizes, where=f"{run.folder} config.model"
             )
             (ns, ds), (nm, dm) = run.shapes["semantic"], run.shapes["motion"]
-            inputs = (torch.randn(8, ns, ds), torch.randn(8, nm, dm))
+            inputs = (with_time_axis(torch.randn(8, ns, ds), run.semantic_frames), torch.randn(8, nm, dm))
             costs = measure(ModelAsLayer(model), inputs, torch.device("cpu"), repeats=1)
             known[key] = {"gflops_per_clip": costs["gflops"] / 8, "memory_mb": costs["memory"]}
         run.costs = known[key]

@@ -41,8 +41,10 @@ def make_feature_cache(
     failed_rows: tuple[int, ...] = (),
     code: str = "content",
     views: int = 1,
+    frames: int = 1,
 ) -> Path:
-    """Caches made with one `seed` share their classes; `split` draws different clips of them."""
+    """Caches made with one `seed` share their classes; `split` draws different clips of them. `frames` > 1
+    records the semantic tokens as that many frames' grids (a per-frame cache: `semantic[0]` is frames x patches)."""
     if code not in CODES:
         raise ValueError(f"code must be one of {', '.join(CODES)}, got {code!r}")
     classes = np.random.default_rng(seed)
@@ -71,6 +73,8 @@ def make_feature_cache(
         name: {"name": f"synthetic {name}", "tokens": shape[0], "dim": shape[1], "random_seed": seed, **layout}
         for name, shape in (("semantic", semantic), ("motion", motion))
     }
+    if frames > 1:
+        backbones["semantic"].update(reduce="frames", frames=frames)
     attrs = {
         "dataset": kind,
         "split": split,
