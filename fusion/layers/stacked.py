@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fusion.layers.encoder import SelfAttention, attend
-from fusion.layers.keyed_dropout import KeyedDropout, draw_key, keep_masks
+from fusion.layers.keyed_dropout import KeyedDropout, apply_masks, draw_key, keep_masks
 from fusion.layers.positions import PositionEmbedding
 
 # draw(p): each member's dropout key from its own random state, None where p[k] is 0 (nothing drawn, as alone).
@@ -79,7 +79,7 @@ def member_dropout(x: torch.Tensor, p: list[float], draw: Draw) -> torch.Tensor:
     if not any(p):
         return x
     keys = [0 if key is None else key for key in draw(p)]
-    return x * keep_masks(keys, x.numel() // len(p), p, x).view(x.shape)
+    return apply_masks(x, keep_masks(keys, x.numel() // len(p), p, x.device))
 
 
 class StackedDropout(nn.Module):
