@@ -73,3 +73,15 @@ def test_a_sweep_chooses_configurations_on_the_holdout_and_says_so(caches, tmp_p
         assert "Chosen by the mean holdout_top1" in best
         chosen.append([line.split("|")[2].strip() for line in best.splitlines() if line.startswith("| late_fusion")])
     assert chosen[0] == chosen[1] and len(chosen[0]) == 1
+
+
+def test_every_class_of_two_clips_or_more_is_in_the_holdout():
+    """round(0.1 * n) is 0 for a class of 2 to 4 clips: such classes still hold out one, so rare classes count
+    in the choice; a class of one clip keeps it for training."""
+    sizes = {0: 1, 1: 2, 2: 3, 3: 5, 4: 20}
+    labels = np.concatenate([np.full(n, c) for c, n in sizes.items()])
+    rows = np.arange(len(labels))
+    held = stratified_holdout(rows, labels, 0.1)
+    counts = {c: int((labels[held] == c).sum()) for c in sizes}
+    assert counts == {0: 0, 1: 1, 2: 1, 3: 1, 4: 2}
+    assert np.array_equal(held, np.sort(held)) and np.array_equal(held, stratified_holdout(rows, labels, 0.1))

@@ -19,13 +19,14 @@ class HoldoutPart:
 
 
 def stratified_holdout(rows: np.ndarray, labels: np.ndarray, fraction: float) -> np.ndarray:
-    """round(fraction * n) of each class's n usable rows (a class of one clip keeps it for training), drawn with
-    a fixed seed, ascending."""
+    """round(fraction * n), and at least one, of each class's n usable rows (a class of one clip keeps it for
+    training), drawn with a fixed seed, ascending: every class with two clips or more is in the holdout, so a
+    rare class counts in the choice as it does in the validation numbers."""
     rng = np.random.default_rng(HOLDOUT_SEED)
     classes = labels[rows]
     held = []
     for value in np.unique(classes):
         members = rows[classes == value]
-        take = int(round(fraction * len(members))) if len(members) > 1 else 0
+        take = max(1, int(round(fraction * len(members)))) if len(members) > 1 else 0
         held.append(rng.permutation(members)[:take])
     return np.sort(np.concatenate(held)) if held else rows[:0]

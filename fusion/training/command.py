@@ -93,9 +93,14 @@ def opened_run(
 def _said(summary: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
     best = summary["best"]
     name = best["metric"]
+    chosen = (
+        "chosen on the validation clips it is reported on: optimistic (--select-on holdout chooses on held-out "
+        "training clips)"
+        if best["selected_on"] == "validation"
+        else f"chosen on the holdout ({name} {best['value']:.4f} there)"
+    )
     reporter.line(
-        f"best {best['selected_on']} {name} {best['value']:.4f} at epoch {best['epoch']} (validation {name} "
-        f"{best['val_' + name]:.4f}); run in {summary['out']}"
+        f"best epoch {best['epoch']}: validation {name} {best['val_' + name]:.4f}, {chosen}; run in {summary['out']}"
     )
     return summary
 
