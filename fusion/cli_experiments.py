@@ -20,13 +20,13 @@ def report(paths: list[Path], baseline: str | None, out: Path | None, stage1: di
     `stage1`: a phase2-phase3 sweep's stage-1 record, for its headline lines."""
     from rich.console import Console
 
-    from fusion.experiments.report import collect, measure_costs, summarize
+    from fusion.experiments.report import collect, holdout_warnings, measure_costs, summarize
     from fusion.experiments.report_files import print_table, write_report
 
     runs = collect(paths)
     measure_costs(runs, paths, out)
     rows = summarize(runs, baseline)
-    extra = phase_lines(stage1, rows) if stage1 is not None else []
+    extra = (phase_lines(stage1, rows) if stage1 is not None else []) + holdout_warnings(runs, rows)
     print_table(rows, runs, Console(width=max(Console().width, 180)))  # a wide table: never squeezed
     for line in extra:
         click.echo(line)
@@ -43,8 +43,15 @@ def phase_lines(stage1: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]
 
     key = headline_keys_of(rows)[0]
     changes = changes_text(stage1["changes"])
-    lines = [f"stage 1 winner (by its seed-0 runs' {key.removeprefix('val_')}; ties to the configuration listed "
-             f"first): {stage1['best']}"]  # fmt: skip
+    split, metric = stage1.get("selected_on", "validation"), stage1.get("metric", key.removeprefix("val_"))
+    score = stage1.get("scores", {}).get(stage1["best"])
+    lines = [f"stage 1 winner: {stage1['best']} (the highest mean {split} {metric} of its runs"
+             f"{f', {score:.4f}' if score is not None else ''}"
+             f"{'; optimistic: the validation clips chose it' if split == 'validation' else ''})"]  # fmt: skip
+    tied = stage1.get("tied", [])
+    if len(tied) > 1:
+        lines.append(f"warning: {len(tied)} stage-1 configurations tied at {score:.4f} on the {split} "
+                     f"({', '.join(tied)}): the first listed won; the {split} cannot tell them apart")  # fmt: skip
     for phase, model in PHASE_MODELS.items():
         row = next((r for r in rows if r["model"] == model and r["changes"] == changes), None)
         if row is not None:

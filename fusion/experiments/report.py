@@ -48,6 +48,7 @@ class Run:
     shapes: dict[str, list[int]]
     label_sizes: dict[str, int]
     semantic_frames: int = 1  # > 1: trained on a per-frame cache, the semantic tokens that many frames' grids
+    held_out: int = 0  # clips of the training cache's holdout (0: the validation clips chose)
     costs: dict[str, float] = field(default_factory=dict)
     trained_on: dict[str, Any] = field(default_factory=dict)  # the training cache's provenance
     validated_on: dict[str, Any] = field(default_factory=dict)  # the validation cache's provenance
@@ -84,6 +85,7 @@ def _run(folder: Path) -> Run:
         state["spec"]["shapes"],
         state["spec"]["label_sizes"],
         state["spec"].get("semantic_frames", 1),
+        summary.get("data", {}).get("train", {}).get("held_out", 0),
         trained_on=state.get("cache") or {},
         validated_on=state.get("val_cache") or {},
     )
@@ -190,6 +192,24 @@ def selected_on(runs: list[Run]) -> str:
         raise UserError(f"the runs chose their epochs on different clips ({', '.join(sorted(found))}): compare runs "
                         "that select the same way")  # fmt: skip
     return found.pop()
+
+
+def holdout_warnings(runs: list[Run], rows: list[dict[str, Any]]) -> list[str]:
+    """What a report must say when the clips that chose cannot tell configurations apart: fewer holdout clips
+    than classes, and configurations whose headline means tie (the first listed is then taken)."""
+    lines = []
+    classes = next(iter(runs[0].label_sizes.values()), 0)
+    held = max(run.held_out for run in runs)
+    if selected_on(runs) == "holdout" and held < classes:
+        lines.append(f"warning: the holdout has {held} clips for {classes} classes: too few to tell configurations "
+                     "apart; raise data.holdout_fraction or train on more clips")  # fmt: skip
+    key = f"{headline_keys_of(rows)[0]}_mean"
+    best = max((row[key] for row in rows if row.get(key) is not None), default=None)
+    tied = [row["configuration"] for row in rows if best is not None and row.get(key) == best]
+    if len(tied) > 1:
+        lines.append(f"warning: {len(tied)} configurations tie at the best {key.removesuffix('_mean')} {best:.4f} "
+                     f"({', '.join(tied)}): the table cannot rank them")  # fmt: skip
+    return lines
 
 
 def changes_text(changes: dict[str, Any]) -> str:

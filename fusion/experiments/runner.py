@@ -211,11 +211,9 @@ def run_sweep(
         members = execute(spec, run, executor, live)
         if preset != "phase2-phase3":
             return members
-        best = best_configuration(out, members, "action_top1")
-        atomic.write_text(
-            out / "stage1.json", strict_json.dumps({"best": best.name, "changes": dict(best.changes)}, indent=1)
-        )
-        log.info("phase 2 stage 1: best configuration %s", best.name)
+        best, stage1 = best_configuration(out, members, "action_top1")
+        atomic.write_text(out / "stage1.json", strict_json.dumps(stage1, indent=1))
+        log.info("phase 2 stage 1: best configuration %s (on the %s)", best.name, stage1["selected_on"])
         stage2 = selecting(
             parse_spec(phase2_phase3_stage2(dict(best.changes)), "preset phase2-phase3 (stage 2)"), select_on
         )
@@ -223,15 +221,32 @@ def run_sweep(
         return members + execute(stage2, run, executor, live)
 
 
-def best_configuration(out: Path, members: list[Member], metric: str) -> Any:
-    """The configuration whose members reach the highest mean best validation `metric`."""
+def best_configuration(out: Path, members: list[Member], metric: str) -> tuple[Any, dict[str, Any]]:
+    """The configuration whose members reach the highest mean `metric` on the clips that chose their epochs
+    (the holdout, unless the sweep selects on validation), and the record of the choice: that split, every
+    configuration's mean, the configurations tied with the winner (the first listed wins a tie) and the
+    holdout's clips."""
     scores: dict[Any, list[float]] = {}
+    splits, held = set(), set()
     for member in members:
-        best = strict_json.read(member_dir(out, member) / "metrics.json", "run summary")["best"]
+        summary = strict_json.read(member_dir(out, member) / "metrics.json", "run summary")
+        best = summary["best"]
         if best["metric"] != metric:
             raise UserError(f"phase2-phase3 ranks by {metric}: it needs a verb/noun cache (EPIC-style)")
         scores.setdefault(member.configuration, []).append(best["value"])
-    return max(scores, key=lambda c: sum(scores[c]) / len(scores[c]))
+        splits.add(best.get("selected_on", "validation"))
+        held.add(summary.get("data", {}).get("train", {}).get("held_out", 0))
+    means = {c: sum(v) / len(v) for c, v in scores.items()}
+    winner = max(means, key=lambda c: means[c])
+    return winner, {
+        "best": winner.name,
+        "changes": dict(winner.changes),
+        "metric": metric,
+        "selected_on": "/".join(sorted(splits)),
+        "scores": {c.name: means[c] for c in means},
+        "tied": [c.name for c in means if means[c] == means[winner]],
+        "holdout_clips": max(held),
+    }
 
 
 __all__ = ["PHASE_MODELS", "run_sweep", "run_member", "best_configuration"]
