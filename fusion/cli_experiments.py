@@ -18,16 +18,15 @@ SWEEP_EXECUTORS = ("inline", "local", "slurm")  # where members run; extraction 
 def report(paths: list[Path], baseline: str | None, out: Path | None, stage1: dict[str, Any] | None = None) -> None:
     """Collect the runs, measure each configuration's cost, print the table, write the files if `out`;
     `stage1`: a phase2-phase3 sweep's stage-1 record, for its headline lines."""
-    from rich.console import Console
-
     from fusion.experiments.report import collect, holdout_warnings, measure_costs, summarize
     from fusion.experiments.report_files import print_table, write_report
+    from pipeline.core.progress import table_console
 
     runs = collect(paths)
     measure_costs(runs, paths, out)
     rows = summarize(runs, baseline)
     extra = (phase_lines(stage1, rows) if stage1 is not None else []) + holdout_warnings(runs, rows)
-    print_table(rows, runs, Console(width=max(Console().width, 180)))  # a wide table: never squeezed
+    print_table(rows, runs, table_console(180))
     for line in extra:
         click.echo(line)
     if out is not None:

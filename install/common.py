@@ -34,6 +34,8 @@ def target() -> dict[str, str]:
 def wheelhouse_manifest(folder: Path) -> dict[str, Any]:
     """The wheelhouse's manifest, checked against this interpreter and platform."""
     path = folder / MANIFEST
+    if not folder.exists():
+        raise InstallError(f"WHEELS={folder} does not exist: make it with `make wheelhouse WHEELS={folder}`")
     if not path.is_file():
         raise InstallError(f"{folder} is not a wheelhouse (no {MANIFEST}): make one with `make wheelhouse WHEELS=DIR`")
     try:

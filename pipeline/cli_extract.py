@@ -180,6 +180,9 @@ def _synth_codes() -> tuple[str, ...]:
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder to write the dataset into.")
 @click.option("--train", type=click.IntRange(min=1), default=96, help="Training clips.")
 @click.option("--validation", type=click.IntRange(min=1), default=48, help="Validation clips.")
+@click.option(
+    "--test", type=click.IntRange(min=0), default=8, help="Unlabelled test clips (videos; EPIC: the challenge's split)."
+)
 @click.option("--seed", type=click.IntRange(min=0), default=0, help="Random seed.")
 @click.option(
     "--features",
@@ -210,6 +213,7 @@ def synth(
     out: Path,
     train: int,
     validation: int,
+    test: int,
     seed: int,
     features: bool,
     code: str,
@@ -237,11 +241,11 @@ def synth(
         from pipeline.synth.ssv2 import DIRECTION_ONLY, SHAPES, make_ssv2
 
         shapes = DIRECTION_ONLY if direction_only else tuple(SHAPES)
-        make_ssv2(out, train=train, validation=validation, seed=seed, shapes=shapes)
+        make_ssv2(out, train=train, validation=validation, test=test, seed=seed, shapes=shapes)
     else:
         from pipeline.synth.epic100 import make_epic100
 
-        make_epic100(out, train=train, validation=validation, seed=seed)
+        make_epic100(out, train=train, validation=validation, test=test, seed=seed)
     click.echo(f"wrote a synthetic {dataset} dataset to {out}")
 
 

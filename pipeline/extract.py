@@ -227,9 +227,14 @@ def run_extraction(
         per_clip = sum(tokens * dim * 2 for tokens, dim in target.shapes.values())  # float16
         views = cfg.sampling.views
         shapes = ", ".join(f"{kind} {tokens // views}x{dim}" for kind, (tokens, dim) in target.shapes.items())
-        several = f"; {views} views a clip: {views}x the size and backbone time of one" if views > 1 else ""
-        progress.info("cache size: %d clips x %s (%s%s, float16) = %s%s", len(clips), size_text(per_clip), shapes,
-                      " a view" if views > 1 else "", size_text(per_clip * len(clips)), several)  # fmt: skip
+        if views > 1:  # each number says what it counts: a view, a clip (all its views), the cache
+            progress.info("cache size: %d clips x %d views x %s a view (%s a view, float16) = %s in all (%s a clip, "
+                          "%s a view of every clip); backbone time %dx one view's", len(clips), views,
+                          size_text(per_clip // views), shapes, size_text(per_clip * len(clips)),
+                          size_text(per_clip), size_text(per_clip // views * len(clips)), views)  # fmt: skip
+        else:
+            progress.info("cache size: %d clips x %s (%s, float16) = %s", len(clips), size_text(per_clip), shapes,
+                          size_text(per_clip * len(clips)))  # fmt: skip
         writer = writer or target.open(create=True)
         claims = ShardClaims(target.path)
         try:

@@ -14,10 +14,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from rich.console import Console
 from rich.table import Table
 
 from pipeline.core.devices import autocast, resolve_device, resolve_precision
+from pipeline.core.progress import table_console
 from pipeline.datasets import Clip, DataSource
 from pipeline.extract import backbone_specs, build_backbones, run_extraction
 from pipeline.extract_config import ExtractConfig, decoder_threads
@@ -133,4 +133,4 @@ def bench_extract(cfg: ExtractConfig, clips: int, work_dir: Path | None, real: D
     first_shard = next((rss for _, done, rss in marks if done >= run.shard_size), marks[0][2])
     table.add_row("RSS after first shard (MB)", f"{first_shard:.0f}", "", "", "")
     table.add_row("RSS at end (MB)", f"{marks[-1][2]:.0f}", f"{marks[-1][2] / first_shard:.2f} x first", "", "")
-    Console(width=max(Console().width, 120)).print(table)
+    table_console(120).print(table)

@@ -57,6 +57,20 @@ def run_extract_command(
         )
 
 
+def _layout(spec: dict[str, Any]) -> str:
+    """How a backbone's tokens are laid out in the cache: frames (kept or reduced), pooling, grid, views."""
+    parts = [f"{spec['frames']} frames" if "frames" in spec else None]
+    if "reduce" in spec:
+        parts.append(f"reduce {spec['reduce']}")
+    if "pool" in spec:
+        parts.append(f"pool {spec['pool']}x{spec['pool']}")
+    if "grid" in spec:
+        parts.append(f"grid {spec['grid']}x{spec['grid']} a frame")
+    views = spec.get("views")
+    parts.append(f"views {views['spatial']} spatial x {views['temporal']} temporal" if views else "one view")
+    return ", ".join(p for p in parts if p)
+
+
 def print_info(info: dict[str, Any]) -> None:
     table = Table(title=f"cache {info['path']}", show_header=False)
     for key in ("dataset", "split", "subset", "num_clips", "done", "failed", "shard_size", "shards_done", "views"):
@@ -72,5 +86,6 @@ def print_info(info: dict[str, Any]) -> None:
             f"{kind} backbone",
             escape(f"{spec.get('name')}{layer} [{spec.get('tokens')}, {spec.get('dim')}] weights: {weights}"),
         )
+        table.add_row(f"{kind} layout", escape(_layout(spec)))
     table.add_row("created with", " ".join(f"{k}={v}" for k, v in (info["created_with"] or {}).items()))
     Console(file=sys.stdout).print(table)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pipeline.core.config_loading import setting
-from pipeline.core.defaults import SHARD_SIZE_MAX, device_setting, precision_setting
+from pipeline.core.defaults import DINOV3_HUB_IDS, SHARD_SIZE_MAX, device_setting, precision_setting
 
 REDUCES = ("mean", "center", "frames")
 SPATIAL_VIEWS = (1, 3)
@@ -62,9 +62,15 @@ class BackboneConfig:
     semantic: str = setting("dinov3_vitb16", "Semantic (image) backbone variant.", choices=_backbones("semantic"))
     motion: str = setting("i3d_r50", "Motion (video) backbone variant.", choices=_backbones("motion"))
     semantic_weights: str | None = setting(
-        None, "DINOv3 weights: a local directory (config.json + model.safetensors), or a hub id on an online machine."
+        None,
+        "DINOv3 weights: a local directory (config.json + model.safetensors), or a hub id on an online machine.",
+        absent=f"the variant's hub id: {DINOV3_HUB_IDS['dinov3_vitb16']} for dinov3_vitb16",
     )
-    motion_weights: str | None = setting(None, "I3D weights: a local checkpoint file, or 'pretrained' to download.")
+    motion_weights: str | None = setting(
+        None,
+        "I3D weights: a local checkpoint file, or 'pretrained' to download.",
+        absent="pretrained (pytorchvideo's I3D_8x8_R50, downloaded)",
+    )
     motion_layer: str = setting("res3", "I3D stage to tap.", choices=_motion_layers)
     random_init: bool = setting(False, "Seeded random weights, same architectures (no download).")
     seed: int = setting(0, "Seed of --random-init weights.", low=0)

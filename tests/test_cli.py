@@ -48,6 +48,12 @@ def test_help(command):
     assert "Usage:" in result.output and "Show this message" in result.output
 
 
+def test_extract_help_names_the_weights_loaded_when_none_are_given():
+    text = " ".join(CliRunner().invoke(main, ["extract", "--help"]).output.split())
+    assert "[default: the variant's hub id: facebook/dinov3-vitb16-pretrain-lvd1689m for dinov3_vitb16]" in text
+    assert "[default: pretrained (pytorchvideo's I3D_8x8_R50, downloaded)]" in text
+
+
 def test_the_command_line_starts_without_torch():
     """`cli --help` is instant because the defaults it shows live in torch-free modules; torch loads when a
     command runs (a subprocess: this test process has torch loaded already)."""
@@ -285,3 +291,14 @@ def test_cache_info_works_on_the_projects_own_synthetic_caches(tmp_path):
     result = CliRunner().invoke(main, ["cache", "info", str(tmp_path / "train")])
     assert result.exit_code == 0, result.output
     assert "synthetic semantic [4, 8] weights: random seed 0" in result.output
+
+
+def test_result_tables_fit_an_80_column_terminal_and_stay_whole_lines_in_files(monkeypatch):
+    from rich.console import Console
+
+    from pipeline.core.progress import table_console
+
+    monkeypatch.setenv("COLUMNS", "80")
+    assert table_console(180).width == 180  # a file or a pipe: one line a row
+    monkeypatch.setattr(Console, "is_terminal", property(lambda self: True))
+    assert table_console(180).width == 80  # a terminal: its own width (rich folds long cells)

@@ -57,3 +57,26 @@ def test_a_stored_config_takes_the_defaults_of_settings_added_since():
         "data": {"batch": 4, "order": None},
     }
     assert with_defaults({"lr": 0.3, "data": 5}, defaults) == {"lr": 0.3, "data": 5}  # stored values are kept
+
+
+def test_a_config_from_a_pipe_is_read_and_missing_paths_say_they_do_not_exist(tmp_path):
+    """`--config <(...)` hands over /dev/fd/N, a pipe, not a regular file."""
+    import os
+    import threading
+
+    from pipeline.cache.layout import open_cache
+
+    read, write = os.pipe()
+    writer = threading.Thread(target=lambda: (os.write(write, b"run:\n  batch_size: 3\n"), os.close(write)))
+    writer.start()
+    try:
+        assert load_yaml_overrides(f"/dev/fd/{read}") == {"run": {"batch_size": 3}}
+    finally:
+        writer.join()
+        os.close(read)
+    with pytest.raises(UserError, match=f"config file {tmp_path / 'nope.yaml'} does not exist"):
+        load_yaml_overrides(tmp_path / "nope.yaml")
+    with pytest.raises(UserError, match="is a folder, expected a YAML file"):
+        load_yaml_overrides(tmp_path)
+    with pytest.raises(UserError, match=f"cache {tmp_path / 'nope'} does not exist"):
+        open_cache(tmp_path / "nope")

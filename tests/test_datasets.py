@@ -54,6 +54,12 @@ def test_synthetic_epic_segments_point_at_frames(epic_root):
     assert first.is_frames and first.source.endswith("P02/rgb_frames/P02_01")
     assert (epic_root / "P02/rgb_frames/P02_01" / first.frame_template.format(first.start)).is_file()
     assert (epic_root / "P02/rgb_frames/P02_01" / first.frame_template.format(first.stop)).is_file()
+    test = read_dataset("epic100", epic_root, "test")  # unlabelled, as the challenge's timestamps file
+    header = (epic_root / "annotations" / "EPIC_100_test_timestamps.csv").read_text().splitlines()[0]
+    assert header == "narration_id,participant_id,video_id,narration_timestamp,start_timestamp,stop_timestamp," \
+                     "start_frame,stop_frame"  # fmt: skip
+    assert len(test) == 8 and {c.labels["verb"] for c in test.clips} == {-1}
+    assert all(c.source.endswith("P03/rgb_frames/P03_01") for c in test.clips)
 
 
 def test_epic_missing_column(tmp_path, epic_root):

@@ -50,6 +50,7 @@ def test_a_validation_cache_of_other_features_is_refused_naming_the_difference(c
     line = _last_line(result)
     assert f"error: --val-cache {caches['other']} holds other features than --cache {caches['train']}" in line
     assert "motion.random_seed: 0 -> 1" in line and "--allow-other-features" in line
+    assert "(motion: synthetic motion -> synthetic motion; semantic: synthetic semantic -> synthetic semantic; " in line
     assert not (tmp_path / "run").exists()
     result = _train(caches["train"], caches["other"], tmp_path / "run", "--allow-other-features")
     assert result.exit_code == 0, result.output

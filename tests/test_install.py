@@ -50,6 +50,8 @@ def test_a_folder_without_a_manifest_is_not_a_wheelhouse(tmp_path):
     (tmp_path / "wh").mkdir()
     result = _install(sys.executable, "--venv", tmp_path / "v", "--wheels", tmp_path / "wh")
     assert result.returncode == 2 and "is not a wheelhouse (no wheelhouse.json)" in result.stderr
+    missing = _install(sys.executable, "--venv", tmp_path / "v", "--wheels", tmp_path / "nope")
+    assert missing.returncode == 2 and f"WHEELS={tmp_path / 'nope'} does not exist" in missing.stderr
 
 
 def test_system_torch_needs_a_python_that_imports_torch(tmp_path):

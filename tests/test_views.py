@@ -64,10 +64,15 @@ def _check_views(one: zarr.Group, six: zarr.Group) -> None:
             assert not np.array_equal(views[:, v * tokens : (v + 1) * tokens], first)
 
 
-def test_views_extract_and_the_first_is_the_one_view_cache(ssv2_root, tmp_path):
+def test_views_extract_and_the_first_is_the_one_view_cache(ssv2_root, tmp_path, caplog):
     source = DataSource("ssv2", ssv2_root, "validation", limit=3)
     run_extraction(source, tmp_path / "one", tiny_config())
-    run_extraction(source, tmp_path / "six", _views_config(3, 2))
+    with caplog.at_level("INFO"):
+        run_extraction(source, tmp_path / "six", _views_config(3, 2))
+    size = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("cache size:"))
+    # each number says what it counts: a view (26 KB), the cache (470 KB), a clip (157 KB), one view of each clip
+    assert size.startswith("cache size: 3 clips x 6 views x 26 KB a view (semantic 196x64, motion 8x64 a view, "
+                           "float16) = 470 KB in all (157 KB a clip, 78 KB a view of every clip)"), size  # fmt: skip
     _check_views(zarr.open_group(str(tmp_path / "one"), mode="r"), zarr.open_group(str(tmp_path / "six"), mode="r"))
 
 

@@ -5,7 +5,6 @@ clip and what it makes an epoch of SSv2 train, eager and (`--compile`) compiled 
 from __future__ import annotations
 
 import torch
-from rich.console import Console
 from rich.table import Table
 
 from fusion.layers import BottleneckCrossAttention, FullWidthCrossAttention
@@ -15,6 +14,7 @@ from fusion.models.registry import build_model
 from pipeline.core.defaults import PRECISION, SSV2_CLASSES, shape_text
 from pipeline.core.devices import resolve_device, resolve_precision
 from pipeline.core.errors import UserError
+from pipeline.core.progress import table_console
 
 SSV2_TRAIN_CLIPS = 168_913  # the clips of an SSv2 train epoch, to turn a step time into an epoch time
 
@@ -81,5 +81,5 @@ def bench_fusion(
                 times = [row["ms"]] + ([row["compiled_ms"]] if compile and models else [])
                 cells += [c for ms in times for c in (f"{ms / batch:.2f}", _epoch(ms, batch))] if models else []
                 table.add_row(*cells, end_section=models and not first)
-    Console(width=max(Console().width, 120)).print(table)
+    table_console(120).print(table)
     return table

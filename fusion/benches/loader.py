@@ -9,13 +9,13 @@ import time
 from pathlib import Path
 
 import torch
-from rich.console import Console
 from rich.table import Table
 
 from fusion.data.placement import MODE_TEXT
 from fusion.training.config import training_config
 from fusion.training.request import TrainingRequest
 from fusion.training.trainer import Trainer
+from pipeline.core.progress import table_console
 
 
 def _synchronize(device: torch.device) -> None:
@@ -85,4 +85,4 @@ def bench_loader(cache: Path, model: str, batch_size: int, steps: int, device: s
     ):
         table.add_row(stage, f"{rate:.0f}", f"{rate / step:.1f}")
     table.add_row("training step (forward, backward, optimizer)", f"{step:.0f}", "1.0")
-    Console(width=max(Console().width, 120)).print(table)
+    table_console(120).print(table)

@@ -10,13 +10,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 
 from fusion.experiments.runner import SweepRun, execute, selecting
 from fusion.experiments.spec import parse_spec
 from pipeline.core.errors import UserError
 from pipeline.core.paths import CLI_SCRIPT
+from pipeline.core.progress import table_console
 
 # (row, lockstep, stack): the inline ways to train a sweep's members
 INLINE = (("stacked", True, True), ("lockstep", True, False), ("one after another", False, False))
@@ -79,5 +79,5 @@ def bench_sweep(
     for name, wall in seconds.items():
         table.add_row(name, f"{wall:.1f}", f"{clips / wall:.0f}", f"{wall / seconds['one after another']:.2f}",
                       f"{wall / seconds['separate fuse-train processes']:.2f}")  # fmt: skip
-    Console(width=max(Console().width, 120)).print(table)
+    table_console(120).print(table)
     return table

@@ -33,13 +33,25 @@ def differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     return leaf_differences(identity(a), identity(b))
 
 
+def backbone_names(a: dict[str, Any], b: dict[str, Any], found: list[str]) -> str:
+    """The backbones of each stream that differs, by name ('semantic: dinov3_vitb16 -> dinov3_vitl16'), so a
+    refusal says what made the features before the fields that differ."""
+    kinds = dict.fromkeys(line.split(".")[0].split(":")[0] for line in found)
+
+    def name(provenance: dict[str, Any], kind: str) -> Any:
+        return ((provenance.get("backbones") or {}).get(kind) or {}).get("name")
+
+    return "; ".join(f"{kind}: {name(a, kind)} -> {name(b, kind)}" for kind in kinds)
+
+
 def check_same_features(first: str, a: dict[str, Any], second: str, b: dict[str, Any], allow: bool) -> list[str]:
     """Refuse (one line, naming the differences) unless `allow`; returns the differences allowed, to record."""
     found = differences(a, b)
     if found and not allow:
         shown = "; ".join(found[:4]) + (f"; and {len(found) - 4} more" if len(found) > 4 else "")
-        raise UserError(f"{second} holds other features than {first} ({shown}): numbers across them are not "
-                        f"comparable; {OVERRIDE} uses them anyway, recorded in the outputs")  # fmt: skip
+        raise UserError(f"{second} holds other features than {first} ({backbone_names(a, b, found)}; {shown}): "
+                        f"numbers across them are not comparable; {OVERRIDE} uses them anyway, recorded in the "
+                        "outputs")  # fmt: skip
     if found:
         log.warning("%s holds other features than %s (%s): allowed by %s", second, first, "; ".join(found), OVERRIDE)
     return found

@@ -17,6 +17,7 @@ from pipeline.backbones.base import (
     SemanticBackbone,
     register,
 )
+from pipeline.core.defaults import DINOV3_HUB_IDS
 from pipeline.core.errors import UserError
 
 VITB16 = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)
@@ -117,7 +118,7 @@ def _spec(name: str, model: str, arch: dict, size: int = 224) -> BackboneSpec:
     )
 
 
-register(_spec("dinov3_vitb16", "facebook/dinov3-vitb16-pretrain-lvd1689m", VITB16), _build)
-register(_spec("dinov3_vits16", "facebook/dinov3-vits16-pretrain-lvd1689m", VITS16), _build)
+register(_spec("dinov3_vitb16", DINOV3_HUB_IDS["dinov3_vitb16"], VITB16), _build)
+register(_spec("dinov3_vits16", DINOV3_HUB_IDS["dinov3_vits16"], VITS16), _build)
 # Test-sized: 2 layers, 64 wide, the same [CLS, 4 registers, 196 patches] token layout.
 register(_spec("dinov3_tiny", "dinov3-tiny (random init only)", TINY), _build)

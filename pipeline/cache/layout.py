@@ -179,6 +179,8 @@ def _open_group(path: Path, mode: str) -> zarr.Group:
 
 def open_cache(path: str | Path, mode: str = "r") -> zarr.Group:
     path = Path(path)
+    if not path.exists():
+        raise UserError(f"cache {path} does not exist; make one with `cli extract`")
     if not (path / "zarr.json").is_file():
         raise UserError(f"{path} is not a gasm-cast cache (no zarr.json); make one with `cli extract`")
     group = _open_group(path, mode)

@@ -28,6 +28,7 @@ def setting(
     low_open: bool = False,
     high_open: bool = False,
     check: Callable[[Any], str | None] | None = None,
+    absent: str | None = None,
 ) -> Any:
     """A config field. `choices` may be a callable (registries loaded on first use); `low <= value <= high`
     (`<` with `low_open` / `high_open`); `check(value)` returns what was expected, or None when the value is fine."""
@@ -41,6 +42,7 @@ def setting(
             "low_open": low_open,
             "high_open": high_open,
             "check": check,
+            "absent": absent,  # what a default of None means, for help texts ("none" otherwise)
         },
     )
 
@@ -159,9 +161,11 @@ def _check_type(value: Any, expected: Any, where: str) -> Any:
 def load_yaml_overrides(path: str | Path) -> dict[str, Any]:
     """Read a YAML file that lists only the values that differ from the typed defaults."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"config file {path} does not exist")
-    try:
+    if path.is_dir():
+        raise UserError(f"config file {path} is a folder, expected a YAML file")
+    try:  # a regular file, or a pipe (`--config <(...)`, /dev/fd/N), read once
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise UserError(f"config file {path} is not valid YAML: {exc}") from None

@@ -58,7 +58,7 @@ class ConfigOptions:
         for flag, path in reversed(self.options.items()):
             field, typ, default = _field_at(self.root, path)
             accepts = expectation(field) if field.metadata.get("choices") is None else None
-            shown = "none" if default is None else default
+            shown = (field.metadata.get("absent") or "none") if default is None else default
             help_text = f"{field.metadata['help']}{f' ({accepts})' if accepts else ''}  [default: {shown}]"
             if typ is bool:
                 option = click.option(flag, self.param(flag), is_flag=True, default=None, help=help_text)

@@ -21,6 +21,12 @@ SYNTH_DATASETS = ("ssv2", "epic100")  # the layouts `cli synth` writes
 # defaults of help texts, benches and generated caches only; a cache's own shapes come from its attributes.
 SEMANTIC_SHAPE = (196, 768)
 MOTION_SHAPE = (8, 512)
+# The published weights of each DINOv3 variant (what --semantic-weights loads when not given), read by the
+# backbone registry and by help texts (this module stays light: `cli --help` imports no model code).
+DINOV3_HUB_IDS = {
+    "dinov3_vitb16": "facebook/dinov3-vitb16-pretrain-lvd1689m",
+    "dinov3_vits16": "facebook/dinov3-vits16-pretrain-lvd1689m",
+}
 SSV2_CLASSES = 174
 # Rows of a cache shard at most: its index is 16 bytes a row and its `done` chunk a byte, so a larger (forged)
 # size would size reads and allocations; at real shapes a shard this large is already a 19 GB file.

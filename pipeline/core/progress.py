@@ -23,6 +23,13 @@ def size_text(nbytes: float) -> str:
     return f"{nbytes:.0f} B"
 
 
+def table_console(wide: int) -> Console:
+    """Where result tables go (stdout): on a terminal its own width, so an 80-column one folds long cells instead
+    of wrapping every line; into a file or a pipe at least `wide` columns, so each row stays one line to grep."""
+    console = Console()
+    return console if console.is_terminal else Console(width=max(console.width, wide))
+
+
 def duration(seconds: float) -> str:
     seconds = max(0, int(seconds))
     hours, rest = divmod(seconds, 3600)

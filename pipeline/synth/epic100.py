@@ -31,6 +31,8 @@ COLUMNS = [
     "all_nouns",
     "all_noun_classes",
 ]
+# The test split's file (EPIC_100_test_timestamps.csv) has no labels: these columns only.
+TEST_COLUMNS = COLUMNS[:8]
 FPS = 50
 
 
@@ -51,12 +53,14 @@ def make_epic100(
     out: str | Path,
     train: int = 96,
     validation: int = 48,
+    test: int = 8,
     seed: int = 0,
     segment_frames: int = 24,
     height: int = 128,
     width: int = 228,
 ) -> Path:
-    """Segments of one video per split and participant, separated by still frames. Returns `out`."""
+    """Segments of one video per split and participant, separated by still frames; the test split unlabelled, as
+    the challenge's (EPIC_100_test_timestamps.csv). Returns `out`."""
     out = Path(out)
     annotations = out / "annotations"
     annotations.mkdir(parents=True, exist_ok=True)
@@ -67,6 +71,7 @@ def make_epic100(
     for split, count, participant, video in (
         ("train", train, "P01", "P01_01"),
         ("validation", validation, "P02", "P02_01"),
+        ("test", test, "P03", "P03_01"),
     ):
         folder = out / participant / "rgb_frames" / video
         folder.mkdir(parents=True, exist_ok=True)
@@ -100,8 +105,10 @@ def make_epic100(
                     str([noun]),
                 ]
             )
-        with (annotations / f"EPIC_100_{split}.csv").open("w", newline="") as handle:
+        labelled = split != "test"
+        name = f"EPIC_100_{split}.csv" if labelled else "EPIC_100_test_timestamps.csv"
+        with (annotations / name).open("w", newline="") as handle:
             writer = csv.writer(handle)
-            writer.writerow(COLUMNS)
-            writer.writerows(rows)
+            writer.writerow(COLUMNS if labelled else TEST_COLUMNS)
+            writer.writerows(rows if labelled else [[row[COLUMNS.index(c)] for c in TEST_COLUMNS] for row in rows])
     return out
