@@ -11,7 +11,7 @@ SYSTEM_TORCH ?=
 PYTEST_ARGS ?=
 TORCH_ARGS := --torch-spec "$(TORCH_SPEC)" $(if $(SYSTEM_TORCH),--system-torch)
 
-.PHONY: install wheelhouse lint test test-gpu gpu-check demo bench clean
+.PHONY: install wheelhouse lint test test-all test-gpu gpu-check demo bench clean
 
 install: $(VENV)/.installed
 
@@ -28,8 +28,15 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The suite runs in parallel, one worker a core (tests that share an expensive fixture are one xdist group).
+# `make test`: every behaviour at small size, before every commit; `make test-all` adds the tests marked slow
+# (real shapes, long end-to-end runs, learning at full length), as CI runs them.
+PYTEST := $(BIN)/python -m pytest -q -n auto --dist loadgroup
 test: lint
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(PYTEST) -m "not slow" $(PYTEST_ARGS)
+
+test-all: lint
+	$(PYTEST) $(PYTEST_ARGS)
 
 # The GPU paths only (bf16 extraction of real clips, training, NCCL torchrun, benchmarks, host syncs); on a
 # machine with CUDA, with REAL_FIXTURES set for the real-clip test. Skipped (not failed) without a GPU.

@@ -11,6 +11,14 @@ import pytest
 from pipeline.core.paths import PROJECT_ROOT as ROOT  # noqa: F401 - the tests' one name for it
 from pipeline.extract_config import ExtractConfig
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Parallel workers share the cores: one compute thread each (and in the processes they start), or every
+    # worker's torch would spread over all cores and the workers would slow each other down several times.
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = os.environ.get("GASM_TEST_THREADS", "1")
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
 
 def tiny_config(**run: object) -> ExtractConfig:
     """2-layer 64-wide DINOv3 (same token layout) + 1/8-width I3D, random init, small shards."""

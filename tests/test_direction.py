@@ -60,6 +60,9 @@ def test_the_frame_mean_holds_no_direction_but_the_axis():
     assert torch.allclose(frames.unflatten(1, (FRAMES, -1)).mean(1), mean, atol=1e-5)  # the same clips
 
 
+# slow (make test-all): 300 training steps each. The default tier checks the same at small size: the frame mean
+# holds no direction (above), and a model's output depends on the frames' order (tests/test_frames.py).
+@pytest.mark.slow
 @pytest.mark.parametrize(("reduce", "low", "high"), [("frames", 0.9, 1.0), ("mean", 0.0, 0.6)])
 def test_gasm_cast_learns_direction_from_per_frame_tokens_only(reduce, low, high):
     assert low <= _validation_top1(reduce) <= high

@@ -1,6 +1,7 @@
 """cli gpu-check: one line and nothing run without CUDA; the report's format with only the device check stood in
 for (every step runs for real, on the CPU at tiny shapes, so the tables are the benches' own)."""
 
+import pytest
 from click.testing import CliRunner
 
 from cli import main
@@ -17,9 +18,8 @@ def test_without_cuda_it_says_so_in_one_line_and_runs_nothing(tmp_path, monkeypa
     assert list(tmp_path.iterdir()) == []
 
 
-def test_report_holds_the_machine_and_every_steps_own_table(tmp_path, monkeypatch):
-    monkeypatch.setattr(gpu_check, "detect_gpu", lambda: GpuInfo("Stand-in GPU", 1, 80.0, "9.0", "555.55"))
-    settings = CheckSettings(
+def _settings(tmp_path):
+    return CheckSettings(
         device="cpu",
         fusion_batch_sizes="2",
         semantic_shape="16x32",
@@ -30,6 +30,41 @@ def test_report_holds_the_machine_and_every_steps_own_table(tmp_path, monkeypatc
         extract_options=("--semantic", "dinov3_tiny", "--motion", "i3d_tiny", "--batch-size", "2", "--workers", "1"),
         real_fixtures=tmp_path / "no-fixtures",  # a real failure: the report must carry it and the check go on
     )
+
+
+def test_the_report_carries_each_steps_output_and_goes_on_past_a_failure(tmp_path, monkeypatch):
+    """The default tier's sibling of the test below: every step of the plan, stood in for by a command that
+    prints a table (the last one fails), so the report's assembly is checked without running the benches."""
+    import sys
+
+    monkeypatch.setattr(gpu_check, "detect_gpu", lambda: GpuInfo("Stand-in GPU", 1, 80.0, "9.0", "555.55"))
+    real_run = gpu_check._run
+    ran = []
+
+    def stand_in(step, env):
+        ran.append(step.title)
+        fails = len(ran) == len(plan(_settings(tmp_path), tmp_path / "work"))
+        code = f"import os; print('table of', os.environ['TITLE']); print('tail of the error'); exit({fails:d})"
+        return real_run(gpu_check.Step(step.title, [sys.executable, "-c", code], 60, step.setup),
+                        {**env, "TITLE": step.title})  # fmt: skip
+
+    monkeypatch.setattr(gpu_check, "_run", stand_in)
+    out = tmp_path / "gpu.md"
+    gpu, passed = run_check(_settings(tmp_path), out, tmp_path / "work")
+    assert gpu.name == "Stand-in GPU" and not passed and len(ran) == 8
+    text = out.read_text()
+    assert "| GPU | Stand-in GPU x 1, 80.0 GiB, compute capability 9.0 |" in text and "| driver | 555.55 |" in text
+    steps = plan(_settings(tmp_path), tmp_path / "work")
+    for step in steps[:-1]:
+        assert f"\n## {step.title}\n" in text and f"| {step.title} | ok |" in text
+        assert (f"table of {step.title}" in text) != step.setup  # a setup step's output is not a table
+    assert f"| {steps[-1].title} | failed (exit 1) |" in text and "tail of the error" in text
+
+
+@pytest.mark.slow
+def test_report_holds_the_machine_and_every_steps_own_table(tmp_path, monkeypatch):
+    monkeypatch.setattr(gpu_check, "detect_gpu", lambda: GpuInfo("Stand-in GPU", 1, 80.0, "9.0", "555.55"))
+    settings = _settings(tmp_path)
     out = tmp_path / "reports" / "gpu.md"
     gpu, passed = run_check(settings, out, tmp_path / "work")
     assert gpu.name == "Stand-in GPU" and not passed
