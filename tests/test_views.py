@@ -67,6 +67,7 @@ def _check_views(one: zarr.Group, six: zarr.Group) -> None:
 def test_views_extract_and_the_first_is_the_one_view_cache(ssv2_root, tmp_path, caplog):
     source = DataSource("ssv2", ssv2_root, "validation", limit=3)
     run_extraction(source, tmp_path / "one", tiny_config())
+    caplog.clear()
     with caplog.at_level("INFO"):
         run_extraction(source, tmp_path / "six", _views_config(3, 2))
     size = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("cache size:"))
