@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from pipeline.core.errors import FolderLost
 from pipeline.core.folder_lock import check_held
 
 
@@ -32,8 +33,15 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield staging
         check_held(path)
         os.replace(staging, path)
-    except BaseException:
+    except FolderLost as exc:  # the folder moved under the write: its staging file moved with it
         staging.unlink(missing_ok=True)
+        if exc.moved_to is not None and exc.folder in staging.absolute().parents:
+            (exc.moved_to / staging.absolute().relative_to(exc.folder)).unlink(missing_ok=True)
+        raise
+    except BaseException as exc:
+        staging.unlink(missing_ok=True)
+        if isinstance(exc, FileNotFoundError):
+            check_held(path)  # the folder moved between the check and the write: say so, not "no such file"
         raise
 
 

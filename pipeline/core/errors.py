@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import errno
+from pathlib import Path
 
 
 class UserError(Exception):
@@ -12,7 +13,11 @@ class UserError(Exception):
 
 class FolderLost(Exception):
     """The folder a writer holds was moved, replaced or lost its lock file: it stops writing (exit status 1),
-    naming where what it wrote now lives."""
+    naming where what it wrote now lives (`moved_to`, when the folder was moved)."""
+
+    def __init__(self, message: str, folder: Path, moved_to: Path | None):
+        super().__init__(message)
+        self.folder, self.moved_to = folder, moved_to
 
 
 class Interrupted(BaseException):

@@ -44,10 +44,11 @@ def check_held(path: str | Path) -> None:
         except FileNotFoundError:
             same = False
         if not same:
-            now = os.readlink(f"/proc/self/fd/{handle}") if os.path.exists(f"/proc/self/fd/{handle}") else "unknown"
-            where = "its lock file was deleted" if now.endswith(" (deleted)") else f"it now lives at {Path(now).parent}"
+            now = os.readlink(f"/proc/self/fd/{handle}") if os.path.exists(f"/proc/self/fd/{handle}") else ""
+            moved_to = Path(now).parent if now and not now.endswith(" (deleted)") else None
+            where = f"it now lives at {moved_to}" if moved_to else "its lock file was deleted"
             raise FolderLost(f"{folder} is no longer the folder this process locked ({where}): stopped without "
-                             "writing more; what it wrote before is kept there")  # fmt: skip
+                             "writing more; what it wrote before is kept there", folder, moved_to)  # fmt: skip
 
 
 def _remove_partials(folder: Path) -> None:
