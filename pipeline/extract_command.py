@@ -75,6 +75,10 @@ def print_info(info: dict[str, Any]) -> None:
     table = Table(title=f"cache {info['path']}", show_header=False)
     for key in ("dataset", "split", "subset", "num_clips", "done", "failed", "shard_size", "shards_done", "views"):
         table.add_row(key, str(info[key]))
+    kept = info["quarantined"]
+    if kept:
+        more = " ..." if len(kept) > 4 else ""
+        table.add_row("quarantined", escape(f"{len(kept)} file(s) in quarantine/: {', '.join(kept[:4])}{more}"))
     for name, array in info["arrays"].items():
         table.add_row(f"array {name}", f"{array['dtype']} {tuple(array['shape'])}")
     for kind, spec in (info["backbones"] or {}).items():

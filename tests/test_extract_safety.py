@@ -136,6 +136,8 @@ def test_truncated_shard_is_named_repaired_and_redone_bit_for_bit(ssv2_root, tmp
     kept = cache / "quarantine" / "shard-000001.semantic"  # nothing deleted: the damaged bytes are kept
     assert f"kept {kept}" in repaired.output and kept.read_bytes() == damaged and not shard.exists()
     assert (cache / "quarantine" / "shard-000001.motion").exists()
+    info = json.loads(run("cache", "info", "--json", cache).output)
+    assert info["quarantined"] == ["shard-000001.motion", "shard-000001.semantic"]
     assert run(*extract_args(ssv2_root, cache)).exit_code == 0
     assert not list((cache / "quarantine").glob("shard-*"))  # the extract that redid the shard removed them
     assert run("cache", "verify", "--deep", cache).exit_code == 0

@@ -12,6 +12,7 @@ from pipeline.cache.layout import cache_views, done_shards, num_shards, open_cac
 from pipeline.cache.reader import finite_rows, read_failures
 from pipeline.cache.shards import CacheShards, ShardUnreadable
 from pipeline.cache.stats import stats_problem
+from pipeline.cache.writer import quarantine_folder
 
 
 def cache_info(path: str | Path) -> dict[str, Any]:
@@ -31,6 +32,8 @@ def cache_info(path: str | Path) -> dict[str, Any]:
         "shard_size": shard_size,
         "shards_done": f"{len(done_shards(done, shard_size))}/{num_shards(len(done), shard_size)}",
         "views": cache_views(attrs),  # each clip's views, one after another along the features' token axis
+        # files of damaged shards `cli cache repair` kept (pipeline/cache/repair.py), until an extract redoes them
+        "quarantined": sorted(p.name for p in quarantine_folder(path).glob("shard-*")),
         "arrays": {
             name: {"shape": list(group[name].shape), "dtype": str(group[name].dtype)}
             for name in sorted(group.array_keys())
