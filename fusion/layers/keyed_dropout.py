@@ -38,7 +38,7 @@ def _index_hashes(n: int, device: torch.device) -> torch.Tensor:
 def _rates(p: tuple[float, ...], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """[K, 1] int32 thresholds (a hash, read as a signed 32-bit number, at or above its threshold keeps the
     element: probability 1 - p) and [K, 1] fp32 scales 1 / (1 - p): in bf16 the scale itself would be off by up
-    to 0.4% (1 / 0.85 -> 1.1797 for 1.1765), so every kept element's expected value too."""
+    to 0.3% (1 / 0.85 -> 1.1797 for 1.1765), so every kept element's expected value too."""
     thresholds = torch.tensor([round(q * (1 << 32)) - (1 << 31) for q in p], dtype=torch.int32, device=device)
     scales = torch.tensor([1 / (1 - q) for q in p], dtype=torch.float32, device=device)
     return thresholds.view(-1, 1), scales.view(-1, 1)
@@ -60,7 +60,7 @@ def keep_masks(keys: list[int], n: int, p: list[float], device: torch.device) ->
 
 
 def apply_masks(x: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """x times its masks (viewed to x's shape), computed in fp32 and rounded once to x's dtype, as torch's own
+    """x times its masks (viewed to x's shape), computed in fp32 and rounded once to x's dtype, as CUDA's fused
     dropout scales: x -> x's shape and dtype."""
     return (x * masks.view(x.shape)).to(x.dtype)
 

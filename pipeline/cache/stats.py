@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import zarr
 
 from pipeline.cache.layout import FEATURES, open_cache
 from pipeline.cache.reader import finite_rows, read_failures
@@ -18,7 +19,9 @@ from pipeline.core.errors import UserError
 
 def shard_sums(path: str, name: str, shard: int) -> dict[str, Any]:
     """Partial sums over the finite clips of one shard of one feature: what the reduction needs, nothing more."""
-    block = CacheShards(path).read(name, shard)
+    # compute_stats checked the cache (open_cache) before any task: each task only opens it to read its shard,
+    # not to check it again (a check reads stored chunks and labels: thousands of tasks would repeat it)
+    block = CacheShards(path, zarr.open_group(path, mode="r", zarr_format=3)).read(name, shard)
     finite = finite_rows(block)
     good = block[finite].astype(np.float64)  # the one float64 copy: squared in place below
     total = good.sum(axis=(0, 1))
