@@ -9,12 +9,14 @@ from cli import main
 from pipeline.synth.features import make_feature_cache
 
 
-def test_hdf5_export_import_round_trips_bit_for_bit(tmp_path):
+def test_hdf5_export_import_round_trips_bit_for_bit(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # paths as a user types them, relative to where they are
     cache = make_feature_cache(
         tmp_path / "c", 37, "epic100", semantic=(9, 16), motion=(2, 8), shard_size=8, failed_rows=(4, 30)
     )
     runner = CliRunner()
-    assert runner.invoke(main, ["cache", "export", str(cache), "--out", str(tmp_path / "f.h5")]).exit_code == 0
+    exported = runner.invoke(main, ["cache", "export", "c", "--out", "f.h5"])
+    assert exported.exit_code == 0, exported.output
     with h5py.File(tmp_path / "f.h5", "r") as h5:
         assert h5["semantic"].shape == (37, 9, 16) and h5["verb"].shape == (37,) and h5["clip_id"].shape == (37,)
     result = runner.invoke(main, ["cache", "import", str(tmp_path / "f.h5"), "--cache", str(tmp_path / "back")])

@@ -47,7 +47,8 @@ def export_hdf5(cache: Path, out: Path) -> Path:
     require_space(out, sum(shards.num_clips * math.prod(shards.shapes[name]) * 2 for name in FEATURES))
     with atomic.atomic_path(out) as staging:
         child = subprocess.run(
-            [sys.executable, "-m", "pipeline.cache.hdf5", str(cache), str(staging)],
+            # absolute: the writer runs in the project folder (to import the package), not in the caller's
+            [sys.executable, "-m", "pipeline.cache.hdf5", str(Path(cache).absolute()), str(staging.absolute())],
             cwd=PROJECT_ROOT,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
