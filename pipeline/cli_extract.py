@@ -14,7 +14,7 @@ from pipeline.core.cli_base import EPILOG, parse_shape, shape_options, user_erro
 from pipeline.core.config_loading import apply_overrides, load_yaml_overrides, validate
 from pipeline.core.config_options import ConfigOptions, LazyChoice
 from pipeline.core.defaults import DATASETS, SYNTH_DATASETS
-from pipeline.extract_config import ExtractConfig
+from pipeline.extract_config import ExtractConfig, with_backbone_defaults
 
 # The one mapping of extraction options to config fields; their help, choices and defaults come from the fields.
 CONFIG_OPTIONS = ConfigOptions(
@@ -79,7 +79,7 @@ def extraction_config(config_file: Path | None, options: dict[str, Any]) -> Extr
     cfg = ExtractConfig()
     if config_file is not None:
         cfg = apply_overrides(cfg, load_yaml_overrides(config_file), where=str(config_file))
-    return validate(CONFIG_OPTIONS.apply(cfg, options))
+    return with_backbone_defaults(validate(CONFIG_OPTIONS.apply(cfg, options)))
 
 
 @click.command(epilog=EPILOG)

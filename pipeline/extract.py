@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline.backbones import BackboneSpec, build_backbone, get_spec
+from pipeline.backbones import REGISTRY, BackboneSpec, build_backbone, get_spec
 from pipeline.backbones.base import semantic_spec
 from pipeline.cache.claims import ShardClaims
 from pipeline.cache.layout import num_shards, open_or_create, shard_rows
@@ -27,7 +27,7 @@ from pipeline.core.progress import log as progress
 from pipeline.core.progress import size_text
 from pipeline.core.provenance import created_with, weights_identity
 from pipeline.datasets import ClipList, DataSource
-from pipeline.extract_config import ExtractConfig, decoder_threads
+from pipeline.extract_config import ExtractConfig, decoder_threads, with_backbone_defaults
 from pipeline.sharding import owned_shards
 from pipeline.video.clip_dataset import ClipFrames
 from pipeline.video.frames import FRAME_RESIZE
@@ -51,25 +51,31 @@ class ExtractSummary:
         return (self.extracted + self.failed) / self.seconds if self.seconds > 0 else 0.0
 
 
-def backbone_specs(cfg: ExtractConfig) -> tuple[BackboneSpec, BackboneSpec]:
-    """The two backbones' specs with their outputs as the cache keeps them (tokens after pooling and frames)."""
-    s = cfg.sampling
-    semantic = semantic_spec(get_spec(cfg.backbones.semantic, "semantic"), s.semantic_frames, s.semantic_reduce,
-                             s.semantic_pool)  # fmt: skip
-    motion = get_spec(
-        cfg.backbones.motion, "motion", layer=cfg.backbones.motion_layer, frames=cfg.sampling.motion_frames
-    )
+def backbone_specs(cfg: ExtractConfig, weights: dict[str, str | None] | None = None) -> tuple[BackboneSpec, BackboneSpec]:
+    """The two backbones' specs with their outputs as the cache keeps them (tokens after pooling and frames), for
+    the architecture of the weights (`weights` by kind, else the config's; none with random init)."""
+    cfg = with_backbone_defaults(cfg)
+    s, b = cfg.sampling, cfg.backbones
+    if weights is None:
+        weights = {"semantic": b.semantic_weights, "motion": b.motion_weights}
+    if b.random_init:
+        weights = {}
+    semantic = get_spec(b.semantic, "semantic", frames=s.semantic_frames, weights=weights.get("semantic"))
+    semantic = semantic_spec(semantic, s.semantic_frames, s.semantic_reduce, s.semantic_pool)
+    motion = get_spec(b.motion, "motion", layer=b.motion_layer, frames=s.motion_frames, weights=weights.get("motion"))
     return semantic, motion
 
 
 def semantic_layout(cfg: ExtractConfig, semantic: BackboneSpec) -> dict[str, int]:
     """What a cache records beyond a frame-averaged map (and only then, so caches made before time was kept
-    describe themselves as they did): the pooling and each frame's grid side, from the spec as kept."""
+    describe themselves as they did): the pooling, each step's grid side and, for a video transformer's tokens
+    (a step per tubelet of frames), the steps."""
     s = cfg.sampling
     if s.semantic_reduce != "frames" and s.semantic_pool == 1:
         return {}
-    frames = s.semantic_frames if s.semantic_reduce == "frames" else 1
-    return {"pool": s.semantic_pool, "grid": math.isqrt(semantic.tokens // frames)}
+    steps = s.semantic_frames // semantic.tubelet if s.semantic_reduce == "frames" else 1
+    layout = {"pool": s.semantic_pool, "grid": math.isqrt(semantic.tokens // steps)}
+    return {**layout, "steps": steps} if semantic.tubelet > 1 and s.semantic_reduce == "frames" else layout
 
 
 def views_layout(cfg: ExtractConfig) -> dict[str, Any]:
@@ -147,8 +153,9 @@ def weights_problem(cfg: ExtractConfig) -> str | None:
     ):
         if weights is None or weights == "pretrained" or Path(weights).exists():
             continue
-        local = weights.startswith(("/", ".", "~")) or option == "--motion-weights"
-        if local:
+        name = cfg.backbones.semantic if option == "--semantic-weights" else cfg.backbones.motion
+        hub = name in REGISTRY and REGISTRY[name].hub  # else its weights can only be a local file
+        if weights.startswith(("/", ".", "~")) or not hub:
             return f"{option} {weights} does not exist"
     return None
 
@@ -164,7 +171,7 @@ class CacheTarget:
         cfg: ExtractConfig,
         precision: str,
     ):
-        validate(cfg)
+        cfg = with_backbone_defaults(validate(cfg))
         problem = weights_problem(cfg)
         if problem:
             raise UserError(problem)
@@ -200,7 +207,7 @@ def run_extraction(
     device = resolve_device(cfg.run.device)
     precision = resolve_precision(cfg.run.precision, device)
     target = CacheTarget(source, cache, cfg, precision)
-    clips = target.clips
+    clips, cfg = target.clips, target.cfg
     writer = target.open(create=False)
     total_shards = num_shards(len(clips), cfg.run.shard_size)
     mine = shards if shards is not None else owned_shards(total_shards, *shard)

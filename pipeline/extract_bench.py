@@ -20,7 +20,7 @@ from pipeline.core.devices import autocast, resolve_device, resolve_precision
 from pipeline.core.progress import table_console
 from pipeline.datasets import Clip, DataSource
 from pipeline.extract import backbone_specs, build_backbones, run_extraction
-from pipeline.extract_config import ExtractConfig, decoder_threads
+from pipeline.extract_config import ExtractConfig, decoder_threads, with_backbone_defaults
 from pipeline.video.clip_dataset import ClipFrames
 from pipeline.video.loader import decoded_batches
 
@@ -85,11 +85,11 @@ def bench_extract(cfg: ExtractConfig, clips: int, work_dir: Path | None, real: D
     `real`: measure on a dataset split's clips, repeated until there are `clips` of them."""
     from pipeline.synth.ssv2 import make_ssv2
 
-    cfg = replace(
+    cfg = with_backbone_defaults(replace(
         cfg,
         backbones=replace(cfg.backbones, random_init=True),
         run=replace(cfg.run, shard_size=cfg.run.batch_size * 2),
-    )
+    ))
     b, run = cfg.backbones, cfg.run
     size = max(spec.input_size for spec in backbone_specs(cfg))
     with tempfile.TemporaryDirectory() as tmp:

@@ -3,13 +3,15 @@ options override these and are checked against them before anything is created."
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from pipeline.core.config_loading import setting
-from pipeline.core.defaults import DINOV3_HUB_IDS, SHARD_SIZE_MAX, device_setting, precision_setting
+from pipeline.core.defaults import DINOV3_HUB_IDS, SHARD_SIZE_MAX, VJEPA2_HUB_IDS, device_setting, precision_setting
 
 REDUCES = ("mean", "center", "frames")
 SPATIAL_VIEWS = (1, 3)
+IMAGE_FRAMES = 8  # semantic frames of an image backbone when sampling.semantic_frames is left to the backbone
 
 
 def _backbones(kind: str):
@@ -21,17 +23,17 @@ def _backbones(kind: str):
     return load
 
 
-def _motion_layers() -> list[str]:
-    from pipeline.backbones.i3d import LAYERS
-
-    return list(LAYERS)
-
-
 @dataclass
 class SamplingConfig:
     # uniformly over the clip; i3d_r50 halves time, so 16 frames give 8 segments
     motion_frames: int = setting(16, "Frames sampled uniformly for the motion backbone.", low=1)
-    semantic_frames: int = setting(8, "Frames given to the image backbone (mean, frames).", low=1)
+    semantic_frames: int | None = setting(
+        None,
+        "Frames given to the semantic backbone (mean, frames); a video transformer's are grouped in tubelets "
+        "of 2, one token step each.",
+        low=1,
+        absent=f"the backbone's: {IMAGE_FRAMES} for image backbones, 16 for V-JEPA 2 (its SSv2 evaluation's)",
+    )
     semantic_reduce: str = setting(
         "mean",
         "What the cache keeps of the semantic frames: the mean of their patch maps, the middle frame's map only "
@@ -63,15 +65,23 @@ class BackboneConfig:
     motion: str = setting("i3d_r50", "Motion (video) backbone variant.", choices=_backbones("motion"))
     semantic_weights: str | None = setting(
         None,
-        "DINOv3 weights: a local directory (config.json + model.safetensors), or a hub id on an online machine.",
+        "DINOv3 or V-JEPA 2 weights: a directory saved by transformers (config.json + model.safetensors; the "
+        "architecture is read from its config.json), or a hub id on an online machine.",
         absent=f"the variant's hub id: {DINOV3_HUB_IDS['dinov3_vitb16']} for dinov3_vitb16",
     )
     motion_weights: str | None = setting(
         None,
-        "I3D weights: a local checkpoint file, or 'pretrained' to download.",
-        absent="pretrained (pytorchvideo's I3D_8x8_R50, downloaded)",
+        "I3D weights: a local checkpoint file, or 'pretrained' to download. V-JEPA 2 weights: as "
+        "--semantic-weights.",
+        absent=f"pretrained (pytorchvideo's I3D_8x8_R50, downloaded) for i3d_r50; the variant's hub id for "
+        f"V-JEPA 2: {VJEPA2_HUB_IDS['vjepa2_vitl']} for vjepa2_vitl",
     )
-    motion_layer: str = setting("res3", "I3D stage to tap.", choices=_motion_layers)
+    motion_layer: str | None = setting(
+        None,
+        "Layer of the motion backbone to tap: an I3D stage (res2, res3, res4, res5); for V-JEPA 2 "
+        "last_hidden_state (the encoder's normed output) or blockN (block N's output, 1-based).",
+        absent="the backbone's: res3 for I3D, last_hidden_state for V-JEPA 2",
+    )
     random_init: bool = setting(False, "Seeded random weights, same architectures (no download).")
     seed: int = setting(0, "Seed of --random-init weights.", low=0)
 
@@ -92,6 +102,27 @@ class ExtractConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     backbones: BackboneConfig = field(default_factory=BackboneConfig)
     run: RunConfig = field(default_factory=RunConfig)
+
+
+def with_backbone_defaults(cfg: ExtractConfig) -> ExtractConfig:
+    """`cfg` with the settings left to the backbones (None) filled in from the variants: the semantic frames (a
+    variant's evaluation frames, else IMAGE_FRAMES) and the motion layer (the variant's default tap), so that
+    what a cache records is what ran."""
+    from pipeline.backbones import REGISTRY
+
+    s, b = cfg.sampling, cfg.backbones
+    frames = s.semantic_frames
+    if frames is None:
+        variant = REGISTRY.get(b.semantic)
+        frames = (variant.spec.eval_frames if variant else None) or IMAGE_FRAMES
+    layer = b.motion_layer
+    if layer is None and b.motion in REGISTRY:
+        layer = REGISTRY[b.motion].spec.layer
+    return dataclasses.replace(
+        cfg,
+        sampling=dataclasses.replace(s, semantic_frames=frames),
+        backbones=dataclasses.replace(b, motion_layer=layer),
+    )
 
 
 def decoder_threads(run: RunConfig) -> int:

@@ -28,7 +28,7 @@ from pipeline.core.devices import autocast, resolve_precision
 from pipeline.core.errors import UserError
 from pipeline.core.provenance import created_with, sha256_of
 from pipeline.extract import backbone_specs, build_backbones
-from pipeline.extract_config import ExtractConfig
+from pipeline.extract_config import ExtractConfig, with_backbone_defaults
 from pipeline.video.frames import FRAME_RESIZE
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ def extraction_config(backbones: dict[str, Any]) -> ExtractConfig:
     overrides["sampling"]["semantic_pool"] = semantic.get("pool", 1)
     if "random_seed" in semantic:
         overrides["backbones"].update(random_init=True, seed=semantic["random_seed"])
-    return apply_overrides(cfg, overrides, where="the model's recorded extraction")
+    return with_backbone_defaults(apply_overrides(cfg, overrides, where="the model's recorded extraction"))
 
 
 def resolve_weights(recorded: dict[str, Any], given: str | None, option: str, allow_other: bool) -> str | None:
@@ -145,12 +145,12 @@ class TemporalCrossAttentionModel(nn.Module):
         weights = weights or {}
         self.package = package
         self.extraction = extraction_config(package["backbones"])
-        specs = backbone_specs(self.extraction)
         recorded = package["backbones"]
         sources = {
-            s.kind: resolve_weights(recorded[s.kind], weights.get(s.kind), f"--{s.kind}-weights", allow_other)
-            for s in specs
+            kind: resolve_weights(recorded[kind], weights.get(kind), f"--{kind}-weights", allow_other)
+            for kind in ("semantic", "motion")
         }
+        specs = backbone_specs(self.extraction, sources)  # the architecture of the weights loaded
         self.backbones = nn.ModuleDict(build_backbones(self.extraction, specs, sources))
         spec = package["spec"]
         self.fusion = rebuild_model(

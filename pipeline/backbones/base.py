@@ -37,10 +37,19 @@ class BackboneSpec:
     tokens: int
     layer: str
     arch: dict[str, Any] = field(default_factory=dict)  # constructor arguments of the architecture
+    # Frames a token step spans (a video transformer's tubelet): a per-frame cache keeps one grid a step.
+    tubelet: int = 1
+    # Frames the variant is evaluated with in the image slot (None: sampling's default for image backbones).
+    eval_frames: int | None = None
 
     def describe(self) -> dict[str, Any]:
+        """What a cache records of the backbone; fields at their defaults are left out, so that caches made
+        before those fields existed describe themselves as they did."""
         out = dataclasses.asdict(self)
         out.update(mean=list(self.mean), std=list(self.std))
+        for name in ("tubelet", "eval_frames"):
+            if out[name] == BackboneSpec.__dataclass_fields__[name].default:
+                del out[name]
         return out
 
 
@@ -116,35 +125,53 @@ class SemanticBackbone(FrozenBackbone):
 
 
 def semantic_spec(spec: BackboneSpec, frames: int, reduce: str, pool: int) -> BackboneSpec:
-    """The spec of an image backbone's output as the cache keeps it: its token count after pooling and, for
-    "frames", times the frames."""
+    """The spec of a semantic backbone's output as the cache keeps it: its token count after pooling and, for
+    "frames", times the steps (frames, or frames / tubelet for a video transformer)."""
     side = math.isqrt(spec.tokens)
     if pool > 1 and side % pool:
         raise UserError(f"sampling.semantic_pool: {pool} does not divide the {side}x{side} patch grid of {spec.name}")
+    if reduce != "center" and frames % spec.tubelet:
+        raise UserError(f"sampling.semantic_frames: {spec.name} groups frames in tubelets of {spec.tubelet}, "
+                        f"got {frames} frames (expected a multiple of {spec.tubelet})")  # fmt: skip
     per_frame = (side // pool) ** 2
-    return dataclasses.replace(spec, tokens=per_frame * (frames if reduce == "frames" else 1))
+    return dataclasses.replace(spec, tokens=per_frame * (frames // spec.tubelet if reduce == "frames" else 1))
 
 
 Factory = Callable[[BackboneSpec, str | None, bool, int], FrozenBackbone]
-# Specialises a variant's spec to a tapped layer and a frame count: (spec, layer, frames) -> spec.
-Adapt = Callable[[BackboneSpec, str | None, int], BackboneSpec]
-REGISTRY: dict[str, tuple[BackboneSpec, Factory, Adapt | None]] = {}
+# Specialises a variant's spec to its weights' architecture, a tapped layer and a frame count:
+# (spec, weights, layer, frames) -> spec; `weights` None for the variant's published architecture.
+Adapt = Callable[[BackboneSpec, str | None, str | None, int], BackboneSpec]
 
 
-def register(spec: BackboneSpec, factory: Factory, adapt: Adapt | None = None) -> None:
-    REGISTRY[spec.name] = (spec, factory, adapt)
+@dataclass(frozen=True)
+class Variant:
+    spec: BackboneSpec  # kind "video": usable in both slots (the slot asked for becomes its kind)
+    factory: Factory
+    adapt: Adapt | None
+    hub: bool  # its weights may be a Hugging Face hub id (else only a local file)
+
+
+REGISTRY: dict[str, Variant] = {}
+
+
+def register(spec: BackboneSpec, factory: Factory, adapt: Adapt | None = None, hub: bool = False) -> None:
+    REGISTRY[spec.name] = Variant(spec, factory, adapt, hub)
 
 
 def names(kind: str) -> list[str]:
-    return [name for name, (spec, _, _) in REGISTRY.items() if spec.kind == kind]
+    return [name for name, variant in REGISTRY.items() if variant.spec.kind in (kind, "video")]
 
 
-def get_spec(name: str, kind: str, layer: str | None = None, frames: int = 1) -> BackboneSpec:
-    """The spec of a registered variant, with the output shape for the tapped `layer` and `frames` input frames."""
-    if name not in REGISTRY or REGISTRY[name][0].kind != kind:
+def get_spec(
+    name: str, kind: str, layer: str | None = None, frames: int = 1, weights: str | None = None
+) -> BackboneSpec:
+    """The spec of a registered variant in slot `kind`, with the output shape for the architecture of `weights`
+    (where the variant reads it from them), the tapped `layer` and `frames` input frames."""
+    if name not in names(kind):
         raise UserError(f"unknown {kind} backbone '{name}' (expected one of {', '.join(names(kind))})")
-    spec, _, adapt = REGISTRY[name]
-    return adapt(spec, layer, frames) if adapt else spec
+    variant = REGISTRY[name]
+    spec = dataclasses.replace(variant.spec, kind=kind)
+    return variant.adapt(spec, weights, layer, frames) if variant.adapt else spec
 
 
 def build_backbone(
@@ -152,5 +179,5 @@ def build_backbone(
 ) -> FrozenBackbone:
     """Build a registered variant: real weights from `weights`, or seeded random weights if `random_init`; an
     image backbone keeps its frames as `reduce` and `pool` say (sampling.semantic_reduce, semantic_pool)."""
-    model = REGISTRY[spec.name][1](spec, weights, random_init, seed).freeze()
+    model = REGISTRY[spec.name].factory(spec, weights, random_init, seed).freeze()
     return model.keep_frames(reduce, pool) if isinstance(model, SemanticBackbone) else model

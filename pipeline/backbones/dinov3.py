@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import socket
-from pathlib import Path
-from urllib.parse import urlparse
+import dataclasses
 
 import torch
 from einops import rearrange
@@ -17,9 +15,11 @@ from pipeline.backbones.base import (
     SemanticBackbone,
     register,
 )
+from pipeline.backbones.hub import architecture, load_pretrained
 from pipeline.core.defaults import DINOV3_HUB_IDS
 from pipeline.core.errors import UserError
 
+VITL16 = dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096)
 VITB16 = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)
 VITS16 = dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, intermediate_size=1536)
 TINY = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128)
@@ -53,54 +53,28 @@ class DINOv3Patches(SemanticBackbone):
         return rearrange(tokens, "(b f) p d -> b f p d", b=batch)
 
 
-def _hub_cached(repo: str) -> bool:
-    from huggingface_hub import try_to_load_from_cache
-
-    try:
-        return isinstance(try_to_load_from_cache(repo, "config.json"), str)
-    except ValueError:  # not a repository id at all
-        return False
-
-
-def _hub_unreachable() -> str | None:
-    """Why the Hugging Face hub cannot be reached from here (offline mode, no route to it), or None."""
-    from huggingface_hub import constants
-
-    if constants.HF_HUB_OFFLINE:
-        return "HF_HUB_OFFLINE is set"
-    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
-    try:
-        socket.create_connection((host, 443), timeout=5).close()
-    except OSError as exc:
-        return f"the hub ({host}) is unreachable from here ({exc})"
-    return None
-
-
 def _build(spec: BackboneSpec, weights: str | None, random_init: bool, seed: int) -> FrozenBackbone:
     from transformers import DINOv3ViTConfig, DINOv3ViTModel
 
     if random_init:
         torch.manual_seed(seed)
-        model = DINOv3ViTModel(DINOv3ViTConfig(image_size=spec.input_size, **COMMON, **spec.arch))
-    else:
-        source = weights or spec.model
-        try:
-            if not Path(source).exists() and not _hub_cached(source):
-                # Checked first: offline, from_pretrained would retry for about a minute before failing.
-                problem = _hub_unreachable()
-                if problem:
-                    raise OSError(f"not in the local Hugging Face cache, and {problem}")
-            model = DINOv3ViTModel.from_pretrained(source)
-        except OSError as exc:
-            raise UserError(
-                f"could not load DINOv3 weights from '{source}': {exc}. Pass --semantic-weights "
-                "with a local directory holding config.json and model.safetensors, or --random-init."
-            ) from None
-        if model.config.hidden_size != spec.dim:
-            raise UserError(
-                f"DINOv3 weights '{source}' are {model.config.hidden_size}-d, backbone {spec.name} is {spec.dim}-d"
-            )
+        return DINOv3Patches(spec, DINOv3ViTModel(DINOv3ViTConfig(image_size=spec.input_size, **{**COMMON, **spec.arch})))
+    source = weights or spec.model
+    model = load_pretrained(DINOv3ViTModel, source, "DINOv3", f"--{spec.kind}-weights")
+    found = {key: getattr(model.config, key) for key in spec.arch}
+    if found != spec.arch:  # a hub id downloaded just now: its architecture was not known before
+        raise UserError(f"DINOv3 weights '{source}' are {found}, backbone {spec.name} expected {spec.arch}")
     return DINOv3Patches(spec, model)
+
+
+def _adapt(spec: BackboneSpec, weights: str | None, layer: str | None, frames: int) -> BackboneSpec:
+    """The architecture of `weights` (their config.json), as the variant's published keys name it, plus the
+    patch size where it is not 16."""
+    arch = architecture(weights, {**spec.arch, "patch_size": COMMON["patch_size"]}, "DINOv3")
+    patch = arch.pop("patch_size") if arch["patch_size"] == COMMON["patch_size"] else arch["patch_size"]
+    if spec.input_size % patch:
+        raise UserError(f"DINOv3 weights {weights}: patch size {patch} does not divide the {spec.input_size} px input")
+    return dataclasses.replace(spec, arch=arch, dim=arch["hidden_size"], tokens=(spec.input_size // patch) ** 2)
 
 
 def _spec(name: str, model: str, arch: dict, size: int = 224) -> BackboneSpec:
@@ -118,7 +92,8 @@ def _spec(name: str, model: str, arch: dict, size: int = 224) -> BackboneSpec:
     )
 
 
-register(_spec("dinov3_vitb16", DINOV3_HUB_IDS["dinov3_vitb16"], VITB16), _build)
-register(_spec("dinov3_vits16", DINOV3_HUB_IDS["dinov3_vits16"], VITS16), _build)
+register(_spec("dinov3_vitb16", DINOV3_HUB_IDS["dinov3_vitb16"], VITB16), _build, _adapt, hub=True)
+register(_spec("dinov3_vits16", DINOV3_HUB_IDS["dinov3_vits16"], VITS16), _build, _adapt, hub=True)
+register(_spec("dinov3_vitl16", DINOV3_HUB_IDS["dinov3_vitl16"], VITL16), _build, _adapt, hub=True)
 # Test-sized: 2 layers, 64 wide, the same [CLS, 4 registers, 196 patches] token layout.
-register(_spec("dinov3_tiny", "dinov3-tiny (random init only)", TINY), _build)
+register(_spec("dinov3_tiny", "dinov3-tiny (random init only)", TINY), _build, _adapt, hub=True)

@@ -72,7 +72,7 @@ def _build(spec: BackboneSpec, weights: str | None, random_init: bool, seed: int
     return I3DSegments(spec, torch.nn.ModuleList(model.blocks[: index + 1]))
 
 
-def _adapt(spec: BackboneSpec, layer: str | None, frames: int) -> BackboneSpec:
+def _adapt(spec: BackboneSpec, weights: str | None, layer: str | None, frames: int) -> BackboneSpec:
     layer = layer or spec.layer
     if layer not in LAYERS:
         raise UserError(f"unknown I3D layer '{layer}' (expected one of {', '.join(LAYERS)})")
@@ -97,6 +97,7 @@ def _spec(name: str, model: str, size: int, arch: dict) -> BackboneSpec:
             layer="res3",
             arch=arch,
         ),
+        None,
         None,
         16,
     )

@@ -208,10 +208,13 @@ def subset_limit(attrs: dict[str, Any]) -> int | None:
 
 
 def semantic_frames(attrs: dict[str, Any]) -> Any:
-    """How many frames a cache's semantic tokens span: a `frames` cache holds that many grids a clip, frame-major;
-    every other cache one map (1). Checked by check_layout; raw here so a forged value is named there."""
+    """How many time steps a cache's semantic tokens span: a `frames` cache holds that many grids a clip,
+    step-major (a step is a frame of an image backbone, a tubelet of a video transformer: attrs `steps`); every
+    other cache one map (1). Checked by check_layout; raw here so a forged value is named there."""
     semantic = (attrs.get("backbones") or {}).get("semantic") or {}
-    return semantic.get("frames") if semantic.get("reduce") == "frames" else 1
+    if semantic.get("reduce") != "frames":
+        return 1
+    return semantic["steps"] if "steps" in semantic else semantic.get("frames")
 
 
 def cache_views(attrs: dict[str, Any]) -> Any:
@@ -283,8 +286,8 @@ def check_layout(group: zarr.Group, path: Path) -> None:
         raise UserError(f"cache {path}: {problem}")
     frames, tokens = semantic_frames(dict(attrs)), arrays["semantic"].shape[1] // views
     if not is_count(frames, 1) or tokens % frames:
-        raise UserError(f"cache {path}: attrs backbones.semantic.frames {frames!r} does not divide its {tokens} "
-                        "semantic tokens into frames")  # fmt: skip
+        raise UserError(f"cache {path}: attrs backbones.semantic.frames/steps {frames!r} does not divide its "
+                        f"{tokens} semantic tokens into frames")  # fmt: skip
     for name in attrs.get("label_fields", []):
         if arrays[name].ndim != 1 or not np.issubdtype(arrays[name].dtype, np.integer):
             raise UserError(f"cache {path}: label array {name} is {arrays[name].dtype}, expected integers")

@@ -26,6 +26,13 @@ MOTION_SHAPE = (8, 512)
 DINOV3_HUB_IDS = {
     "dinov3_vitb16": "facebook/dinov3-vitb16-pretrain-lvd1689m",
     "dinov3_vits16": "facebook/dinov3-vits16-pretrain-lvd1689m",
+    "dinov3_vitl16": "facebook/dinov3-vitl16-pretrain-lvd1689m",
+}
+VJEPA2_HUB_IDS = {
+    "vjepa2_vitl": "facebook/vjepa2-vitl-fpc64-256",
+    "vjepa2_vith": "facebook/vjepa2-vith-fpc64-256",
+    "vjepa2_vitg": "facebook/vjepa2-vitg-fpc64-256",
+    "vjepa2_vitg384": "facebook/vjepa2-vitg-fpc64-384",
 }
 SSV2_CLASSES = 174
 # Rows of a cache shard at most: its index is 16 bytes a row and its `done` chunk a byte, so a larger (forged)
