@@ -60,12 +60,14 @@ def run_extract_command(
 def _layout(spec: dict[str, Any]) -> str:
     """How a backbone's tokens are laid out in the cache: frames (kept or reduced), pooling, grid, views."""
     parts = [f"{spec['frames']} frames" if "frames" in spec else None]
+    if spec.get("tubelet", 1) > 1:  # a video transformer: a token step a tubelet of frames
+        parts.append(f"a step every {spec['tubelet']} frames")
     if "reduce" in spec:
         parts.append(f"reduce {spec['reduce']}")
     if "pool" in spec:
         parts.append(f"pool {spec['pool']}x{spec['pool']}")
     if "grid" in spec:
-        parts.append(f"grid {spec['grid']}x{spec['grid']} a frame")
+        parts.append(f"grid {spec['grid']}x{spec['grid']} a {'step' if 'steps' in spec else 'frame'}")
     views = spec.get("views")
     parts.append(f"views {views['spatial']} spatial x {views['temporal']} temporal" if views else "one view")
     return ", ".join(p for p in parts if p)

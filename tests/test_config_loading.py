@@ -42,10 +42,18 @@ def test_bad_yaml_files(tmp_path):
 def test_shipped_configs_load():
     from pathlib import Path
 
-    configs = sorted(Path(__file__).parents[1].glob("configs/extract*.yaml"))
+    from fusion.training.config import training_config
+
+    folder = Path(__file__).parents[1] / "configs"
+    configs = sorted(folder.glob("extract*.yaml"))
     assert configs, "configs/ should ship extraction presets"
-    for path in configs:
+    for path in [*configs, folder / "ssv2_vjepa2.yaml"]:
         extraction_config(path, {})
+    recipe = extraction_config(folder / "ssv2_vjepa2.yaml", {})
+    assert (recipe.backbones.motion, recipe.backbones.motion_layer, recipe.sampling.semantic_frames) == (
+        "vjepa2_vitl", "last_hidden_state", 8)  # fmt: skip
+    probe = training_config("default", folder / "probe_vjepa2.yaml", {})
+    assert (probe.model.probe_blocks, probe.model.heads) == (3, 16)
 
 
 def test_a_stored_config_takes_the_defaults_of_settings_added_since():

@@ -125,3 +125,25 @@ def test_flop_count_includes_fused_attention_on_cpu():
     inputs = (torch.randn(2, 196, 64), torch.randn(2, 8, 64))
     fused, explicit = _flops(_step(layer, inputs, "fp32")), _flops(_step(Explicit(layer), inputs, "fp32"))
     assert fused == pytest.approx(explicit, rel=0.05)
+
+
+def test_the_vjepa2_evaluation_probe_is_a_configuration_of_attentive_probe():
+    """configs/probe_vjepa2.yaml: 3 self-attention blocks, then one learned query, 16 heads, on each stream; the
+    default attentive_probe keeps its parameters (and so its checkpoints)."""
+    from pathlib import Path
+
+    from fusion.training.config import training_config
+
+    cfg = training_config("default", Path(__file__).parents[1] / "configs" / "probe_vjepa2.yaml", {}).model
+    torch.manual_seed(0)
+    model = build_model("attentive_probe", 64, 32, LABELS["ssv2"], cfg)
+    probe = model.trunk.readouts["semantic"]
+    assert len(probe.blocks.layers) == 3 and probe.blocks.layers[0].self_attn.heads == 16
+    assert probe.readout.attend.heads == 16 and probe.readout.query.shape == (1, 1, 64)
+    data = batch(3, 32, 64, 8, 32)
+    out = model(data)["logits"]
+    assert out.shape == (3, 174) and torch.isfinite(out).all()
+    out.logsumexp(-1).mean().backward()
+    assert all(p.grad is not None for name, p in model.named_parameters() if "blocks" in name)
+    default = build_model("attentive_probe", 64, 32, LABELS["ssv2"])
+    assert not any("blocks" in name or "mlp" in name for name, _ in default.named_parameters())

@@ -29,12 +29,19 @@ def records(path: Path) -> dict[str, dict]:
 
 
 def extracted_run(
-    dataset: str, root: Path, tmp: Path, model: str = "gasm_cast", frames: bool = False, views: bool = False
+    dataset: str,
+    root: Path,
+    tmp: Path,
+    model: str = "gasm_cast",
+    frames: bool = False,
+    views: bool = False,
+    backbones: tuple[str, str] = ("dinov3_tiny", "i3d_tiny"),
 ) -> Path:
-    """Caches of the train and validation splits (tiny random-init backbones, normalisation statistics on the
-    training cache; `frames`: 4 frames' patch maps kept, pooled 2x2; `views`: 3 crops x 2 grids a clip) and a
-    run trained on them."""
+    """Caches of the train and validation splits (tiny random-init `backbones`, semantic and motion,
+    normalisation statistics on the training cache; `frames`: 4 frames' patch maps kept, pooled 2x2; `views`:
+    3 crops x 2 grids a clip) and a run trained on them."""
     cfg = tiny_config()
+    cfg.backbones.semantic, cfg.backbones.motion = backbones
     if frames:
         cfg.sampling.semantic_reduce, cfg.sampling.semantic_frames, cfg.sampling.semantic_pool = "frames", 4, 2
     if views:
@@ -62,9 +69,33 @@ def ssv2_views_run(ssv2_root, tmp_path_factory):
     return extracted_run("ssv2", ssv2_root, tmp_path_factory.mktemp("ssv2-views-run"), views=True)
 
 
-@pytest.mark.parametrize("layout", ["ssv2_run", "ssv2_frames_run", "ssv2_views_run"])
+@pytest.fixture(scope="module")
+def ssv2_vjepa2_motion_run(ssv2_root, tmp_path_factory):
+    """V-JEPA 2 as the motion stream (each tubelet step's spatial mean) beside DINOv3's frame-mean patches."""
+    return extracted_run("ssv2", ssv2_root, tmp_path_factory.mktemp("vjepa2-motion"), backbones=("dinov3_tiny",
+                         "vjepa2_tiny"))  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def ssv2_vjepa2_spacetime_run(ssv2_root, tmp_path_factory):
+    """V-JEPA 2's space-time patch tokens as the semantic stream (a grid a tubelet step, pooled 2x2) beside I3D."""
+    return extracted_run("ssv2", ssv2_root, tmp_path_factory.mktemp("vjepa2-spacetime"), frames=True,
+                         backbones=("vjepa2_tiny", "i3d_tiny"))  # fmt: skip
+
+
+LAYOUTS = ["ssv2_run", "ssv2_frames_run", "ssv2_views_run", "ssv2_vjepa2_motion_run", "ssv2_vjepa2_spacetime_run"]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
 def test_predict_on_videos_equals_fuse_eval_on_their_cached_features(ssv2_root, layout, tmp_path, request):
     ssv2_run = request.getfixturevalue(layout)
+    if layout == "ssv2_vjepa2_motion_run":  # 16 frames -> 8 tubelet steps of 64 wide
+        assert zarr.open_group(str(ssv2_run.parents[1] / "validation"), mode="r")["motion"].shape[1:] == (8, 64)
+    if layout == "ssv2_vjepa2_spacetime_run":  # 4 frames -> 2 steps of 8x8 patches pooled to 4x4
+        validation = zarr.open_group(str(ssv2_run.parents[1] / "validation"), mode="r")
+        assert validation["semantic"].shape[1:] == (2 * 16, 64)
+        semantic = validation.attrs["backbones"]["semantic"]
+        assert (semantic["frames"], semantic["steps"], semantic["grid"], semantic["tubelet"]) == (4, 2, 4, 2)
     if layout == "ssv2_frames_run":  # the cache kept time: 4 frames of 7x7 pooled patches
         assert zarr.open_group(str(ssv2_run.parents[1] / "validation"), mode="r")["semantic"].shape[1] == 4 * 49
     if layout == "ssv2_views_run":  # 6 views a clip: fuse-eval and predict average their softmax

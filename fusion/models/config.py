@@ -38,6 +38,13 @@ class FusionConfig:
     head: str = setting("linear", "Classifiers: one linear layer, or the design notes' 2-layer MLP.", choices=HEADS)
     head_hidden: int = setting(512, "Hidden width of the MLP classifiers (head: mlp).", low=1)
     transformer_layers: int = setting(2, "Layers of the temporal transformer trunk.", low=1)
+    probe_blocks: int = setting(
+        0,
+        "attentive_probe: self-attention blocks over each stream's tokens before its query reads them out, the "
+        "query then followed by an MLP (3: V-JEPA 2's evaluation probe, configs/probe_vjepa2.yaml); 0: the query "
+        "alone.",
+        low=0,
+    )
     # without positions no trunk can tell a clip from its time-reversal (the temporal graph is symmetric)
     positions: bool = setting(
         True, "Position embeddings on patch (2-D grid; 3-D with frames) and segment (1-D time) tokens."

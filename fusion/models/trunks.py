@@ -20,6 +20,7 @@ from fusion.layers import (
 )
 from fusion.layers.encoder import Encoder, EncoderLayer
 from fusion.layers.keyed_dropout import KeyedDropout
+from fusion.layers.readout import ProbeReadout
 from fusion.models.config import FusionConfig
 
 # Late fusion's pooled vector, cut into tokens for the verb/noun heads: attention over a single token would be
@@ -125,7 +126,12 @@ class AttentiveProbeTrunk(nn.Module):
         super().__init__()
         self.pooled_dim, self.token_dims = sem_dim + mot_dim, {"semantic": sem_dim, "motion": mot_dim}
         self.positions = _positions(sem_dim, mot_dim, cfg)
-        self.readouts = _attention_readouts(self.token_dims, cfg.heads)
+        self.readouts = (
+            _attention_readouts(self.token_dims, cfg.heads)
+            if not cfg.probe_blocks
+            else nn.ModuleDict({kind: ProbeReadout(dim, cfg.heads, cfg.probe_blocks, cfg.dropout)
+                               for kind, dim in self.token_dims.items()})
+        )  # fmt: skip
 
     def forward(
         self, semantic: torch.Tensor, motion: torch.Tensor, return_attention: bool = False, frames: int = 1
