@@ -25,6 +25,16 @@ from pipeline.video.clip_dataset import ClipFrames
 from pipeline.video.loader import decoded_batches
 
 
+def _peak_memory(device: torch.device) -> tuple[str, str]:
+    """(row name, MB) of the most memory the backbones took: the GPU's allocations, or this process's peak RSS
+    on the CPU (the backbones run in it; decoders are other processes)."""
+    if device.type == "cuda":
+        return "peak GPU memory allocated (MB)", f"{torch.cuda.max_memory_allocated(device) / 2**20:.0f}"
+    import resource
+
+    return "peak RSS of the model process (MB)", f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}"
+
+
 def _rss_mb() -> float:
     with open("/proc/self/statm") as handle:
         return int(handle.read().split()[1]) * 4096 / 2**20
@@ -133,4 +143,5 @@ def bench_extract(cfg: ExtractConfig, clips: int, work_dir: Path | None, real: D
     first_shard = next((rss for _, done, rss in marks if done >= run.shard_size), marks[0][2])
     table.add_row("RSS after first shard (MB)", f"{first_shard:.0f}", "", "", "")
     table.add_row("RSS at end (MB)", f"{marks[-1][2]:.0f}", f"{marks[-1][2] / first_shard:.2f} x first", "", "")
+    table.add_row(*_peak_memory(resolve_device(run.device)), "", "", "")
     table_console(120).print(table)

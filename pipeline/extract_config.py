@@ -61,8 +61,18 @@ class SamplingConfig:
 
 @dataclass
 class BackboneConfig:
-    semantic: str = setting("dinov3_vitb16", "Semantic (image) backbone variant.", choices=_backbones("semantic"))
-    motion: str = setting("i3d_r50", "Motion (video) backbone variant.", choices=_backbones("motion"))
+    semantic: str = setting(
+        "dinov3_vitb16",
+        "Semantic backbone variant: an image model (DINOv3, per-frame patch maps) or V-JEPA 2 (space-time patch "
+        "tokens, a grid a 2-frame tubelet).",
+        choices=_backbones("semantic"),
+    )
+    motion: str = setting(
+        "i3d_r50",
+        "Motion backbone variant: I3D (a token a segment) or V-JEPA 2 (a token a 2-frame tubelet, its patches "
+        "averaged).",
+        choices=_backbones("motion"),
+    )
     semantic_weights: str | None = setting(
         None,
         "DINOv3 or V-JEPA 2 weights: a directory saved by transformers (config.json + model.safetensors; the "

@@ -28,6 +28,7 @@ def _settings(tmp_path):
         loader_batch_size=8,
         extract_clips=4,
         extract_options=("--semantic", "dinov3_tiny", "--motion", "i3d_tiny", "--batch-size", "2", "--workers", "1"),
+        strongest_backbones=("--semantic", "dinov3_tiny", "--motion", "vjepa2_tiny"),
         real_fixtures=tmp_path / "no-fixtures",  # a real failure: the report must carry it and the check go on
     )
 
@@ -51,7 +52,7 @@ def test_the_report_carries_each_steps_output_and_goes_on_past_a_failure(tmp_pat
     monkeypatch.setattr(gpu_check, "_run", stand_in)
     out = tmp_path / "gpu.md"
     gpu, passed = run_check(_settings(tmp_path), out, tmp_path / "work")
-    assert gpu.name == "Stand-in GPU" and not passed and len(ran) == 8
+    assert gpu.name == "Stand-in GPU" and not passed and len(ran) == 9
     text = out.read_text()
     assert "| GPU | Stand-in GPU x 1, 80.0 GiB, compute capability 9.0 |" in text and "| driver | 555.55 |" in text
     steps = plan(_settings(tmp_path), tmp_path / "work")
@@ -74,14 +75,15 @@ def test_report_holds_the_machine_and_every_steps_own_table(tmp_path, monkeypatc
     for row in ("| GPU | Stand-in GPU x 1, 80.0 GiB, compute capability 9.0 |", "| driver | 555.55 |", "| torch | "):
         assert row in text
     steps = plan(settings, tmp_path / "work")
-    assert len(steps) == 8
+    assert len(steps) == 9
     for step in steps:
         assert f"\n## {step.title}\n" in text
     # Each bench's own table, as it printed it.
     assert "bench fusion: semantic 16x32, motion 4x16" in text and "vanilla_cross_attention" in text
     assert text.count("loader (batches, then model inputs)") == 3  # one table per data mode
     assert "bench extract: dinov3_tiny + i3d_tiny, 4 generated 160x120 clips" in text
+    assert "bench extract: dinov3_tiny + vjepa2_tiny, 4 generated 160x120 clips" in text
     assert "| GPU tests (make test-gpu) | ok: " in text and "skipped" in text  # no CUDA here: the GPU tests skip
     assert "| bench extract, real SSv2 clips (REAL_FIXTURES) | failed (exit 2) |" in text
     assert "no-fixtures/ssv2-mini is not a directory" in text
-    assert text.count("```text") == text.count("```") // 2 == 7  # every table but the setup step's, and the error
+    assert text.count("```text") == text.count("```") // 2 == 8  # every table but the setup step's, and the error

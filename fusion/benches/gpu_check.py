@@ -68,6 +68,8 @@ class CheckSettings:
     loader_batch_size: int | None = None
     extract_clips: int | None = None
     extract_options: tuple[str, ...] = ()
+    # the strongest frozen features: DINOv3-L appearance beside V-JEPA 2-L motion tokens
+    strongest_backbones: tuple[str, ...] = ("--semantic", "dinov3_vitl16", "--motion", "vjepa2_vitl")
     real_fixtures: Path | None = None
     timeout_s: int = 300
 
@@ -168,6 +170,11 @@ def plan(settings: CheckSettings, work: Path) -> list[Step]:
         Step(
             "bench extract, generated clips",
             [*CLI, "bench", "extract", *extract, "--work-dir", str(work / "extract")],
+            timeout,
+        ),  # fmt: skip
+        Step(
+            "bench extract, generated clips, DINOv3-L + V-JEPA 2-L",
+            [*CLI, "bench", "extract", *extract, *settings.strongest_backbones, "--work-dir", str(work / "extract")],
             timeout,
         ),  # fmt: skip
     ]
