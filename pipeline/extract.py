@@ -51,7 +51,9 @@ class ExtractSummary:
         return (self.extracted + self.failed) / self.seconds if self.seconds > 0 else 0.0
 
 
-def backbone_specs(cfg: ExtractConfig, weights: dict[str, str | None] | None = None) -> tuple[BackboneSpec, BackboneSpec]:
+def backbone_specs(
+    cfg: ExtractConfig, weights: dict[str, str | None] | None = None
+) -> tuple[BackboneSpec, BackboneSpec]:
     """The two backbones' specs with their outputs as the cache keeps them (tokens after pooling and frames), for
     the architecture of the weights (`weights` by kind, else the config's; none with random init)."""
     cfg = with_backbone_defaults(cfg)

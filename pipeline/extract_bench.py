@@ -95,11 +95,13 @@ def bench_extract(cfg: ExtractConfig, clips: int, work_dir: Path | None, real: D
     `real`: measure on a dataset split's clips, repeated until there are `clips` of them."""
     from pipeline.synth.ssv2 import make_ssv2
 
-    cfg = with_backbone_defaults(replace(
-        cfg,
-        backbones=replace(cfg.backbones, random_init=True),
-        run=replace(cfg.run, shard_size=cfg.run.batch_size * 2),
-    ))
+    cfg = with_backbone_defaults(
+        replace(
+            cfg,
+            backbones=replace(cfg.backbones, random_init=True),
+            run=replace(cfg.run, shard_size=cfg.run.batch_size * 2),
+        )
+    )
     b, run = cfg.backbones, cfg.run
     size = max(spec.input_size for spec in backbone_specs(cfg))
     with tempfile.TemporaryDirectory() as tmp:

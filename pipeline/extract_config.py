@@ -81,8 +81,7 @@ class BackboneConfig:
     )
     motion_weights: str | None = setting(
         None,
-        "I3D weights: a local checkpoint file, or 'pretrained' to download. V-JEPA 2 weights: as "
-        "--semantic-weights.",
+        "I3D weights: a local checkpoint file, or 'pretrained' to download. V-JEPA 2 weights: as --semantic-weights.",
         absent=f"pretrained (pytorchvideo's I3D_8x8_R50, downloaded) for i3d_r50; the variant's hub id for "
         f"V-JEPA 2: {VJEPA2_HUB_IDS['vjepa2_vitl']} for vjepa2_vitl",
     )

@@ -51,8 +51,10 @@ def test_help(command):
 def test_extract_help_names_the_weights_loaded_when_none_are_given():
     text = " ".join(CliRunner().invoke(main, ["extract", "--help"]).output.split())
     assert "[default: the variant's hub id: facebook/dinov3-vitb16-pretrain-lvd1689m for dinov3_vitb16]" in text
-    assert ("[default: pretrained (pytorchvideo's I3D_8x8_R50, downloaded) for i3d_r50; the variant's hub id for "
-            "V-JEPA 2: facebook/vjepa2-vitl-fpc64-256 for vjepa2_vitl]") in text
+    assert (
+        "[default: pretrained (pytorchvideo's I3D_8x8_R50, downloaded) for i3d_r50; the variant's hub id for "
+        "V-JEPA 2: facebook/vjepa2-vitl-fpc64-256 for vjepa2_vitl]"
+    ) in text
 
 
 def test_the_command_line_starts_without_torch():

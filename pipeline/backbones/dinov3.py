@@ -58,7 +58,9 @@ def _build(spec: BackboneSpec, weights: str | None, random_init: bool, seed: int
 
     if random_init:
         torch.manual_seed(seed)
-        return DINOv3Patches(spec, DINOv3ViTModel(DINOv3ViTConfig(image_size=spec.input_size, **{**COMMON, **spec.arch})))
+        return DINOv3Patches(
+            spec, DINOv3ViTModel(DINOv3ViTConfig(image_size=spec.input_size, **{**COMMON, **spec.arch}))
+        )
     source = weights or spec.model
     model = load_pretrained(DINOv3ViTModel, source, "DINOv3", f"--{spec.kind}-weights")
     found = {key: getattr(model.config, key) for key in spec.arch}

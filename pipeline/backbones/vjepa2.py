@@ -17,7 +17,14 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from pipeline.backbones.base import IMAGENET_MEAN, IMAGENET_STD, BackboneSpec, FrozenBackbone, SemanticBackbone, register
+from pipeline.backbones.base import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    BackboneSpec,
+    FrozenBackbone,
+    SemanticBackbone,
+    register,
+)
 from pipeline.backbones.hub import architecture, load_pretrained
 from pipeline.core.defaults import VJEPA2_HUB_IDS
 from pipeline.core.errors import UserError
