@@ -6,10 +6,12 @@ import pytest
 
 from pipeline.datasets import read_dataset
 from pipeline.datasets.base import Clip
-from pipeline.extract_config import SamplingConfig
+from pipeline.extract_config import IMAGE_FRAMES, SamplingConfig
 from pipeline.synth.ssv2 import write_webm
 from pipeline.video.clip_dataset import ClipFrames, read_clip
 from pipeline.video.decode import ClipDecodeError, count_frames
+
+IMAGE_SAMPLING = SamplingConfig(semantic_frames=IMAGE_FRAMES)  # the defaults, as an image backbone resolves them
 
 
 def one_view(*args):
@@ -47,7 +49,7 @@ def test_read_clip_shapes_and_frame_choice(tmp_path, height, width):
 def test_short_clip_repeats_frames(tmp_path):
     path = tmp_path / "short.webm"
     write_webm(path, numbered_frames(5, 64, 64))
-    out = one_view(Clip("s", str(path)), SamplingConfig(), 32)
+    out = one_view(Clip("s", str(path)), IMAGE_SAMPLING, 32)
     levels = np.round(out["motion"].reshape(16, -1).mean(axis=1) / 6).astype(int)
     assert levels.tolist() == sorted(levels.tolist()) and set(levels.tolist()) == {0, 1, 2, 3, 4}
 
@@ -81,12 +83,12 @@ def test_bad_files_raise_clear_errors(tmp_path):
     }
     for path, words in cases.items():
         with pytest.raises(ClipDecodeError, match=words) as info:
-            one_view(Clip(path.stem, str(path)), SamplingConfig(), 32)
+            one_view(Clip(path.stem, str(path)), IMAGE_SAMPLING, 32)
         assert info.value.stage in ("open", "decode")
 
 
 def test_dataset_item_reports_failures_instead_of_raising(tmp_path):
-    frames = ClipFrames([Clip("m", str(tmp_path / "nope.webm"))], SamplingConfig(), 32, timeout=5)
+    frames = ClipFrames([Clip("m", str(tmp_path / "nope.webm"))], IMAGE_SAMPLING, 32, timeout=5)
     item = frames[0]
     assert item["stage"] == "open" and "does not exist" in item["error"]
 
@@ -96,7 +98,7 @@ def test_real_fixture_videos_decode(real_fixtures):
     videos = [v for v in videos if v.suffix in {".mp4", ".avi", ".webm"}]
     assert len(videos) >= 8
     for video in videos:
-        out = one_view(Clip(video.stem, str(video)), SamplingConfig(), 64)
+        out = one_view(Clip(video.stem, str(video)), IMAGE_SAMPLING, 64)
         assert out["motion"].shape == (16, 64, 64, 3), video
         assert out["motion"].std() > 0, f"{video} decoded to flat frames"
 
@@ -112,7 +114,7 @@ def test_real_ssv2_mini_and_epic_frames(real_fixtures, tmp_path):
     for clip in read_dataset("ssv2", real_fixtures / "ssv2-mini", "train").clips:
         assert 47 <= count_frames(clip) <= 58
     epic = read_dataset("epic100", real_epic_frames_root(real_fixtures, tmp_path), "validation")
-    out = one_view(epic.clips[0], SamplingConfig(), 224)
+    out = one_view(epic.clips[0], IMAGE_SAMPLING, 224)
     assert out["motion"].shape == (16, 224, 224, 3) and np.array_equal(out["motion"][0], out["motion"][-1])
 
 
@@ -129,7 +131,7 @@ def test_truncated_mp4_with_header_first_is_a_failure(tmp_path):
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(ClipDecodeError, match="truncated|Invalid|error"):
-        one_view(Clip("cut", str(cut)), SamplingConfig(), 32)
+        one_view(Clip("cut", str(cut)), IMAGE_SAMPLING, 32)
 
 
 def reference_square(rgb: np.ndarray, size: int) -> np.ndarray:
@@ -171,7 +173,7 @@ def test_real_clips_match_the_reference_preprocessing(real_fixtures):
     from pipeline.video.sampling import uniform_indices
 
     for clip in read_dataset("ssv2", real_fixtures / "ssv2-mini", "train").clips:
-        out = one_view(clip, SamplingConfig(), 224)
+        out = one_view(clip, IMAGE_SAMPLING, 224)
         with av.open(clip.source) as container:
             decoded = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
         for k, position in enumerate(uniform_indices(len(decoded), 16)):

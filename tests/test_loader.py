@@ -8,9 +8,11 @@ import time
 
 import pytest
 
-from pipeline.extract_config import SamplingConfig
+from pipeline.extract_config import IMAGE_FRAMES, SamplingConfig
 from pipeline.video.clip_dataset import ClipFrames
 from pipeline.video.loader import decoded_batches
+
+IMAGE_SAMPLING = SamplingConfig(semantic_frames=IMAGE_FRAMES)  # the defaults, as an image backbone resolves them
 
 
 class Misbehaving(ClipFrames):
@@ -32,7 +34,7 @@ def clips(ssv2_root, n):
 
 
 def test_crash_and_hard_hang_become_failures(ssv2_root):
-    dataset = Misbehaving(clips(ssv2_root, 8), SamplingConfig(), 32, timeout=1.0)
+    dataset = Misbehaving(clips(ssv2_root, 8), IMAGE_SAMPLING, 32, timeout=1.0)
     batches = [[0, 1], [2, 3], [4, 5], [6, 7]]
     out = list(decoded_batches(dataset, batches, workers=2, pin=False))
     assert len(out) == 4
@@ -56,7 +58,7 @@ def test_slow_decode_times_out_softly(ssv2_root, monkeypatch):
         return real(clip, *args)
 
     monkeypatch.setattr(clip_dataset, "read_clip", slow_for_the_second)
-    dataset = ClipFrames(items, SamplingConfig(), 32, timeout=0.5)
+    dataset = ClipFrames(items, IMAGE_SAMPLING, 32, timeout=0.5)
     for workers in (0, 1):
         out = list(decoded_batches(dataset, [[0, 1, 2]], workers=workers, pin=False))
         assert out[0]["rows"] == [0, 2]
@@ -65,7 +67,7 @@ def test_slow_decode_times_out_softly(ssv2_root, monkeypatch):
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_order_is_kept(ssv2_root, workers):
-    dataset = ClipFrames(clips(ssv2_root, 6), SamplingConfig(), 32, timeout=30)
+    dataset = ClipFrames(clips(ssv2_root, 6), IMAGE_SAMPLING, 32, timeout=30)
     batches = [[0, 1], [2, 3], [4, 5]]
     assert [b["rows"] for b in decoded_batches(dataset, batches, workers=workers, pin=False)] == batches
 

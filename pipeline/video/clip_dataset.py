@@ -67,6 +67,8 @@ class ClipFrames(Dataset):
 
     def __init__(self, clips: list[Clip], sampling: SamplingConfig, size: int, timeout: float, threads: int = 0):
         """`threads` per video decoder (0: the library's choice)."""
+        if sampling.semantic_frames is None:  # a programming error: every entry point resolves the backbone's
+            raise ValueError("sampling.semantic_frames is unresolved: pass the config through with_backbone_defaults")
         self.clips, self.sampling, self.size, self.timeout, self.threads = clips, sampling, size, timeout, threads
 
     def __len__(self) -> int:
