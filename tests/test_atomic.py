@@ -165,13 +165,13 @@ def test_an_hdf5_export_that_cannot_fit_is_refused_before_writing(caches, tmp_pa
 def test_an_interrupted_demo_is_one_line_with_the_signals_exit_status(monkeypatch, tmp_path):
     import signal
 
-    from fusion import demo
+    from fusion.demo import learning
     from fusion.training.trainer import Preempted
 
     def stopped(*args):
         raise Preempted(tmp_path / "run" / "last.pt", signal.SIGINT)
 
-    monkeypatch.setattr(demo, "run_demo", stopped)
+    monkeypatch.setattr(learning, "run_demo", stopped)
     result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path)])
     assert result.exit_code == 130
     assert result.output.strip().splitlines() == [

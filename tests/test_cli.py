@@ -159,9 +159,10 @@ def test_synth_extract_info_verify(tmp_path):
 
 @pytest.mark.slow
 def test_demo_at_real_shapes(tmp_path):
-    """`cli demo` end to end with the default backbones (random init) on a few clips."""
+    """`cli demo --real-shapes` end to end with the default backbones (random init) on a few clips."""
     result = CliRunner(env={"COLUMNS": "200"}).invoke(
-        main, ["demo", "--out", str(tmp_path / "d"), "--clips", "4", "--epochs", "1"]
+        main,
+        ["demo", "--real-shapes", "--out", str(tmp_path / "d"), "--train", "4", "--validation", "2", "--epochs", "1"],
     )
     assert result.exit_code == 0, result.output
     for split, clips in (("train", 4), ("validation", 2)):

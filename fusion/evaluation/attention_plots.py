@@ -18,7 +18,7 @@ import numpy as np
 from pipeline.core import atomic
 
 
-def _plt() -> Any:
+def pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -37,8 +37,8 @@ def _over_frame(ax: Any, grid: np.ndarray, frame: np.ndarray | None, vmin: float
     )
 
 
-def _save(fig: Any, path: Path) -> Path:
-    plt = _plt()
+def save_figure(fig: Any, path: Path) -> Path:
+    plt = pyplot()
     if fig.get_layout_engine() is None:  # figures that lay themselves out (a colorbar over panels) keep theirs
         fig.tight_layout()
     with atomic.atomic_path(path) as staging:
@@ -59,7 +59,7 @@ def draw_attention(
     """attention: the model's {"semantic_graph": [1, H, N, N], "motion_graph": ..., "fusion_i": {...}} for one
     clip; frame: [S, S, 3] uint8 as the semantic backbone saw it, or None; `frames` > 1: the N patches are that
     many frames' grids (the graph is drawn frame by frame, the fusion layers' maps averaged over frames)."""
-    plt = _plt()
+    plt = pyplot()
     out.mkdir(parents=True, exist_ok=True)
     written = []
     if "semantic_graph" in attention:
@@ -73,14 +73,14 @@ def draw_attention(
             image, ax=axes[0, :].tolist(), fraction=0.046, label="attention received (mean over heads, patches)"
         )
         fig.suptitle(f"{title}\nsemantic graph attention")
-        written.append(_save(fig, out / "semantic_graph.png"))
+        written.append(save_figure(fig, out / "semantic_graph.png"))
     if "motion_graph" in attention:
         weights = attention["motion_graph"][0].float().mean(dim=0).numpy()
         fig, ax = plt.subplots(figsize=(5, 4.5))
         image = ax.imshow(weights, cmap="viridis", vmin=0)
         fig.colorbar(image, ax=ax, fraction=0.046, label="attention")
         ax.set(title=f"{title}\nmotion graph", xlabel="attended segment", ylabel="segment")
-        written.append(_save(fig, out / "motion_graph.png"))
+        written.append(save_figure(fig, out / "motion_graph.png"))
     layers = [k for k in attention if k.startswith("fusion_")]
     if layers:
         maps = [_grids(attention[layer]["mot_to_sem"][0].float().mean(dim=0).numpy(), frames).mean(axis=1)

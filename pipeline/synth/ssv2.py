@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import av
@@ -43,9 +44,10 @@ def make_ssv2(
     height: int = 120,
     width: int = 160,
     shapes: tuple[str, ...] = tuple(SHAPES),
+    on_clip: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Write the dataset under `out`; classes (every object of `shapes` in every direction) cycle so every split
-    is balanced. Returns `out`."""
+    is balanced; `on_clip(written, total)` after each video. Returns `out`."""
     out = Path(out)
     (out / "videos").mkdir(parents=True, exist_ok=True)
     names = templates(shapes)
@@ -63,6 +65,8 @@ def make_ssv2(
             next_id += 1
             length = int(rng.integers(frames - 6, frames + 7))
             write_webm(out / "videos" / f"{clip_id}.webm", render_clip(rng, shape, motion, length, height, width))
+            if on_clip is not None:
+                on_clip(next_id - 100000, train + validation + test)
             if split == "test":
                 entries.append({"id": clip_id})
             else:
