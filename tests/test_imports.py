@@ -18,7 +18,8 @@ RANKS = {
     "fusion.training": 6,
     "fusion.experiments": 7,
     "fusion.benches": 8,
-    "fusion": 9,  # the command modules at the top of fusion/: cli_*.py, demo.py
+    "fusion.demo": 9,
+    "fusion": 9,  # the command modules at the top of fusion/: cli_*.py
 }
 
 
