@@ -259,6 +259,13 @@ BENCH_OPTIONS = ConfigOptions(
 @click.command("extract")
 @BENCH_OPTIONS
 @click.option("--clips", type=click.IntRange(min=2), default=32, help="Clips to time (real ones are repeated to this).")
+@click.option(
+    "--random-init",
+    is_flag=True,
+    default=True,
+    help="Seeded random weights: always, the bench times the architectures at their real shapes and downloads "
+    "nothing (the flag is accepted so an extract command line runs here as it is).",
+)
 @click.option("--dataset", type=click.Choice(DATASETS), help="Time real clips: this dataset's layout.")
 @click.option("--data-root", type=click.Path(path_type=Path), help="--dataset: its root (or the manifest CSV).")
 @click.option("--split", default="train", help="--dataset: the split whose clips are timed.")
@@ -269,7 +276,13 @@ BENCH_OPTIONS = ConfigOptions(
 )
 @user_errors
 def bench_extract(
-    clips: int, work_dir: Path | None, dataset: str | None, data_root: Path | None, split: str, **options: Any
+    clips: int,
+    random_init: bool,
+    work_dir: Path | None,
+    dataset: str | None,
+    data_root: Path | None,
+    split: str,
+    **options: Any,
 ) -> None:
     """Decode-only, model-only and end-to-end clips/s, decode per worker and per core: is a run bound by
     decoding or by compute, and how many cores does a GPU need? Generated clips by default; real ones with
@@ -277,6 +290,7 @@ def bench_extract(
     from pipeline.datasets import DataSource
     from pipeline.extract_bench import bench_extract as run
 
+    del random_init  # always on: see the option's help
     if (dataset is None) != (data_root is None):
         raise click.BadParameter("give --dataset and --data-root together", param_hint="--dataset")
     real = DataSource(dataset, data_root, split) if dataset else None

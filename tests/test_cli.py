@@ -252,12 +252,13 @@ def test_benchmarks_run_and_print_their_tables(tmp_path, ssv2_root):
             "0",
             "--device",
             "cpu",
+            "--random-init",  # accepted as extract takes it (the bench always runs random init)
             "--work-dir",
             str(tmp_path),
         ],
     )
     assert extract.exit_code == 0, extract.output
-    for row in ("decode only", "model only", "end to end", "RSS at end"):
+    for row in ("decode only", "model only", "end to end", "RSS at end", "peak RSS of the model process (MB)"):
         assert row in extract.output
     real = runner.invoke(
         main,
