@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,7 @@ class RunLog:
             epoch, steps = (position or {}).get("epoch", 0), (position or {}).get("batches_done", 0)
             self._truncate_steps(epoch, steps)
             self.tensorboard = SummaryWriter(str(out / "tensorboard"), purge_step=epoch + 1 if position else None)
+            _quiet_writer_thread_errors()
 
     def _truncate_steps(self, epoch: int, steps: int) -> None:
         """Keep the steps.csv rows of finished epochs and of the first `steps` steps of epoch `epoch + 1`."""
@@ -55,12 +59,13 @@ class RunLog:
             writer.writeheader()
             writer.writerows(history)
         row = history[-1]
-        for key, value in row.items():
-            if key != "epoch" and isinstance(value, (int, float)):
-                self.tensorboard.add_scalar(
-                    key.replace("val_", "val/").replace("train_", "train/"), value, row["epoch"]
-                )
-        self.tensorboard.flush()
+        with self._tensorboard_writes():
+            for key, value in row.items():
+                if key != "epoch" and isinstance(value, (int, float)):
+                    self.tensorboard.add_scalar(
+                        key.replace("val_", "val/").replace("train_", "train/"), value, row["epoch"]
+                    )
+            self.tensorboard.flush()
 
     def plot(self, history: list[dict[str, Any]]) -> Path | None:
         if not self.enabled:
@@ -96,7 +101,36 @@ class RunLog:
 
     def close(self) -> None:
         if self.enabled:
-            self.tensorboard.close()
+            with self._tensorboard_writes():
+                self.tensorboard.close()
+
+    @contextlib.contextmanager
+    def _tensorboard_writes(self) -> Iterator[None]:
+        """TensorBoard's writer thread appends to its event file by path, so a run folder moved under a running
+        trainer fails there first (an OSError the writer hands back at the next flush): that is the folder lost,
+        said as such in one line (FolderLost), not the writer's error."""
+        try:
+            yield
+        except OSError:
+            check_held(self.out / "tensorboard")
+            raise
+
+
+def _quiet_writer_thread_errors() -> None:
+    """The writer thread's OSError reaches the trainer again at the next flush or close (above); printed by the
+    thread too it would be a second, raw traceback. Other threads' errors print as before."""
+    from tensorboard.summary.writer.event_file_writer import _AsyncWriterThread
+
+    previous = threading.excepthook
+    if getattr(previous, "quiet_writer_thread", False):
+        return
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if not (isinstance(args.thread, _AsyncWriterThread) and issubclass(args.exc_type, OSError)):
+            previous(args)
+
+    hook.quiet_writer_thread = True  # type: ignore[attr-defined]
+    threading.excepthook = hook
 
 
 def _before(row: str, epoch: int, steps: int) -> bool:
