@@ -8,7 +8,8 @@ from typing import Any
 import click
 
 from fusion.data.config import DATA_MODES, SELECT_ON
-from fusion.experiments.presets import PHASE_MODELS, SWEEP_BASELINES, SWEEP_PRESETS
+from fusion.experiments.presets import PHASE_MODELS, PRUNE_BENCH_GRID, SWEEP_BASELINES, SWEEP_PRESETS
+from fusion.experiments.spec import PRUNE_KINDS, prune_help
 from pipeline.core import strict_json
 from pipeline.core.cli_base import EPILOG, device_option, user_errors
 
@@ -18,19 +19,21 @@ SWEEP_EXECUTORS = ("inline", "local", "slurm")  # where members run; extraction 
 def report(paths: list[Path], baseline: str | None, out: Path | None, stage1: dict[str, Any] | None = None) -> None:
     """Collect the runs, measure each configuration's cost, print the table, write the files if `out`;
     `stage1`: a phase2-phase3 sweep's stage-1 record, for its headline lines."""
-    from fusion.experiments.report import collect, holdout_warnings, measure_costs, summarize
-    from fusion.experiments.report_files import print_table, write_report
+    from fusion.experiments.report import collect, holdout_warnings, measure_costs, pruned_rows, summarize
+    from fusion.experiments.report_files import print_table, pruned_lines, write_report
     from pipeline.core.progress import table_console
 
-    runs = collect(paths)
+    every = collect(paths)
+    runs = [run for run in every if run.pruned_at is None]  # the table compares finished runs only
     measure_costs(runs, paths, out)
     rows = summarize(runs, baseline)
     extra = (phase_lines(stage1, rows) if stage1 is not None else []) + holdout_warnings(runs, rows)
+    extra += pruned_lines(pruned_rows(every))
     print_table(rows, runs, table_console(180))
     for line in extra:
         click.echo(line)
     if out is not None:
-        for path in write_report(rows, runs, out, extra):
+        for path in write_report(rows, runs, out, extra, [run for run in every if run.pruned_at is not None]):
             click.echo(f"wrote {path}", err=True)
 
 
@@ -93,6 +96,7 @@ def phase_lines(stage1: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]
     help="Clips that choose each member's epoch and the best configurations: holdout (a fixed part of the training "
     "cache, never trained on) or validation (optimistic).  [default: the spec's data.select_on, else holdout]",
 )
+@click.option("--prune", type=click.Choice(PRUNE_KINDS), help=prune_help())
 @click.option("--progress/--no-progress", default=None, help="Progress bar.  [default: on a terminal; else log lines]")
 @user_errors
 def sweep(
@@ -109,19 +113,22 @@ def sweep(
     baseline: str | None,
     allow_partial: bool,
     select_on: str | None,
+    prune: str | None,
     progress: bool | None,
 ) -> None:
     """Train an ablation set or a grid over one cache, then write DIR/results.csv, DIR/report.md and plots.
 
     Each member is an ordinary run folder DIR/runs/<member>/. Re-run the same command after an interruption:
-    finished members are kept as they are, interrupted ones resume from their last checkpoint.
+    finished members are kept as they are, interrupted ones resume from their last checkpoint. With --prune
+    halving, members of hopeless configurations stop at the rungs (metrics.json: pruned_at), and the report lists
+    them apart.
     """
     from fusion.cli_fusion import training_exits
     from fusion.experiments.runner import SweepRun, run_sweep
 
     run = SweepRun(cache, val_cache, out, epochs, allow_partial, lockstep, stack)
     with training_exits("{} holds the member in flight; re-run the same command to go on"):
-        run_sweep(preset, spec_file, model, run, executor, progress, select_on)
+        run_sweep(preset, spec_file, model, run, executor, progress, select_on, prune)
     report(
         [out],
         baseline or SWEEP_BASELINES.get(preset or ""),
@@ -158,13 +165,36 @@ def compare(paths: tuple[Path, ...], baseline: str | None, out: Path | None) -> 
     show_default=True,
     help="Where the training features live (streamed: read from the cache as training goes).",
 )
+@click.option(
+    "--prune",
+    is_flag=True,
+    help=f"Instead: a grid of {' x '.join(str(len(v)) for v in PRUNE_BENCH_GRID.values())} configurations "
+    f"({' x '.join(PRUNE_BENCH_GRID)}, seed 0) trained to the end and with --prune halving: member-epochs, wall "
+    "time and the configuration each "
+    "selects (--members is not used).",
+)
+@click.option("--stack/--no-stack", default=True, help="--prune: the grid's members step as one stacked model.")
 @device_option
 @user_errors
 def bench_sweep(
-    cache: Path, val_cache: Path, members: int, epochs: int, model: str, batch_size: int, data_mode: str, device: str
+    cache: Path,
+    val_cache: Path,
+    members: int,
+    epochs: int,
+    model: str,
+    batch_size: int,
+    data_mode: str,
+    prune: bool,
+    stack: bool,
+    device: str,
 ) -> None:
     """Wall time of K members in one inline sweep (stacked into one model where the model stacks, side by side in
-    lockstep, one after another) against K separate fuse-train runs."""
+    lockstep, one after another) against K separate fuse-train runs; or (--prune) what pruning saves."""
+    if prune:
+        from fusion.benches.prune import bench_prune
+
+        bench_prune(cache, val_cache, epochs, model, batch_size, data_mode, device, stack)
+        return
     from fusion.benches.sweep import bench_sweep as run
 
     run(cache, val_cache, members, epochs, model, batch_size, data_mode, device)

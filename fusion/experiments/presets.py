@@ -51,3 +51,7 @@ def phase2_phase3_stage2(changes: dict[str, Any]) -> dict[str, Any]:
 SWEEP_PRESETS: dict[str, dict[str, Any]] = {"ablations": ABLATIONS, "lr-wd": LR_WD, "phase2-phase3": PHASE2_STAGE1}
 # What a preset's report takes its differences to when no --baseline is given.
 SWEEP_BASELINES = {"ablations": DEFAULT_MODEL}
+
+# `cli bench sweep --prune`: learning rates from helpful to hopeless (configurations that differ clearly) x weight
+# decays, 16 configurations
+PRUNE_BENCH_GRID = {"optim.lr": [3e-3, 1e-3, 3e-5, 1e-6], "optim.weight_decay": [0.0, 0.01, 0.05, 0.1]}

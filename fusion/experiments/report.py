@@ -52,6 +52,7 @@ class Run:
     costs: dict[str, float] = field(default_factory=dict)
     trained_on: dict[str, Any] = field(default_factory=dict)  # the training cache's provenance
     validated_on: dict[str, Any] = field(default_factory=dict)  # the validation cache's provenance
+    pruned_at: int | None = None  # the rung epoch a pruned sweep stopped it at (None: trained every epoch)
 
 
 def _run(folder: Path) -> Run:
@@ -88,6 +89,7 @@ def _run(folder: Path) -> Run:
         summary.get("data", {}).get("train", {}).get("held_out", 0),
         trained_on=state.get("cache") or {},
         validated_on=state.get("val_cache") or {},
+        pruned_at=summary.get("pruned_at"),
     )
 
 
@@ -132,11 +134,24 @@ def collect(paths: list[Path]) -> list[Run]:
             runs += [_run(folder) for folder in dict.fromkeys(folders) if (folder / "metrics.json").is_file()]
         else:
             raise UserError(f"{path} is neither a run folder (metrics.json) nor a sweep folder (runs/)")
-    if not runs:
+    if not any(run.pruned_at is None for run in runs):
         raise UserError("no finished run in the folders given")
     refuse_mixed(runs)
     selected_on(runs)
     return runs
+
+
+def pruned_rows(runs: list[Run]) -> list[dict[str, Any]]:
+    """One row per configuration a pruned sweep stopped at a rung: the rung, its seeds and the holdout headline
+    they were ranked on (their best epoch's up to the rung), mean over seeds; in first-seen order."""
+    groups: dict[str, list[Run]] = {}
+    for run in runs:
+        if run.pruned_at is not None:
+            groups.setdefault(run.configuration, []).append(run)
+    return [{"configuration": name, "model": members[0].model, "changes": changes_text(members[0].changes),
+             "seeds": len(members), "pruned_at": members[0].pruned_at, "metric": f"holdout_{members[0].metric}",
+             "value": float(np.mean([m.best["value"] for m in members]))}
+            for name, members in groups.items()]  # fmt: skip
 
 
 def _cost_key(run: Run) -> str:

@@ -68,6 +68,28 @@ def print_table(rows: list[dict[str, Any]], runs: list[Run], console: Console) -
     console.print(table)
 
 
+def pruned_lines(pruned: list[dict[str, Any]]) -> list[str]:
+    """The configurations a pruned sweep stopped, apart from the table (which compares finished ones only)."""
+    if not pruned:
+        return []
+    lines = [f"{len(pruned)} configuration(s) stopped at a rung (--prune; ranked on the holdout, not in the table):"]
+    lines += [f"- {row['configuration']}: stopped at epoch {row['pruned_at']}, {row['metric']} {row['value']:.4f} "
+              f"({row['seeds']} seed{'s' if row['seeds'] > 1 else ''})" for row in pruned]  # fmt: skip
+    return lines
+
+
+def write_pruned_csv(pruned: list[Run], path: Path) -> Path:
+    """One row per run a pruned sweep stopped: its configuration, seed, rung and the holdout headline it had."""
+    with atomic.atomic_open(path, newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["configuration", "model", "changes", "seed", "folder", "pruned_at", "metric", "value"])
+        for run in pruned:
+            changes = "; ".join(f"{k}={v}" for k, v in run.changes.items())
+            writer.writerow([run.configuration, run.model, changes, run.seed, str(run.folder), run.pruned_at,
+                             f"holdout_{run.metric}", run.best["value"]])  # fmt: skip
+    return path
+
+
 def write_results_csv(runs: list[Run], path: Path) -> Path:
     """One row per run: its configuration, seed, costs and every best-epoch validation metric."""
     metric_keys = sorted({k for run in runs for k in run.best if k.startswith("val_")})
@@ -119,6 +141,7 @@ def write_markdown(rows: list[dict[str, Any]], runs: list[Run], path: Path, extr
         "go to the one listed first in the sweep.",
         "",
         *extra,
+        *([""] if extra else []),
         "| " + " | ".join(title for _, title in cols) + " |",
         "|" + "---|" * len(cols),
     ]
@@ -200,10 +223,14 @@ def write_plots(rows: list[dict[str, Any]], runs: list[Run], folder: Path) -> li
     return [*written, folder / "validation_curves.png"]
 
 
-def write_report(rows: list[dict[str, Any]], runs: list[Run], folder: Path, extra: list[str]) -> list[Path]:
+def write_report(
+    rows: list[dict[str, Any]], runs: list[Run], folder: Path, extra: list[str], pruned: list[Run]
+) -> list[Path]:
+    """`runs`: the finished runs `rows` summarise; `pruned`: those a pruned sweep stopped (pruned.csv)."""
     folder.mkdir(parents=True, exist_ok=True)
     return [
         write_results_csv(runs, folder / "results.csv"),
+        *([write_pruned_csv(pruned, folder / "pruned.csv")] if pruned else []),
         write_markdown(rows, runs, folder / "report.md", extra),
         *write_plots(rows, runs, folder),
     ]

@@ -11,6 +11,7 @@ member whose loss diverges stops alone; the others go on, and the sweep then nam
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from fusion.experiments.presets import PHASE_MODELS, SWEEP_PRESETS, phase2_phase3_stage2
-from fusion.experiments.spec import Member, SweepSpec, load_spec, parse_spec
+from fusion.experiments.spec import Member, PruneConfig, SweepSpec, load_spec, member_dir, parse_spec
 from fusion.training.config import training_config
 from pipeline.cache.layout import open_cache
 from pipeline.core import atomic, strict_json
@@ -45,14 +46,11 @@ class SweepRun:
     allow_partial: bool = False
     lockstep: bool = True  # inline: members that read the caches alike step together on each batch
     stack: bool = True  # lockstep: members of one architecture and shapes step as one stacked model
+    until: int | None = None  # members stop after this epoch (a pruning rung; None: their last)
 
     def __post_init__(self) -> None:
         for name in ("cache", "val_cache", "out"):
             object.__setattr__(self, name, Path(getattr(self, name)))
-
-
-def member_dir(out: Path, member: Member) -> Path:
-    return out / "runs" / member.name
 
 
 def finished(out: Path, member: Member) -> bool:
@@ -70,14 +68,20 @@ def member_request(run: SweepRun, spec: SweepSpec, member: Member) -> Any:
     folder = member_dir(run.out, member)
     cfg = spec.config_for(member, run.epochs)
     resume = (folder / "last.pt").is_file()
-    return TrainingRequest(run.cache, run.val_cache, member.configuration.model, folder, cfg, resume, run.allow_partial)
+    return TrainingRequest(run.cache, run.val_cache, member.configuration.model, folder, cfg, resume, run.allow_partial,
+                           until=run.until)  # fmt: skip
 
 
 def run_member(run: SweepRun, spec: SweepSpec, member: Member) -> dict[str, Any]:
-    """Train (or resume) one member alone: what a local or SLURM task runs."""
+    """Train (or resume) one member alone: what a local or SLURM task runs. Returns its summary ({} where it
+    stopped at `run.until`), or {"diverged": why} where its loss diverged."""
     from fusion.training.command import run_training
+    from fusion.training.trainer import NonFiniteLoss
 
-    return run_training(member_request(run, spec, member), False, member.identity())
+    try:
+        return run_training(member_request(run, spec, member), False, member.identity())
+    except NonFiniteLoss as exc:
+        return {"diverged": str(exc)}
 
 
 def record(run: SweepRun, spec: SweepSpec, name: str) -> None:
@@ -88,33 +92,75 @@ def record(run: SweepRun, spec: SweepSpec, name: str) -> None:
         "cache": str(run.cache.resolve()),
         "val_cache": str(run.val_cache.resolve()),
         "epochs": run.epochs,
+        "prune": spec.prune.record(epochs_of(spec, run)) if spec.prune else None,
         "members": [m.name for m in spec.members()],
+        "pruned_at": {},
     }
     path = out / "sweep.json"
     if path.is_file():
         before = strict_json.read(path, "sweep record")
-        if any(before.get(key) != now[key] for key in ("cache", "val_cache", "epochs")):
-            raise UserError(f"{out} holds a sweep over other caches or epochs ({path}); use a new --out")
+        if any(before.get(key) != now[key] for key in ("cache", "val_cache", "epochs", "prune")):
+            raise UserError(f"{out} holds a sweep over other caches or epochs, or pruned otherwise ({path}); use a "
+                            "new --out")  # fmt: skip
         now["members"] = list(dict.fromkeys(before.get("members", []) + now["members"]))
+        now["pruned_at"] = before.get("pruned_at", {})
     out.mkdir(parents=True, exist_ok=True)
     atomic.write_text(path, strict_json.dumps(now, indent=1))
 
 
-def execute(spec: SweepSpec, run: SweepRun, executor: str, live: bool | None) -> list[Member]:
-    """Train the members not finished yet; returns every member of the spec."""
-    members = spec.members()
-    todo = [m for m in members if not finished(run.out, m)]
-    log.info("%d members, %d finished, %d to train (%s)", len(members), len(members) - len(todo), len(todo), executor)
-    if executor == "inline" and todo:
-        from fusion.training.command import run_members
+def epochs_of(spec: SweepSpec, run: SweepRun) -> int:
+    """The epochs every member trains (the spec cannot vary them)."""
+    return run.epochs or spec.config_for(spec.members()[0]).epochs
 
-        loaded = _load(run, shared_placement(spec))
-        started = time.monotonic()
-        run_members([(member_request(run, spec, m), m.identity()) for m in todo], loaded, live, run.lockstep, run.stack)
-        progress.info("%d members trained in %s", len(todo), duration(time.monotonic() - started))
-    elif todo:
-        _submit(todo, spec, run, executor)
+
+def execute(spec: SweepSpec, run: SweepRun, executor: str, live: bool | None) -> list[Member]:
+    """Train the members not finished yet (pruned: from rung to rung); returns every member of the spec."""
+    from fusion.experiments import pruning
+    from fusion.training.command import run_members
+    from fusion.training.trainer import NonFiniteLoss
+
+    members = spec.members()
+    rungs = spec.prune.rungs_for(epochs_of(spec, run)) if spec.prune else ()
+    lost: set[Member] = set()  # diverged before a rung: ranked no more, trained no further
+    diverged, loaded = [], None
+    for until in (*rungs, None):
+        todo = [m for m in members if not finished(run.out, m) and m not in lost]
+        if until is not None:
+            todo = [m for m in todo if pruning.trained_epochs(run.out, m) < until]
+        to = f"to epoch {until}" if until else "to the end"
+        log.info("%d members, %d finished or stopped, %d to train %s (%s)", len(members), len(members) - len(todo),
+                 len(todo), to, executor)  # fmt: skip
+        segment = dataclasses.replace(run, until=until)
+        try:
+            if executor == "inline" and todo:
+                loaded = loaded or _load(run, shared_placement(spec))  # read once for every rung
+                started = time.monotonic()
+                run_members([(member_request(segment, spec, m), m.identity()) for m in todo], loaded, live,
+                            run.lockstep, run.stack)  # fmt: skip
+                progress.info("%d members trained %s in %s", len(todo), to, duration(time.monotonic() - started))
+            elif todo:
+                _submit(todo, spec, segment, executor)
+        except NonFiniteLoss as exc:
+            if not rungs:
+                raise
+            diverged.append(str(exc))
+        if until is not None:
+            stopped, never = pruning.rung(run.out, members, until, spec.prune.keep)
+            lost.update(never)
+            _note_pruned(run.out, {m.name: until for m in stopped})
+    if diverged:
+        raise NonFiniteLoss(" | ".join(diverged))
     return members
+
+
+def _note_pruned(out: Path, stopped: dict[str, int]) -> None:
+    """sweep.json's `pruned_at`: the members a rung stopped, and at which epoch."""
+    path = out / "sweep.json"
+    now = strict_json.read(path, "sweep record")
+    if stopped.items() <= now.get("pruned_at", {}).items():
+        return
+    now["pruned_at"] = {**now.get("pruned_at", {}), **stopped}
+    atomic.write_text(path, strict_json.dumps(now, indent=1))
 
 
 def selecting(spec: SweepSpec, select_on: str | None) -> SweepSpec:
@@ -127,6 +173,21 @@ def selecting(spec: SweepSpec, select_on: str | None) -> SweepSpec:
     data.setdefault("order_seed", 0)  # one data order for every member: they can step together on each batch
     spec.overrides = {**spec.overrides, "data": data}
     training_config(spec.preset, None, spec.overrides)  # checked before anything trains
+    return spec
+
+
+def pruned(spec: SweepSpec, prune: str | None, run: SweepRun) -> SweepSpec:
+    """The spec with --prune applied ("halving": the spec's prune settings, else the defaults; "none": off),
+    checked before anything trains: its rungs come before the last epoch, and members select on the holdout."""
+    if prune == "none":
+        spec.prune = None
+    elif prune == "halving" and spec.prune is None:
+        spec.prune = PruneConfig()
+    if spec.prune is not None:
+        spec.prune.rungs_for(epochs_of(spec, run))
+        if spec.config_for(spec.members()[0]).data.select_on != "holdout":
+            raise UserError("--prune ranks members on the holdout, never on the validation clips the report gives: "
+                            "drop --select-on validation (data.select_on), or --prune none")  # fmt: skip
     return spec
 
 
@@ -168,16 +229,23 @@ def _submit(todo: list[Member], spec: SweepSpec, run: SweepRun, executor: str) -
         cpus_per_task=4,
         gpus_per_node=0 if executor == "local" else 1,
     )
+    from fusion.training.trainer import NonFiniteLoss
+
     n = len(todo)
     jobs = runner.map_array(run_member, [run] * n, [spec] * n, todo)
-    failed = []
+    failed, diverged = [], []
     for job, member in zip(jobs, todo):
         try:
-            job.result()
+            outcome = job.result()
         except Exception as exc:  # noqa: BLE001 - every member is reported, then the sweep says which failed
             failed.append(f"{member.name}: {str(exc).splitlines()[-1][:200]}")
+            continue
+        if "diverged" in outcome:
+            diverged.append(outcome["diverged"])
     if failed:
         raise UserError(f"{len(failed)} member(s) did not finish ({'; '.join(failed)}); re-run the same command")
+    if diverged:
+        raise NonFiniteLoss(f"{len(diverged)} member(s) stopped, the others finished: {' | '.join(diverged)}")
 
 
 def run_sweep(
@@ -188,9 +256,11 @@ def run_sweep(
     executor: str,
     live: bool | None = None,
     select_on: str | None = None,
+    prune: str | None = None,
 ) -> list[Member]:
     """Run a preset or a spec file to the end (both stages for phase2-phase3); returns every member trained.
-    `select_on`: the clips that choose epochs and configurations (default: the spec's, else holdout)."""
+    `select_on`: the clips that choose epochs and configurations (default: the spec's, else holdout); `prune`:
+    "halving" or "none" (default: the spec's prune key)."""
     if (preset is None) == (spec_file is None):
         raise UserError("give exactly one of --preset NAME and --spec FILE")
     out, cache = run.out, run.cache
@@ -198,7 +268,7 @@ def run_sweep(
     if preset is not None and preset not in SWEEP_PRESETS:
         raise UserError(f"unknown preset '{preset}' (expected one of {', '.join(SWEEP_PRESETS)})")
     spec = parse_spec(SWEEP_PRESETS[preset], f"preset {preset}", model) if preset else load_spec(spec_file, model)
-    spec = selecting(spec, select_on)
+    spec = pruned(selecting(spec, select_on), prune, run)
     name = preset or str(spec_file)
     fields = list(open_cache(cache).attrs.get("label_fields") or [])
     if preset == "phase2-phase3" and "verb" not in fields:  # before anything trains
@@ -217,6 +287,7 @@ def run_sweep(
         stage2 = selecting(
             parse_spec(phase2_phase3_stage2(dict(best.changes)), "preset phase2-phase3 (stage 2)"), select_on
         )
+        stage2.prune = spec.prune
         record(run, stage2, name)
         return members + execute(stage2, run, executor, live)
 
@@ -230,6 +301,8 @@ def best_configuration(out: Path, members: list[Member], metric: str) -> tuple[A
     splits, held = set(), set()
     for member in members:
         summary = strict_json.read(member_dir(out, member) / "metrics.json", "run summary")
+        if "pruned_at" in summary:  # stopped at a rung: only finished configurations are compared
+            continue
         best = summary["best"]
         if best["metric"] != metric:
             raise UserError(f"phase2-phase3 ranks by {metric}: it needs a verb/noun cache (EPIC-style)")

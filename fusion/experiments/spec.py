@@ -4,6 +4,7 @@
     axes:    {model: [gasm_cast, late_fusion], optim.lr: [1e-3, 3e-4]}          # the product of these ...
     members: [{model: gasm_cast, changes: {model.fusion_layers: 1}}, ...]         # ... or these, listed
     seeds:   [0, 1, 2]                                                            # every configuration, each seed
+    prune:   {rungs: [3, 7, 15], keep: 0.5}                  # successive halving (fusion/experiments/pruning.py)
 
 Keys of `axes` and `changes` are "model" or dotted keys of the training config (checked as `fuse-train` checks
 them). Unknown keys are errors. A configuration is a model and its changed keys; a member is a configuration
@@ -23,9 +24,54 @@ from fusion.training.config import TRAIN_PRESETS, TrainConfig, training_config
 from pipeline.core.config_loading import load_yaml_overrides, set_value
 from pipeline.core.errors import UserError
 
-SPEC_KEYS = {"base", "axes", "members", "seeds"}
+SPEC_KEYS = {"base", "axes", "members", "seeds", "prune"}
 BASE_KEYS = {"model", "preset", "overrides"}
 MEMBER_KEYS = {"model", "changes"}
+PRUNE_KEYS = {"rungs", "keep"}
+PRUNE_KINDS = ("none", "halving")  # `cli sweep --prune`
+RUNG_DIVISORS = (8, 4, 2)  # the default rungs: the epochs // 8, // 4 and // 2 (those >= 1, each once)
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """Successive halving: at each rung epoch, of each model's configurations the best `keep` fraction (at least
+    one) go on and the others stop (fusion/experiments/pruning.py)."""
+
+    rungs: tuple[int, ...] = ()  # (): the epochs // RUNG_DIVISORS
+    keep: float = 0.5
+
+    def rungs_for(self, epochs: int) -> tuple[int, ...]:
+        """The rung epochs of a sweep of `epochs` epochs; each must come before the last."""
+        rungs = self.rungs or tuple(sorted({epochs // d for d in RUNG_DIVISORS} - {0}))
+        late = [r for r in rungs if r >= epochs]
+        if late:
+            raise UserError(f"prune.rungs: {late[0]} is not an epoch before the last ({epochs}): members ranked at a "
+                            "rung are the ones that train on")  # fmt: skip
+        return rungs
+
+    def record(self, epochs: int) -> dict[str, Any]:
+        return {"rungs": list(self.rungs_for(epochs)), "keep": self.keep}
+
+
+def prune_help() -> str:
+    """--prune's help, from PruneConfig's defaults."""
+    divisors = ", ".join(f"epochs // {d}" for d in RUNG_DIVISORS)
+    return (f"halving: at rung epochs ({divisors} unless the spec's prune.rungs says) rank each model's "
+            f"configurations by their seeds' mean holdout headline, keep the best {PruneConfig.keep:g} (prune.keep; at "
+            "least one) and stop the others. none: train every member to the end.  [default: the spec's prune key, "
+            "else none]")  # fmt: skip
+
+
+def parse_prune(value: Any, where: str) -> PruneConfig:
+    value = _mapping(value, where, PRUNE_KEYS)
+    rungs = value.get("rungs", [])
+    if not isinstance(rungs, list) or not all(isinstance(r, int) and r >= 1 for r in rungs) or rungs != sorted(
+            set(rungs)):  # fmt: skip
+        raise UserError(f"{where}: rungs: expected increasing epochs >= 1 (e.g. [2, 4, 8]), got {rungs!r}")
+    keep = value.get("keep", PruneConfig.keep)
+    if isinstance(keep, bool) or not isinstance(keep, (int, float)) or not 0 < keep < 1:
+        raise UserError(f"{where}: keep: expected the fraction of configurations that go on, in (0, 1), got {keep!r}")
+    return PruneConfig(tuple(rungs), float(keep))
 
 
 @dataclass(frozen=True)
@@ -62,6 +108,11 @@ class Member:
         }
 
 
+def member_dir(out: Path, member: Member) -> Path:
+    """The member's run folder in the sweep folder `out`."""
+    return out / "runs" / member.name
+
+
 @dataclass
 class SweepSpec:
     model: str = DEFAULT_MODEL
@@ -69,6 +120,7 @@ class SweepSpec:
     overrides: dict[str, Any] = field(default_factory=dict)
     configurations: list[Configuration] = field(default_factory=list)
     seeds: list[int] = field(default_factory=lambda: [0])
+    prune: PruneConfig | None = None
 
     def members(self) -> list[Member]:
         return [Member(c, seed) for c in self.configurations for seed in self.seeds]
@@ -130,6 +182,8 @@ def parse_spec(data: dict[str, Any], where: str, model: str | None = None) -> Sw
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
         raise UserError(f"{where}: seeds: expected a non-empty list of integers >= 0, got {seeds!r}")
     spec.seeds = seeds
+    if "prune" in data:
+        spec.prune = parse_prune(data["prune"], f"{where}: prune")
     if ("axes" in data) == ("members" in data):
         raise UserError(
             f"{where}: give either axes (a grid) or members (a list), not {'both' if 'axes' in data else 'neither'}"

@@ -115,9 +115,10 @@ def run_training(
     SIGTERM/SIGINT and NonFiniteLoss when the loss diverges. `live`: a progress bar (None: on a terminal);
     `member`: a sweep member's identity, written into metrics.json; `loaded`: (train, validation, selecting)
     CacheData already read. The two caches must hold the same features and different clips unless the request
-    allows otherwise."""
+    allows otherwise. Returns {} where the request's `until` stopped the run before its last epoch."""
     with opened_run(request, live, member, loaded) as (trainer, reporter):
-        return _said(train_together([trainer])[0], reporter)
+        summary = train_together([trainer])[0]
+        return _said(summary, reporter) if summary else {}
 
 
 def run_members(
@@ -129,7 +130,7 @@ def run_members(
 ) -> list[dict[str, Any]]:
     """Train (or resume) sweep members (request, identity) over data read once: with `lockstep`, those that read
     it alike step together on each batch (with `stack`, those of one architecture as one stacked model), else one
-    after another. Returns the finished members' summaries; a
+    after another. Returns the finished members' summaries (none for those stopped at their `until`); a
     member whose loss diverged stops alone, and once the others have finished NonFiniteLoss names each such one."""
     summaries, diverged = [], []
     with contextlib.ExitStack() as exits:
@@ -149,7 +150,7 @@ def run_members(
             for trainer, outcome in zip(group, train_together(group, isolate=True, stack=stack)):
                 if isinstance(outcome, NonFiniteLoss):
                     diverged.append(str(outcome))
-                else:
+                elif outcome is not None:  # None: stopped at its request's `until`
                     summaries.append(_said(outcome, reporters[id(trainer)]))
     if diverged:
         raise NonFiniteLoss(f"{len(diverged)} member(s) stopped, the others finished: {' | '.join(diverged)}")

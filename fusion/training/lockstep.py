@@ -38,7 +38,8 @@ def read_alike(trainers: list[Trainer]) -> list[list[Trainer]]:
     groups: dict[tuple[Any, ...], list[Trainer]] = {}
     for t in trainers:
         key = (id(t.train_data), str(t.device), t.dist.world, t.cfg.data.batch_size, t.cfg.data.views, t.cfg.epochs,
-               t.position["epoch"], t.position["batches_done"], bytes(t.position["order_state"].numpy()))  # fmt: skip
+               t.until, t.position["epoch"], t.position["batches_done"],
+               bytes(t.position["order_state"].numpy()))  # fmt: skip
         groups.setdefault(key, []).append(t)
     return list(groups.values())
 
@@ -79,11 +80,12 @@ def _end_epoch(t: Trainer, shared_seconds: float, validated: dict[int, Any]) -> 
 
 def train_together(
     trainers: list[Trainer], isolate: bool = False, stack: bool = True
-) -> list[dict[str, Any] | NonFiniteLoss]:
-    """Train every run (begun: `Trainer.begin`) to its epochs, stepping all on each batch (with `stack`, runs
-    of one architecture as one stacked model: fusion/training/stack.py); returns each run's summary, or
-    (`isolate`) the NonFiniteLoss that stopped it alone while the others went on; without `isolate` it is
-    raised. Raises Preempted, every run's last.pt written, when a signal asks to stop."""
+) -> list[dict[str, Any] | NonFiniteLoss | None]:
+    """Train every run (begun: `Trainer.begin`) to its epochs (or its request's `until`), stepping all on each
+    batch (with `stack`, runs of one architecture as one stacked model: fusion/training/stack.py); returns for
+    each run its summary, None where it stopped at `until`, or (`isolate`) the NonFiniteLoss that stopped it
+    alone while the others went on; without `isolate` it is raised. Raises Preempted, every run's last.pt
+    written, when a signal asks to stop."""
     outcome: dict[int, dict[str, Any] | NonFiniteLoss] = {}
     alive = list(trainers)
     for t in trainers[1:]:
@@ -112,7 +114,7 @@ def train_together(
 
     try:
         with _signals(trainers):
-            while alive and not alive[0].finished:
+            while alive and not alive[0].paused:
                 reading = 0.0
                 read_started = time.perf_counter()
                 for step, batch in alive[0].epoch_batches():
@@ -139,4 +141,4 @@ def train_together(
             summary = t.end()
             if id(t) not in outcome and summary:
                 outcome[id(t)] = summary
-    return [outcome[id(t)] for t in trainers if id(t) in outcome]
+    return [outcome.get(id(t)) for t in trainers]

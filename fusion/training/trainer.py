@@ -27,6 +27,7 @@ from fusion.training.distributed import Distributed
 from fusion.training.objective import augment, check_same_task, make_scheduler, mixed_loss, task_loss
 from fusion.training.request import TrainingRequest
 from fusion.training.run_log import RunLog
+from fusion.training.summary import run_summary
 from pipeline.core import atomic, strict_json
 from pipeline.core.config_loading import leaf_differences, with_defaults
 from pipeline.core.devices import autocast, resolve_device, resolve_precision
@@ -53,7 +54,7 @@ class Trainer:
         """`loaded`: the training, validation and selecting data already read (a sweep reads them once for all
         its members)."""
         cfg = request.cfg
-        self.out, self.cfg, self.model_name = request.out, cfg, request.model
+        self.out, self.cfg, self.model_name, self.until = request.out, cfg, request.model, request.until
         requested = resolve_device(cfg.device)
         self.dist = Distributed.from_env(requested)
         self.device = self.dist.device(requested)
@@ -197,6 +198,11 @@ class Trainer:
     def finished(self) -> bool:
         return self.position["epoch"] >= self.cfg.epochs
 
+    @property
+    def paused(self) -> bool:
+        """Trained as far as asked: every epoch, or the request's `until` (a sweep's pruning rung)."""
+        return self.finished or (self.until is not None and self.position["epoch"] >= self.until)
+
     def epoch_batches(self) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
         """(step, batch) of the epoch in flight, steps counted from 1. Resuming mid-epoch: the same permutation,
         minus what was already trained on (not even read)."""
@@ -274,20 +280,7 @@ class Trainer:
         if not self.finished:
             return {}
         self.run_log.plot(self.history)
-        summary = {
-            "model": self.model_name,
-            "trainable_parameters": self.parameters,
-            "selected_on": self.cfg.data.select_on,
-            "best": self.best,
-            **self._optimistic(),
-            "last": self.history[-1],
-            "out": str(self.out),
-            "processes": self.dist.world,
-            "epoch_seconds": self.epoch_seconds,
-            **({"member": self.member} if self.member else {}),
-            **({"feature_override": self.feature_override} if self.feature_override else {}),
-            "data": self.data_counts(),
-        }
+        summary = run_summary(self._state([]), self.out, self.dist.world, self.member)
         if self.dist.main:
             atomic.write_text(self.out / "metrics.json", strict_json.dumps(summary, indent=2))
         return summary
@@ -332,18 +325,6 @@ class Trainer:
         if self.on_step:
             seen = min(step * self.cfg.data.batch_size, len(self.train_data))
             self.on_step(epoch, step, self.position["loss_sum"] / seen)
-
-    def _optimistic(self) -> dict[str, Any]:
-        """Where the holdout chose, the epoch the validation clips would have chosen, when it is another one:
-        shown beside, never reported as the result (choosing on the clips reported is optimistic)."""
-        if self.cfg.data.select_on != "holdout" or self.best is None:
-            return {}
-        key = f"val_{self.best['metric']}"
-        row = max(self.history, key=lambda r: r[key])  # the earliest of equals
-        if row["epoch"] == self.best["epoch"]:
-            return {}
-        return {"best_on_validation_optimistic": {"epoch": row["epoch"], "metric": self.best["metric"],
-                                                  "value": row[key]}}  # fmt: skip
 
     def _save(self, name: str, extra: dict[str, Any] | None = None) -> None:
         """Process 0 writes (with every process's RNG states); the others wait, so nobody reads it half written."""
