@@ -85,8 +85,8 @@ def phase_lines(stage1: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]
     "--stack/--no-stack",
     default=True,
     help="Lockstep: members of one architecture and shapes (seeds, lr / weight-decay / dropout grids) step as one "
-    "stacked model where the model has a stacked form (temporal_transformer, late_fusion on SSv2 caches), or each "
-    "takes its own step.",
+    "stacked model where the model has a stacked form (every model with an SSv2 classifier; not the verb/noun "
+    "heads), or each takes its own step.",
 )
 @click.option("--baseline", help="Configuration (or model) the report's differences are taken to.")
 @click.option("--allow-partial", is_flag=True, help="Use caches with clips not extracted yet (counted in metrics).")

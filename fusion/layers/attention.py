@@ -1,14 +1,18 @@
 """Multi-head cross-attention that can hand back its weights (for visualisation and tests).
 
 Every attention layer of `fusion/layers` returns one type: (its output(s), its attention weights or None).
+Dropout on the attention weights is keyed (fusion/layers/keyed_dropout.py), as a stacked sweep member draws it
+(fusion/layers/stacked_attention.py).
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
+
+from fusion.layers.encoder import attend
+from fusion.layers.keyed_dropout import keyed_dropout
 
 
 class CrossAttention(nn.Module):
@@ -31,9 +35,9 @@ class CrossAttention(nn.Module):
             rearrange(proj(x), "b n (h c) -> b h n c", h=self.heads)
             for proj, x in ((self.q, queries), (self.k, context), (self.v, context))
         )
-        dropout = self.dropout if self.training else 0.0
-        if not return_attention:  # fused kernel on GPU
-            out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
-            return self.out(rearrange(out, "b h n c -> b n (h c)")), None
-        weights = F.dropout((q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5).softmax(dim=-1), dropout, self.training)
+        drop = (lambda w: keyed_dropout(w, self.dropout)) if self.training and self.dropout else None
+        if not return_attention:  # fused kernel on GPU where nothing is dropped
+            return self.out(rearrange(attend(q, k, v, drop), "b h n c -> b n (h c)")), None
+        weights = (q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5).softmax(dim=-1)
+        weights = weights if drop is None else drop(weights)
         return self.out(rearrange(weights @ v, "b h n c -> b n (h c)")), weights

@@ -17,6 +17,7 @@ from fusion.layers.graph import (
     spatial_neighbours,
     temporal_neighbours,
 )
+from fusion.layers.keyed_dropout import keyed_dropout
 
 
 class DenseGraphAttention(nn.Module):
@@ -63,7 +64,8 @@ class DenseGraphAttention(nn.Module):
         scores = F.leaky_relu(src + dst, self.negative_slope)
         # finfo.min rather than -inf: stays finite under fp16/bf16; self-loops keep every row non-empty.
         scores = scores.masked_fill(~adj.unsqueeze(1), torch.finfo(scores.dtype).min)
-        attention = F.dropout(scores.softmax(dim=-1), self.dropout, self.training)
+        # keyed: under checkpoint the recomputation draws the same key (the random state is restored for it)
+        attention = keyed_dropout(scores.softmax(dim=-1), self.dropout, self.training)
         out = attention @ rearrange(h, "b n h c -> b h n c")
         return rearrange(out, "b h n c -> b n (h c)") + self.bias, attention
 

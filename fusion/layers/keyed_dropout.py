@@ -1,7 +1,8 @@
 """Keyed dropout: the mask is a hash of one key and each element's index, the key drawn from the host random
 state (one integer a call). So a mask is the same on any device and in any memory layout, and K stacked sweep
 members (fusion/layers/stacked.py) draw their K masks in one pass over [K, n] with their own K keys: exactly
-the masks each draws alone. The layers with a stacked form use it; the others keep torch's dropout.
+the masks each draws alone. Every layer with a stacked form uses it (the verb/noun cross-task heads, which
+have none, keep torch's dropout).
 """
 
 from __future__ import annotations

@@ -60,8 +60,9 @@ def _layer_norm(norm: nn.LayerNorm) -> Callable[..., torch.Tensor]:
 
 def linear_after(pre: nn.LayerNorm | Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, linear: nn.Linear):
     """linear(pre(x)) for `pre` a LayerNorm (with an affine transform) or a parameter-free elementwise function
-    (F.gelu): x [..., Din] -> [..., Dout]. While gradients are recorded, only x is held for backward."""
-    if not torch.is_grad_enabled():
+    (F.gelu): x [..., Din] -> [..., Dout]. While gradients are recorded, only x is held for backward; K stacked
+    members' layers (fusion/layers/stacked.py: no nn.Linear) compute it plainly."""
+    if not torch.is_grad_enabled() or not isinstance(linear, nn.Linear):
         return linear(pre(x))
     if isinstance(pre, nn.LayerNorm):
         return _RecomputedLinear.apply(_layer_norm(pre), x, linear.weight, linear.bias, pre.weight, pre.bias)

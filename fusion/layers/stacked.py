@@ -76,9 +76,12 @@ class StackedLayerNorm(nn.Module):
 def member_dropout(x: torch.Tensor, p: list[float], draw: Draw) -> torch.Tensor:
     """[K * B, ...] -> the same shape: member k's rows dropped at p[k] with the keyed mask its own layer draws
     alone; no key drawn where p is 0, as alone."""
-    if not any(p):
-        return x
-    keys = [0 if key is None else key for key in draw(p)]
+    return with_keys(x, p, draw(p)) if any(p) else x
+
+
+def with_keys(x: torch.Tensor, p: list[float], keys: list[int | None]) -> torch.Tensor:
+    """[K * B, ...] -> the same shape: member k's rows dropped at p[k] with the mask of key k (None: p[k] is 0)."""
+    keys = [0 if key is None else key for key in keys]
     return apply_masks(x, keep_masks(keys, x.numel() // len(p), p, x.device))
 
 

@@ -3,8 +3,8 @@
 
 A model stacks when every module that holds weights or draws randomness has a stacked form here, and every other
 module is one whose own forward treats each sample alone (listed below): then member k's rows of the stacked
-output are what member k alone computes on its batch. Models with other layers (graph attention, B-CAST,
-the verb/noun heads) do not stack; a sweep steps them side by side instead.
+output are what member k alone computes on its batch. Models with other layers (the verb/noun heads) do not
+stack; a sweep steps them side by side instead.
 """
 
 from __future__ import annotations
@@ -15,9 +15,14 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from fusion.layers.attention import CrossAttention
+from fusion.layers.bottleneck import BottleneckCrossAttention
 from fusion.layers.encoder import Encoder, EncoderLayer, SelfAttention
+from fusion.layers.full_width import FullWidthCrossAttention
+from fusion.layers.graph_attention import DenseGraphAttention, MotionGraphAttention, SemanticGraphAttention
 from fusion.layers.keyed_dropout import KeyedDropout
 from fusion.layers.positions import PositionEmbedding
+from fusion.layers.readout import AttentionReadout, ProbeReadout
 from fusion.layers.stacked import (
     Draw,
     StackedDropout,
@@ -26,9 +31,16 @@ from fusion.layers.stacked import (
     StackedPositionEmbedding,
     StackedSelfAttention,
 )
+from fusion.layers.stacked_attention import StackedAttentionReadout, StackedCrossAttention, StackedGraphAttention
 from fusion.models.heads import ClassifierHead
 from fusion.models.registry import FusionModel
-from fusion.models.trunks import LateFusionTrunk, TemporalTransformerTrunk
+from fusion.models.trunks import (
+    AttentiveProbeTrunk,
+    CrossStreamTrunk,
+    LateFusionTrunk,
+    SingleStreamTrunk,
+    TemporalTransformerTrunk,
+)
 
 STACKED: dict[type, Callable[[list, Draw], nn.Module]] = {
     nn.Linear: lambda members, draw: StackedLinear(members),
@@ -36,10 +48,17 @@ STACKED: dict[type, Callable[[list, Draw], nn.Module]] = {
     KeyedDropout: StackedDropout,
     SelfAttention: StackedSelfAttention,
     PositionEmbedding: lambda members, draw: StackedPositionEmbedding(members),
+    CrossAttention: StackedCrossAttention,
+    AttentionReadout: StackedAttentionReadout,
+    DenseGraphAttention: StackedGraphAttention,
 }
-# modules with no weights of their own whose forward treats each sample alone and draws nothing itself
+# modules with no weights of their own whose forward treats each sample alone and draws nothing itself (a graph
+# block builds each sample's graph from that sample's tokens; B-CAST's recomputed Linear computes plainly when
+# its layers are stacked)
 PER_SAMPLE = (nn.Sequential, nn.ModuleDict, nn.ModuleList, nn.GELU, nn.ReLU, nn.Identity, Encoder, EncoderLayer,
-              FusionModel, TemporalTransformerTrunk, LateFusionTrunk, ClassifierHead)  # fmt: skip
+              FusionModel, TemporalTransformerTrunk, LateFusionTrunk, ClassifierHead, CrossStreamTrunk,
+              SingleStreamTrunk, AttentiveProbeTrunk, SemanticGraphAttention, MotionGraphAttention,
+              BottleneckCrossAttention, FullWidthCrossAttention, ProbeReadout)  # fmt: skip
 
 
 class NotStackable(Exception):
