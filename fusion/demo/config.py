@@ -35,5 +35,5 @@ class DemoConfig:
 REAL_SHAPES = DemoConfig(train=48, validation=24, epochs=15, batch_size=8, lr=3e-4)
 
 # Measured wall times, stated in --help and the README (the commands are in the README's demo section).
-DEMO_TIME = "about 3.5 minutes on 2 CPU cores"
+DEMO_TIME = "about 3 minutes on 2 CPU cores"
 REAL_SHAPES_TIME = "about 8 minutes on 2 CPU cores"
