@@ -213,11 +213,11 @@ def test_a_diverging_stacked_member_stops_alone_and_the_others_finish_as_they_wo
 
 def test_bench_sweep_times_every_way_and_its_inline_members_step_together(caches):
     result = CliRunner().invoke(main, ["bench", "sweep", "--cache", str(caches[0]), "--val-cache", str(caches[1]),
-                                       "--members", "2", "--epochs", "1", "--model", "temporal_transformer",
+                                       "--members", "2", "--epochs", "1", "--model", "gasm_cast",
                                        "--batch-size", "16"])  # fmt: skip
     assert result.exit_code == 0, result.output
     for row in ("stacked", "lockstep", "one after another", "separate fuse-train processes"):
         assert re.search(rf"│\s+{row} │\s+[0-9.]+ │", result.output), row  # the row and its wall time
     # as in `cli sweep`: one data order, so the lockstep rows are one group (not a group per member)
-    assert "2 runs of temporal_transformer step as one stacked model" in result.output
+    assert "2 runs of gasm_cast step as one stacked model" in result.output
     assert "lockstep groups" not in result.output
